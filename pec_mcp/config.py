@@ -1,0 +1,271 @@
+"""Settings: one immutable object read from a TOML file and ``PEC_MCP_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+from pec_mcp.errors import ConfigError
+
+Environment = Literal["offline", "sandbox", "production"]
+Toolset = Literal["pec", "bulk", "mailbox", "certified"]
+ProviderName = Literal["pecmassiva", "openapi_pec", "mensatek"]
+
+ENV_PREFIX = "PEC_MCP_"
+CONFIG_ENV_VAR = "PEC_MCP_CONFIG"
+DEFAULT_CONFIG_PATH = Path("~/.config/pec-mcp/config.toml")
+
+# Production and sandbox hosts. Mensatek publishes no sandbox: there, a base_url must be given explicitly.
+PROVIDER_URLS: dict[ProviderName, dict[str, str | None]] = {
+    "pecmassiva": {"production": "https://ws.pecmassiva.com", "sandbox": "https://test.ws.pecmassiva.com"},
+    "openapi_pec": {"production": "https://pec.openapi.it", "sandbox": "https://test.pec.openapi.it"},
+    "mensatek": {"production": "https://api.mensatek.com/v7", "sandbox": None},
+}
+
+
+class _Section(BaseModel):
+    # A misspelt key is an error, not silently ignored: "tokne" must not leave a provider unauthenticated.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PecMassivaSettings(_Section):
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str | None = None
+    base_url: str | None = None
+
+
+class OpenapiPecSettings(_Section):
+    token: SecretStr | None = None
+    base_url: str | None = None
+    callback_url: str | None = None
+
+
+class MensatekSettings(_Section):
+    api_user: str | None = None
+    api_token: SecretStr | None = None
+    sender: str | None = None
+    base_url: str | None = None
+
+
+class SendingSettings(_Section):
+    requests_per_second: float = Field(1.0, gt=0, le=50)
+    max_recipients_per_request: int = Field(50, ge=1, le=500)
+    max_request_mb: float = Field(30.0, gt=0, le=1024)
+    price_per_message_eur: float = Field(0.05, ge=0)
+    confirm: Literal["always", "bulk", "never"] = "always"
+    allowed_recipient_domains: tuple[str, ...] = ()
+    max_recipients_per_call: int = Field(10_000, ge=1)
+
+    @field_validator("allowed_recipient_domains")
+    @classmethod
+    def _lowercase_domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.strip().lower().lstrip("@") for d in value if d.strip())
+
+
+class AttachmentSettings(_Section):
+    allowed_dirs: tuple[Path, ...] = (Path("~/Documents"),)
+    max_total_mb: float = Field(30.0, gt=0, le=1024)
+
+    def resolved_dirs(self) -> tuple[Path, ...]:
+        """The allowed folders with ``~`` expanded and symlinks resolved, as they are compared."""
+        return tuple(d.expanduser().resolve() for d in self.allowed_dirs)
+
+
+class StoreSettings(_Section):
+    path: Path = Path("~/.local/share/pec-mcp/pec-mcp.sqlite3")
+
+
+class ToolsSettings(_Section):
+    enabled: tuple[Toolset, ...] = ("pec", "bulk", "mailbox", "certified")
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    auth_token: SecretStr | None = None
+    webhook_token: SecretStr | None = None
+    max_body_mb: float = Field(1.0, gt=0, le=64)
+
+
+class SimulatorSettings(_Section):
+    delivery_delay: float = Field(2.0, ge=0)
+    rate: float = Field(1.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything pec-mcp reads from its configuration; build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    environment: Environment | None = None
+    pecmassiva: PecMassivaSettings = PecMassivaSettings()
+    openapi_pec: OpenapiPecSettings = OpenapiPecSettings()
+    mensatek: MensatekSettings = MensatekSettings()
+    sending: SendingSettings = SendingSettings()
+    attachments: AttachmentSettings = AttachmentSettings()
+    store: StoreSettings = StoreSettings()
+    tools: ToolsSettings = ToolsSettings()
+    http: HttpSettings = HttpSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+
+    @model_validator(mode="after")
+    def _choose_environment(self) -> Settings:
+        # Offline only when nothing points at a real account: a user who set only environment variables
+        # must never be silently talking to the simulator.
+        if self.environment is None:
+            chosen: Environment = "sandbox" if self.has_credentials() else "offline"
+            object.__setattr__(self, "environment", chosen)
+        return self
+
+    def has_credentials(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.pecmassiva.token,
+                self.pecmassiva.username,
+                self.pecmassiva.password,
+                self.openapi_pec.token,
+                self.mensatek.api_user,
+                self.mensatek.api_token,
+            )
+        )
+
+    @property
+    def env(self) -> Environment:
+        """The effective environment (never None after validation)."""
+        assert self.environment is not None
+        return self.environment
+
+    def base_url(self, provider: ProviderName) -> str | None:
+        """The provider's base URL: the explicit override, else the host of the environment (None offline)."""
+        override: str | None = getattr(self, provider).base_url
+        if override:
+            return override.rstrip("/")
+        if self.env == "offline":
+            return None
+        return PROVIDER_URLS[provider][self.env]
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret in clear, for the log and error redactor. Never print this."""
+        secrets = (
+            self.pecmassiva.token,
+            self.pecmassiva.password,
+            self.openapi_pec.token,
+            self.mensatek.api_token,
+            self.http.auth_token,
+            self.http.webhook_token,
+        )
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets shown as ``**********`` (for ``check-config``)."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        for section in data.values():
+            if isinstance(section, dict):
+                for key in section:
+                    if key in SECRET_KEYS and section[key] is not None:
+                        section[key] = "**********"
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what load_settings passes in: explicit arguments first, then the environment, then the file.
+        return (init_settings,)
+
+
+SECRET_KEYS = frozenset({"token", "password", "api_token", "auth_token", "webhook_token"})
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """Environment variables read from a given mapping, so tests never touch ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def config_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """Which TOML file to read: ``--config``, else ``$PEC_MCP_CONFIG``, else the default if it exists."""
+    if explicit is not None:
+        path = explicit.expanduser()
+        if not path.is_file():
+            raise ConfigError(f"The configuration file {path} does not exist", hint="Pass an existing file to --config.")
+        return path
+    if environ.get(CONFIG_ENV_VAR):
+        return config_path(Path(environ[CONFIG_ENV_VAR]), environ)
+    default = DEFAULT_CONFIG_PATH.expanduser()
+    return default if default.is_file() else None
+
+
+def load_settings(
+    path: Path | None = None, *, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Read the settings once; a wrong key or value raises ConfigError naming it."""
+    environ = os.environ if environ is None else environ
+    file = config_path(path, environ)
+    try:
+        env_values = _MappingEnvSource(Settings, environ)()
+        file_values = TomlConfigSettingsSource(Settings, toml_file=file)() if file else {}
+        return Settings(**_deep_merge(_deep_merge(file_values, env_values), overrides))
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc, file)) from None
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"Cannot read the configuration file {file}: {exc}") from None
+
+
+def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe_validation_error(exc: ValidationError, file: Path | None) -> str:
+    # Name the key and what is wrong with it; never echo the value, which may be a secret.
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        reason = "is not a known setting" if error["type"] == "extra_forbidden" else error["msg"]
+        problems.append(f"{key}: {reason}")
+    where = f" in {file} or the PEC_MCP_* environment" if file else " in the PEC_MCP_* environment"
+    return f"Invalid configuration{where}: " + "; ".join(problems)
+
+
+def config_file_warning(path: Path | None) -> str | None:
+    """A warning when a config file holding secrets can be read by other users of the machine."""
+    if path is None or os.name != "posix":
+        return None
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        return f"{path} is readable by other users; it may hold secrets. Run: chmod 600 {path}"
+    return None

@@ -1,0 +1,254 @@
+"""The shared HTTP client: pacing of sends, retries of reads, and logs with secrets removed.
+
+Behaviour is added by wrapping httpx transports (outermost first)::
+
+    ReadRetryTransport   GET retried on 429/5xx/connection errors, with backoff and Retry-After
+    LoggingTransport     one redacted line per attempt
+    PacedTransport       requests marked as paced (PEC Massiva POST /send) wait for their turn
+    base transport       the network, or the in-process simulator (httpx.ASGITransport)
+
+Sends are never retried here: once a POST may have reached the server, only the caller can decide, and the
+send path records such an outcome as unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Protocol
+
+import anyio
+import httpx
+
+log = logging.getLogger("pec_mcp.http")
+
+# Request extensions understood by the transports (httpx passes extensions through to transports untouched).
+PACE = "pec_mcp.pace"  # True: wait for a slot of the send pacer before this request goes out
+ON_DISPATCH = "pec_mcp.on_dispatch"  # async callable awaited right before the request goes on the wire
+NO_RETRY = "pec_mcp.no_retry"  # True: a GET that changes state (a paid renewal) must never be repeated
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_EXCEPTIONS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.RemoteProtocolError,
+                    httpx.ReadError, httpx.PoolTimeout)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Pacer(Protocol):
+    """Hands out send slots no closer together than the provider allows."""
+
+    async def wait_turn(self) -> None: ...
+
+
+class LocalPacer:
+    """Paces every caller in this process: slot n starts no earlier than slot n-1 plus 1/rate seconds."""
+
+    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic, sleep: Sleep = anyio.sleep):
+        self.interval = 1.0 / rate
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+        self._lock = anyio.Lock()
+
+    async def wait_turn(self) -> None:
+        # The lock keeps the queue fair (FIFO) and makes each caller reserve its slot before sleeping.
+        async with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + self.interval
+            if start > now:
+                await self._sleep(start - now)
+
+
+class Redactor:
+    """Replaces known secret values in any text with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so that a secret containing another is removed whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def extend(self, secrets: Iterable[str]) -> Redactor:
+        return Redactor([*self._secrets, *secrets])
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that removes secrets from every record that passes through a handler."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.redactor(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            # Exception texts may carry URLs or bodies: render them now, redacted, and drop the raw traceback.
+            clean += "\n" + self.redactor(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+            record.exc_text = None
+        record.msg, record.args = clean, None
+        return True
+
+
+def install_log_redaction(redactor: Redactor) -> None:
+    """Attach the redacting filter to every root handler (uvicorn's access log included)."""
+    flt = RedactingFilter(redactor)
+    loggers = [logging.getLogger(), logging.getLogger("uvicorn"), logging.getLogger("uvicorn.access")]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(flt)
+
+
+def safe_url(url: httpx.URL) -> str:
+    """The URL without its query string, which may carry tokens."""
+    return str(url.copy_with(query=None))
+
+
+class PacedTransport(httpx.AsyncBaseTransport):
+    """Makes requests marked with the PACE extension wait for the pacer, then runs their dispatch hook."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, pacer: Pacer) -> None:
+        self.inner = inner
+        self.pacer = pacer
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.extensions.get(PACE):
+            await self.pacer.wait_turn()
+        hook = request.extensions.get(ON_DISPATCH)
+        if hook is not None:
+            await hook()
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class LoggingTransport(httpx.AsyncBaseTransport):
+    """One DEBUG line per request (method, path, status, time), never headers, query strings or bodies."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, provider: str) -> None:
+        self.inner = inner
+        self.provider = provider
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        try:
+            response = await self.inner.handle_async_request(request)
+        except httpx.HTTPError as exc:
+            log.warning("%s %s %s failed: %s", self.provider, request.method, safe_url(request.url),
+                        type(exc).__name__)
+            raise
+        log.debug("%s %s %s -> %s in %.0f ms", self.provider, request.method, safe_url(request.url),
+                  response.status_code, (time.perf_counter() - started) * 1000)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4  # the first try plus three retries
+    backoff: float = 0.5  # seconds before the first retry, doubled each time, with jitter
+    max_wait: float = 30.0  # cap on any single wait, Retry-After included
+
+
+class ReadRetryTransport(httpx.AsyncBaseTransport):
+    """Retries GET requests that failed in a way that may pass; everything else goes through once."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, policy: RetryPolicy, *, sleep: Sleep = anyio.sleep):
+        self.inner = inner
+        self.policy = policy
+        self._sleep = sleep
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "GET" or request.extensions.get(NO_RETRY):
+            return await self.inner.handle_async_request(request)
+        for attempt in range(1, self.policy.attempts + 1):
+            last = attempt == self.policy.attempts
+            try:
+                response = await self.inner.handle_async_request(request)
+            except RETRY_EXCEPTIONS:
+                if last:
+                    raise
+                await self._sleep(self._backoff(attempt))
+                continue
+            if response.status_code not in RETRY_STATUSES or last:
+                return response
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            await response.aclose()
+            await self._sleep(min(self.policy.max_wait, wait if wait is not None else self._backoff(attempt)))
+        raise AssertionError("unreachable")  # the loop always returns or raises on its last attempt
+
+    def _backoff(self, attempt: int) -> float:
+        base = self.policy.backoff * 2 ** (attempt - 1)
+        return min(self.policy.max_wait, base * random.uniform(0.8, 1.2))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How one provider's client behaves; the defaults suit the real services."""
+
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    retry: RetryPolicy = RetryPolicy()
+    sleep: Sleep | None = None  # injectable so tests of backoff never wait
+
+
+def build_client(
+    *,
+    provider: str,
+    base_url: str,
+    transport: httpx.AsyncBaseTransport | None = None,
+    pacer: Pacer | None = None,
+    headers: dict[str, str] | None = None,
+    options: ClientOptions = ClientOptions(),
+) -> httpx.AsyncClient:
+    """One AsyncClient for one provider, with the transport stack described in this module's docstring."""
+    base = transport if transport is not None else httpx.AsyncHTTPTransport()
+    stack: httpx.AsyncBaseTransport = base
+    if pacer is not None:
+        stack = PacedTransport(stack, pacer)
+    else:
+        stack = PacedTransport(stack, _NoPacer())
+    stack = LoggingTransport(stack, provider)
+    stack = ReadRetryTransport(stack, options.retry, sleep=options.sleep or anyio.sleep)
+    return httpx.AsyncClient(
+        base_url=base_url,
+        transport=stack,
+        headers=headers,
+        timeout=httpx.Timeout(options.timeout, connect=options.connect_timeout),
+        follow_redirects=False,
+    )
+
+
+class _NoPacer:
+    async def wait_turn(self) -> None:
+        return None

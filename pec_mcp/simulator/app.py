@@ -1,0 +1,72 @@
+"""The simulator app: each provider mounted under its own path, plus ``/__simulator__`` for tests.
+
+Base URLs, as the offline environment and ``pec-mcp simulate`` use them::
+
+    /pecmassiva        PEC Massiva (ws.pecmassiva.com)
+    /openapi-pec       openapi.it PEC (pec.openapi.it)
+    /mensatek/v7       Mensatek API v7 (api.mensatek.com/v7)
+    /__simulator__     stats, time travel, reset (not part of any provider)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from pec_mcp.simulator.clock import Clock
+from pec_mcp.simulator.pecmassiva import PecMassivaSim
+from pec_mcp.simulator.stats import Stats
+
+MOUNTS = {
+    "pecmassiva": "/pecmassiva",
+    "openapi_pec": "/openapi-pec",
+    "mensatek": "/mensatek/v7",
+}
+
+
+@dataclass(frozen=True)
+class SimulatorOptions:
+    delivery_delay: float = 2.0  # seconds from ACCETTAZIONE to CONSEGNA
+    rate: float = 1.0  # PEC Massiva POST /send requests per second
+    seed_inbox: bool = True  # a few incoming PEC messages, so an inbox is never empty on first look
+
+
+class Simulator:
+    """All three providers' state, one clock, one set of counters, and the ASGI app that serves them."""
+
+    def __init__(self, options: SimulatorOptions = SimulatorOptions(), *, clock: Clock | None = None) -> None:
+        self.options = options
+        self.clock = clock or Clock()
+        self.stats = Stats()
+        self.pecmassiva = PecMassivaSim(self)
+        self.app = Starlette(
+            routes=[
+                Mount(MOUNTS["pecmassiva"], app=self.pecmassiva.app),
+                Route("/__simulator__/stats", self._stats, methods=["GET"]),
+                Route("/__simulator__/advance", self._advance, methods=["POST"]),
+            ]
+        )
+
+    def base_url(self, provider: str, origin: str = "http://simulator") -> str:
+        return origin.rstrip("/") + MOUNTS[provider]
+
+    async def _stats(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.stats.as_dict())
+
+    async def _advance(self, request: Request) -> JSONResponse:
+        try:
+            seconds = float(request.query_params.get("seconds", "0"))
+            self.clock.advance(seconds)
+        except ValueError as exc:
+            return JSONResponse({"success": False, "message": str(exc)}, status_code=400)
+        return JSONResponse({"success": True, "now": self.clock.now()})
+
+
+def create_simulator(
+    *, delivery_delay: float = 2.0, rate: float = 1.0, clock: Clock | None = None, seed_inbox: bool = True
+) -> Simulator:
+    return Simulator(SimulatorOptions(delivery_delay=delivery_delay, rate=rate, seed_inbox=seed_inbox), clock=clock)
