@@ -1,0 +1,111 @@
+"""What the server holds while it runs: settings, the store, one HTTP client per provider, the simulator offline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import httpx
+
+from pec_mcp.config import ProviderName, Settings
+from pec_mcp.errors import ConfigError
+from pec_mcp.http import Pacer, Redactor, build_client
+from pec_mcp.providers.pecmassiva import Credentials, PecMassivaClient
+from pec_mcp.sending import PecSender
+from pec_mcp.store import Store, StorePacer
+
+if TYPE_CHECKING:
+    from pec_mcp.simulator import Simulator
+
+SIMULATOR_ORIGIN = "http://simulator"
+
+
+@dataclass
+class AppState:
+    """Every shared resource of a running server; tools reach it through the request context."""
+
+    settings: Settings
+    store: Store
+    redactor: Redactor
+    clients: dict[ProviderName, httpx.AsyncClient] = field(default_factory=dict)
+    simulator: Simulator | None = None
+    _pec: PecSender | None = None
+
+    @property
+    def environment(self) -> str:
+        return self.settings.env
+
+    def pec(self) -> PecSender:
+        """The PEC Massiva send path; ConfigError when its credentials are missing."""
+        if self._pec is None:
+            credentials = pecmassiva_credentials(self.settings)
+            sender = self.settings.pecmassiva.sender or credentials.username
+            client = PecMassivaClient(self.clients["pecmassiva"], credentials)
+            self._pec = PecSender(client=client, store=self.store, settings=self.settings, sender=sender)
+        return self._pec
+
+
+def pecmassiva_credentials(settings: Settings) -> Credentials:
+    if settings.env == "offline":
+        from pec_mcp.simulator import credentials as sim
+
+        return Credentials(sim.PECMASSIVA_TOKEN, sim.PECMASSIVA_USERNAME, sim.PECMASSIVA_PASSWORD)
+    section = settings.pecmassiva
+    missing = [k for k in ("token", "username", "password") if getattr(section, k) is None]
+    if missing:
+        names = ", ".join(f"pecmassiva.{k}" for k in missing)
+        raise ConfigError(
+            f"PEC Massiva is not configured for the {settings.env} environment: {names} missing",
+            hint="Set them in the config file or as PEC_MCP_PECMASSIVA__TOKEN, ...; see `pec-mcp check-config`.",
+        )
+    assert section.token is not None and section.username is not None and section.password is not None
+    return Credentials(section.token.get_secret_value(), section.username, section.password.get_secret_value())
+
+
+def base_url(settings: Settings, provider: ProviderName) -> str:
+    """Where a provider is reached: the override, the environment's host, or the simulator offline."""
+    url = settings.base_url(provider)
+    if url is not None:
+        return url
+    if settings.env == "offline":
+        from pec_mcp.simulator.app import MOUNTS
+
+        return SIMULATOR_ORIGIN + MOUNTS[provider]
+    raise ConfigError(
+        f"{provider} has no {settings.env} host; set {provider}.base_url or choose another environment"
+    )
+
+
+@asynccontextmanager
+async def open_state(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> AsyncIterator[AppState]:
+    """Open the store and the provider clients; offline without a transport, start the in-process simulator."""
+    redactor = Redactor(settings.secret_values())
+    store = Store(settings.store.path)
+    simulator = None
+    if transport is None and settings.env == "offline":
+        from pec_mcp.simulator import create_simulator
+
+        simulator = create_simulator(delivery_delay=settings.simulator.delivery_delay, rate=settings.simulator.rate)
+        transport = httpx.ASGITransport(app=simulator.app)
+    # A request that was on its way when a previous process died is unknown from now on, never resent.
+    store.recover_interrupted()
+    state = AppState(settings=settings, store=store, redactor=redactor, simulator=simulator)
+    async with AsyncExitStack() as stack:
+        stack.callback(store.close)
+        for provider in ("pecmassiva", "openapi_pec", "mensatek"):
+            try:
+                url = base_url(settings, provider)  # type: ignore[arg-type]
+            except ConfigError:
+                continue  # that provider's tools explain the missing host when they are used
+            pacer: Pacer | None = send_pacer(settings, store) if provider == "pecmassiva" else None
+            client = build_client(provider=provider, base_url=url, transport=transport, pacer=pacer)
+            state.clients[provider] = await stack.enter_async_context(client)  # type: ignore[index]
+        yield state
+
+
+def send_pacer(settings: Settings, store: Store) -> Pacer:
+    """The PEC Massiva /send pacer, shared with every process using the same store and account."""
+    account = settings.pecmassiva.username or "simulator"
+    return StorePacer(store, f"pecmassiva-send:{settings.env}:{account}", settings.sending.requests_per_second)

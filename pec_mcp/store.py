@@ -1,0 +1,422 @@
+"""The local store: one SQLite file (WAL) with the send ledger, the audit trail, the shared send pacer and events.
+
+The ledger is what makes "never sent twice" hold: a row is written before a request goes out and moves through
+``queued -> sending -> sent | failed | unknown``. ``sending`` means the request may be on the wire; a process that
+dies there leaves the row ``sending``, and the next start turns it into ``unknown``, never into a retry.
+
+Several processes may share one store file: SQLite's locking serialises them, and the pacer table hands out send
+slots to all of them, so that two servers on one account stay within the provider's limit together.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from pec_mcp.errors import ConfigError
+
+# Each entry moves the schema one version up; entries are never edited once released, only appended.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE sendings (
+        id INTEGER PRIMARY KEY,
+        provider TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        idempotency_key TEXT,
+        state TEXT NOT NULL,
+        message_id TEXT,
+        sender TEXT,
+        recipients TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        attachments TEXT NOT NULL DEFAULT '[]',
+        size_bytes INTEGER NOT NULL DEFAULT 0,
+        job_id TEXT,
+        delivery_status TEXT,
+        delivery_summary TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (provider, idempotency_key)
+    );
+    CREATE INDEX sendings_message_id ON sendings (message_id);
+    CREATE INDEX sendings_created ON sendings (created_at);
+    CREATE TABLE sending_recipients (
+        sending_id INTEGER NOT NULL REFERENCES sendings (id),
+        address TEXT NOT NULL,
+        PRIMARY KEY (sending_id, address)
+    );
+    CREATE INDEX sending_recipients_address ON sending_recipients (address);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        ref TEXT
+    );
+    CREATE TABLE pacer (name TEXT PRIMARY KEY, next_at REAL NOT NULL);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        provider TEXT NOT NULL,
+        event_key TEXT NOT NULL UNIQUE,
+        message_id TEXT,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        received_at REAL NOT NULL
+    );
+    CREATE INDEX events_message ON events (provider, message_id);
+    """,
+]
+
+SEND_STATES = ("queued", "sending", "sent", "failed", "unknown")
+
+
+@dataclass(frozen=True)
+class Sending:
+    """One row of the send ledger."""
+
+    id: int
+    provider: str
+    environment: str
+    idempotency_key: str | None
+    state: str
+    message_id: str | None
+    sender: str | None
+    recipients: list[str]
+    subject: str
+    attachments: list[dict[str, Any]]
+    size_bytes: int
+    job_id: str | None
+    delivery_status: str | None
+    delivery_summary: str | None
+    error: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def created(self) -> str:
+        return iso(self.created_at)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: float
+    action: str
+    actor: str
+    environment: str
+    summary: str
+    outcome: str
+    ref: str | None
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """A thread-safe handle on the SQLite file; every method is one short transaction."""
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path).expanduser() if str(path) != ":memory:" else Path(":memory:")
+        self.clock = clock
+        if str(self.path) != ":memory:":
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"Cannot create the folder of store.path ({self.path.parent}): {exc}") from None
+        try:
+            # isolation_level=None: we issue BEGIN ourselves, so that BEGIN IMMEDIATE is possible.
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"Cannot open the store at store.path ({self.path}): {exc}") from None
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self, *, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction; IMMEDIATE takes the write lock at once (for read-modify-write across processes)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        with self.transaction(immediate=True) as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(MIGRATIONS):
+                raise ConfigError(
+                    f"The store {self.path} was written by a newer pec-mcp (schema {version}); upgrade pec-mcp"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in _statements(script):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+
+    # -- the send ledger ---------------------------------------------------------------------------------------
+
+    def begin_send(
+        self,
+        *,
+        provider: str,
+        environment: str,
+        idempotency_key: str | None,
+        sender: str | None,
+        recipients: Sequence[str],
+        subject: str,
+        attachments: Sequence[dict[str, Any]] = (),
+        size_bytes: int = 0,
+        job_id: str | None = None,
+    ) -> tuple[Sending, bool]:
+        """Write a ``queued`` row before anything is sent; returns (row, created).
+
+        A reused idempotency key gives back the first row (created False), unless that attempt failed before
+        anything was sent: then the row is queued again for a new attempt.
+        """
+        now = self.clock()
+        with self.transaction(immediate=True) as db:
+            if idempotency_key is not None:
+                existing = db.execute(
+                    "SELECT * FROM sendings WHERE provider = ? AND idempotency_key = ?", (provider, idempotency_key)
+                ).fetchone()
+                if existing is not None and existing["state"] != "failed":
+                    return _sending(existing), False
+                if existing is not None:
+                    # The first attempt certainly sent nothing: the same key may try again, on the same row.
+                    db.execute(
+                        "UPDATE sendings SET state = 'queued', error = NULL, updated_at = ? WHERE id = ?",
+                        (now, existing["id"]),
+                    )
+                    return _sending(db.execute("SELECT * FROM sendings WHERE id = ?", (existing["id"],)).fetchone()), True
+            cursor = db.execute(
+                """INSERT INTO sendings (provider, environment, idempotency_key, state, sender, recipients, subject,
+                       attachments, size_bytes, job_id, created_at, updated_at)
+                   VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (provider, environment, idempotency_key, sender, json.dumps(list(recipients)), subject,
+                 json.dumps(list(attachments)), size_bytes, job_id, now, now),
+            )
+            sending_id = int(cursor.lastrowid or 0)
+            db.executemany(
+                "INSERT OR IGNORE INTO sending_recipients (sending_id, address) VALUES (?, ?)",
+                [(sending_id, a.lower()) for a in recipients],
+            )
+            row = db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
+        return _sending(row), True
+
+    def mark_dispatching(self, sending_id: int) -> None:
+        """The request is about to go on the wire: from now on a lost answer means ``unknown``."""
+        self._set_state(sending_id, "sending", allowed_from=("queued",))
+
+    def mark_sent(self, sending_id: int, message_id: str) -> Sending:
+        return self._set_state(sending_id, "sent", message_id=message_id, allowed_from=("queued", "sending"))
+
+    def mark_failed(self, sending_id: int, error: str) -> Sending:
+        return self._set_state(sending_id, "failed", error=error, allowed_from=("queued", "sending"))
+
+    def mark_unknown(self, sending_id: int, error: str) -> Sending:
+        return self._set_state(sending_id, "unknown", error=error, allowed_from=("queued", "sending"))
+
+    def _set_state(
+        self,
+        sending_id: int,
+        state: str,
+        *,
+        allowed_from: tuple[str, ...],
+        message_id: str | None = None,
+        error: str | None = None,
+    ) -> Sending:
+        with self.transaction(immediate=True) as db:
+            marks = ",".join("?" * len(allowed_from))
+            db.execute(
+                f"""UPDATE sendings SET state = ?, message_id = COALESCE(?, message_id), error = COALESCE(?, error),
+                        updated_at = ? WHERE id = ? AND state IN ({marks})""",
+                (state, message_id, error, self.clock(), sending_id, *allowed_from),
+            )
+            row = db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
+        return _sending(row)
+
+    def recover_interrupted(self, *, provider: str | None = None) -> int:
+        """After a crash: a request that may have gone out is ``unknown``; one that never left is ``failed``.
+
+        Sendings owned by a bulk job are left to the job runner, which knows how to resume them.
+        """
+        now = self.clock()
+        where = "job_id IS NULL" + (" AND provider = ?" if provider else "")
+        args: tuple[Any, ...] = (provider,) if provider else ()
+        with self.transaction(immediate=True) as db:
+            unknown = db.execute(
+                f"""UPDATE sendings SET state = 'unknown', updated_at = ?,
+                        error = 'the server stopped while this request was on its way; it may or may not have been sent'
+                    WHERE state = 'sending' AND {where}""",
+                (now, *args),
+            ).rowcount
+            failed = db.execute(
+                f"""UPDATE sendings SET state = 'failed', updated_at = ?,
+                        error = 'the server stopped before this request was sent; nothing was sent'
+                    WHERE state = 'queued' AND {where}""",
+                (now, *args),
+            ).rowcount
+        return unknown + failed
+
+    def update_delivery(self, sending_id: int, status: str, summary: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE sendings SET delivery_status = ?, delivery_summary = ?, updated_at = ? WHERE id = ?",
+                (status, summary, self.clock(), sending_id),
+            )
+
+    def sending_by_id(self, sending_id: int) -> Sending | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
+        return _sending(row) if row else None
+
+    def sending_by_message_id(self, message_id: str, *, provider: str | None = None) -> Sending | None:
+        query = "SELECT * FROM sendings WHERE message_id = ?" + (" AND provider = ?" if provider else "")
+        args = (message_id, provider) if provider else (message_id,)
+        with self._lock:
+            row = self._db.execute(query + " ORDER BY id DESC LIMIT 1", args).fetchone()
+        return _sending(row) if row else None
+
+    def find_sendings(
+        self,
+        *,
+        provider: str | None = None,
+        recipient: str | None = None,
+        query: str | None = None,
+        since: date | None = None,
+        limit: int = 20,
+    ) -> list[Sending]:
+        """Recent sendings, newest first, filtered by recipient (exact or partial), subject words and date."""
+        clauses, args = ["1 = 1"], []
+        if provider:
+            clauses.append("s.provider = ?")
+            args.append(provider)
+        if recipient:
+            clauses.append(
+                "s.id IN (SELECT sending_id FROM sending_recipients WHERE address LIKE ? ESCAPE '\\')"
+            )
+            args.append(f"%{_like(recipient.strip().lower())}%")
+        for word in (query or "").split():
+            clauses.append("s.subject LIKE ? ESCAPE '\\'")
+            args.append(f"%{_like(word)}%")
+        if since:
+            clauses.append("s.created_at >= ?")
+            args.append(datetime(since.year, since.month, since.day, tzinfo=timezone.utc).timestamp())
+        sql = f"SELECT s.* FROM sendings s WHERE {' AND '.join(clauses)} ORDER BY s.id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*args, limit)).fetchall()
+        return [_sending(r) for r in rows]
+
+    # -- the audit trail ---------------------------------------------------------------------------------------
+
+    def record_audit(
+        self, *, action: str, actor: str, environment: str, summary: str, outcome: str, ref: str | None = None
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO audit (at, action, actor, environment, summary, outcome, ref) VALUES (?,?,?,?,?,?,?)",
+                (self.clock(), action, actor, environment, summary, outcome, ref),
+            )
+
+    def audit_log(self, *, limit: int = 50) -> list[AuditEntry]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [AuditEntry(**dict(r)) for r in rows]
+
+    # -- webhook and callback events ---------------------------------------------------------------------------
+
+    def record_event(
+        self, *, provider: str, event_key: str, message_id: str | None, kind: str, payload: dict[str, Any]
+    ) -> bool:
+        """Store one event; False if an event with the same key was stored before (a replay)."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                """INSERT OR IGNORE INTO events (provider, event_key, message_id, kind, payload, received_at)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                (provider, event_key, message_id, kind, json.dumps(payload, ensure_ascii=False), self.clock()),
+            )
+        return cursor.rowcount == 1
+
+    def events(self, *, provider: str, message_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM events WHERE provider = ?" + (" AND message_id = ?" if message_id else "")
+        args: tuple[Any, ...] = (provider, message_id) if message_id else (provider,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [
+            {"kind": r["kind"], "message_id": r["message_id"], "received_at": iso(r["received_at"]),
+             "payload": json.loads(r["payload"])}
+            for r in rows
+        ]
+
+    # -- the shared send pacer ---------------------------------------------------------------------------------
+
+    def reserve_slot(self, name: str, interval: float) -> float:
+        """Reserve the next send slot for ``name``; returns the wall-clock time at which it starts."""
+        with self.transaction(immediate=True) as db:
+            row = db.execute("SELECT next_at FROM pacer WHERE name = ?", (name,)).fetchone()
+            now = self.clock()
+            start = max(now, float(row[0])) if row else now
+            db.execute(
+                "INSERT INTO pacer (name, next_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET next_at = ?",
+                (name, start + interval, start + interval),
+            )
+        return start
+
+
+class StorePacer:
+    """A send pacer shared by every process using the same store file (see ``pec_mcp.http.Pacer``)."""
+
+    def __init__(self, store: Store, name: str, rate: float) -> None:
+        self.store = store
+        self.name = name
+        self.interval = 1.0 / rate
+
+    async def wait_turn(self) -> None:
+        # The reservation may wait on another process's write lock: keep it off the event loop.
+        start = await anyio.to_thread.run_sync(self.store.reserve_slot, self.name, self.interval)
+        delay = start - self.store.clock()
+        if delay > 0:
+            await anyio.sleep(delay)
+
+
+def _sending(row: sqlite3.Row) -> Sending:
+    data = dict(row)
+    data["recipients"] = json.loads(data["recipients"])
+    data["attachments"] = json.loads(data["attachments"])
+    return Sending(**data)
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
