@@ -42,7 +42,10 @@ class PecError(Exception):
     def explain(self) -> str:
         """The message, whether retrying helps, and the next step: the text a model or a person reads."""
         parts = [self.message.rstrip(".") + "."]
-        parts.append("Retrying later may help." if self.retryable else "Retrying the same call will not help.")
+        if self.retryable:
+            parts.append("Retrying later may help.")
+        elif isinstance(self, ProviderError):
+            parts.append("Retrying the same call will not help.")
         if self.hint:
             parts.append(self.hint)
         return " ".join(parts)

@@ -231,6 +231,14 @@ class Store:
             row = db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
         return _sending(row), True
 
+    def key_used(self, provider: str, idempotency_key: str) -> bool:
+        """Whether a send with this key exists and did not fail before sending (a repeat would be a duplicate)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT state FROM sendings WHERE provider = ? AND idempotency_key = ?", (provider, idempotency_key)
+            ).fetchone()
+        return row is not None and row["state"] != "failed"
+
     def mark_dispatching(self, sending_id: int) -> None:
         """The request is about to go on the wire: from now on a lost answer means ``unknown``."""
         self._set_state(sending_id, "sending", allowed_from=("queued",))

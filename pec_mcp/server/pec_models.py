@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from pec_mcp.receipts import MEANING, ReceiptKind, SendingStatus, classify_subject
+from pec_mcp.receipts import ReceiptKind, SendingStatus, classify_subject
 from pec_mcp.store import Sending
 
 _CODE_AT_END = re.compile(r"\s(\d{10,20})\s*$")
@@ -162,6 +162,6 @@ def receipt_note(status: SendingStatus) -> str:
     if status.status == "pending":
         return "No receipt yet. ACCETTAZIONE usually arrives within seconds; check again shortly."
     return (
-        f"{MEANING[ReceiptKind.DELIVERED].capitalize()} exists only for recipients marked delivered. "
-        "Recipients not delivered must be notified again; pending ones may take up to 24 hours."
+        "Only recipients marked delivered have legal proof of delivery (a CONSEGNA receipt). Recipients not "
+        "delivered must be notified again; pending ones may take up to 24 hours."
     )

@@ -47,6 +47,21 @@ class AppState:
         return self._pec
 
 
+class StateHolder:
+    """The state of the running server, for the few handlers the SDK calls without a Context."""
+
+    def __init__(self) -> None:
+        self._state: AppState | None = None
+
+    def set(self, state: AppState | None) -> None:
+        self._state = state
+
+    def get(self) -> AppState:
+        if self._state is None:
+            raise RuntimeError("the server is not running")
+        return self._state
+
+
 def pecmassiva_credentials(settings: Settings) -> Credentials:
     if settings.env == "offline":
         from pec_mcp.simulator import credentials as sim

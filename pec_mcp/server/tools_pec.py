@@ -61,6 +61,7 @@ async def _approve_send(
     subject: str,
     body: str,
     attachments: list[str],
+    idempotency_key: str | None,
     dry_run: bool,
     confirm: bool,
 ) -> Elicit[Confirmation] | Approval:
@@ -69,6 +70,9 @@ async def _approve_send(
         message = plan_pec(
             recipients=recipients, subject=subject, body=body, attachments=attachments, settings=app.settings
         )
+    if idempotency_key and not dry_run and app.store.key_used("pecmassiva", idempotency_key):
+        # A repeat of a send already made: the tool returns the first result and sends nothing, so no question.
+        return Approval(True, "not_required", pec_question(message))
     return gate(ctx, "send_pec", pec_question(message), recipients=len(message.recipients), dry_run=dry_run,
                 confirm=confirm)
 

@@ -1,0 +1,138 @@
+"""The command line: ``pec-mcp serve | simulate | demo | check-config``.
+
+Imports are done inside each command, so that starting one command pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pec_mcp import __version__
+from pec_mcp.errors import ConfigError, PecError
+
+log = logging.getLogger("pec_mcp")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        code: int = args.run(args)
+    except ConfigError as exc:
+        print(f"pec-mcp: {exc.explain()}", file=sys.stderr)
+        return 2
+    except PecError as exc:
+        print(f"pec-mcp: {exc.explain()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pec-mcp", description="MCP server for Italian certified email (PEC).")
+    parser.add_argument("--version", action="version", version=f"pec-mcp {__version__}")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log level on stderr (default WARNING)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the MCP server (stdio by default)")
+    serve.add_argument("--config", type=Path, help="TOML config file (default: $PEC_MCP_CONFIG, then "
+                       "~/.config/pec-mcp/config.toml)")
+    serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    serve.add_argument("--host", help="HTTP host (default: http.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port (default: http.port, 8000)")
+    serve.set_defaults(run=_serve)
+
+    simulate = commands.add_parser("simulate", help="run the provider simulator on loopback")
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8025)
+    simulate.add_argument("--delivery-delay", type=float, default=2.0, help="seconds until CONSEGNA (default 2)")
+    simulate.add_argument("--rate", type=float, default=1.0, help="PEC Massiva sends per second (default 1)")
+    simulate.set_defaults(run=_simulate)
+
+    demo = commands.add_parser("demo", help="offline end-to-end story through a real MCP client")
+    demo.set_defaults(run=_demo)
+
+    check = commands.add_parser("check-config", help="print the effective settings, secrets masked")
+    check.add_argument("--config", type=Path)
+    check.set_defaults(run=_check_config)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    # stderr only: stdout carries the stdio protocol. MCPServer's own basicConfig is a no-op after this.
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def _load(config: Path | None):  # type: ignore[no-untyped-def]
+    from pec_mcp.config import config_file_warning, config_path, load_settings
+    from pec_mcp.http import Redactor, install_log_redaction
+
+
+    settings = load_settings(config)
+    install_log_redaction(Redactor(settings.secret_values()))
+    warning = config_file_warning(config_path(config, os.environ))
+    if warning:
+        log.warning(warning)
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    if args.transport == "http":
+        from pec_mcp.server.http_app import serve_http
+
+        serve_http(settings, host=args.host or settings.http.host, port=args.port or settings.http.port)
+        return 0
+    from pec_mcp.server import build_server
+
+    build_server(settings).run()
+    # The lifespan has closed by now; skip the interpreter's slow teardown of the SDK's modules.
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+    os._exit(0)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from pec_mcp.simulator import create_simulator
+
+    sim = create_simulator(delivery_delay=args.delivery_delay, rate=args.rate)
+    print(f"pec-mcp simulator on http://{args.host}:{args.port} (PEC Massiva at /pecmassiva, openapi.it PEC at "
+          "/openapi-pec, Mensatek at /mensatek/v7, stats at /__simulator__/stats)", file=sys.stderr)
+    uvicorn.run(sim.app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import anyio
+
+    from pec_mcp.demo import run_demo
+
+    return anyio.run(run_demo)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    from pec_mcp.config import config_path
+
+
+    report = {"config_file": str(config_path(args.config, os.environ) or "(none: defaults and environment only)"),
+              "effective_environment": settings.env, **settings.masked()}
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""``pec-mcp demo``: an offline story told through a real MCP client talking to a real pec-mcp server.
+
+Everything runs in this process against the built-in simulator; a temporary folder holds the store and the
+attachment. Each chapter checks what it gets and the demo exits non-zero if any chapter fails.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp.types as t
+from mcp import Client
+
+from pec_mcp.config import load_settings
+from pec_mcp.server import build_server
+
+RECIPIENT = "ufficio.legale@pec-cliente.it"
+RECEIPT_TIMEOUT = 30.0
+
+
+class DemoFailure(Exception):
+    """A chapter did not get what it expected."""
+
+
+@dataclass
+class Story:
+    client: Client
+    folder: Path
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    async def call(self, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+        result = await self.client.call_tool(tool, args)
+        if result.is_error:
+            text = result.content[0].text if result.content and isinstance(result.content[0], t.TextContent) else ""
+            raise DemoFailure(f"{tool} failed: {text}")
+        assert result.structured_content is not None
+        return result.structured_content
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def show(label: str, value: Any) -> None:
+    say(f"    {label}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}")
+
+
+async def confirm_everything(context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
+    """The demo's user: reads the question the server built, and says yes."""
+    say(f"    [the user is asked] {params.message}")
+    say("    [the user answers] yes")
+    return t.ElicitResult(action="accept", content={"confirm": True})
+
+
+# -- chapters --------------------------------------------------------------------------------------------------
+
+
+async def send_a_pec(story: Story) -> None:
+    letter = story.folder / "diffida.pdf"
+    letter.write_bytes(b"%PDF-1.4\n% a small demo document\n%%EOF\n")
+    args = {"recipients": [RECIPIENT], "subject": "Diffida ad adempiere - contratto 2026/114",
+            "body": "<p>Spettabile ditta, con la presente vi invitiamo ad adempiere entro 15 giorni.</p>",
+            "attachments": [str(letter)], "idempotency_key": "demo-diffida-2026-114"}
+    preview = await story.call("send_pec", {**args, "dry_run": True})
+    show("dry run", f"{preview['status']}, {len(preview['recipients'])} recipient, "
+         f"estimated cost €{preview['estimated_cost_eur']:.2f}, environment {preview['environment']}")
+    sent = await story.call("send_pec", args)
+    if sent["status"] != "sent" or not sent["message_id"]:
+        raise DemoFailure(f"expected a sent PEC, got {sent['status']}")
+    show("sent", f"message_id {sent['message_id']}")
+    again = await story.call("send_pec", args)
+    show("same idempotency key again", f"{again['status']} (message_id {again['message_id']}, nothing re-sent)")
+    story.facts["message_id"] = sent["message_id"]
+
+
+async def watch_receipts(story: Story) -> None:
+    message_id = story.facts["message_id"]
+    seen: set[str] = set()
+    deadline = time.monotonic() + RECEIPT_TIMEOUT
+    while True:
+        receipts = await story.call("get_pec_receipts", {"message_id": message_id})
+        for receipt in receipts["receipts"]:
+            key = f"{receipt['kind']}|{receipt['recipient']}"
+            if key not in seen:
+                seen.add(key)
+                who = f" for {receipt['recipient']}" if receipt["recipient"] else ""
+                show(f"receipt {receipt['kind'].upper()}{who}", receipt["meaning"])
+        if receipts["status"] == "delivered":
+            show("status", f"{receipts['status']}: {receipts['summary']}")
+            return
+        if time.monotonic() > deadline:
+            raise DemoFailure(f"no delivery receipt within {RECEIPT_TIMEOUT:.0f} s ({receipts['summary']})")
+        await anyio.sleep(0.5)
+
+
+async def read_the_inbox(story: Story) -> None:
+    inbox = await story.call("list_pec_inbox", {})
+    show("inbox", f"{inbox['total']} messages")
+    for message in inbox["messages"][:6]:
+        say(f"      #{message['inbox_id']:<3} {message['kind']:<14} {message['subject'][:70]}")
+    incoming = next((m for m in inbox["messages"] if m["kind"] == "envelope"), None)
+    if incoming is None:
+        raise DemoFailure("the inbox has no incoming PEC to read")
+    message = await story.call("read_pec_message", {"inbox_id": incoming["inbox_id"]})
+    show("read", f"from {message['sender']}: {message['body'][:90]}...")
+
+
+async def find_by_recipient(story: Story) -> None:
+    found = await story.call("find_pec_sendings", {"recipient": "pec-cliente.it"})
+    for sending in found["sendings"]:
+        show("ledger", f"{sending['message_id']} to {', '.join(sending['recipients'])}: "
+             f"{sending['delivery_summary'] or sending['state']}")
+    if not found["sendings"]:
+        raise DemoFailure("the ledger does not know the PEC just sent")
+
+
+Chapter = Callable[[Story], Awaitable[None]]
+CHAPTERS: list[tuple[str, Chapter]] = [
+    ("Send a PEC with an attachment (preview, confirm, send, and a retry that sends nothing)", send_a_pec),
+    ("Watch its receipts arrive", watch_receipts),
+    ("Read the PEC inbox", read_the_inbox),
+    ("Was my PEC to the client delivered? (no message_id needed)", find_by_recipient),
+]
+
+
+async def run_demo() -> int:
+    with tempfile.TemporaryDirectory(prefix="pec-mcp-demo-") as tmp:
+        folder = Path(tmp)
+        settings = load_settings(
+            environ={},
+            environment="offline",
+            store={"path": str(folder / "demo.sqlite3")},
+            attachments={"allowed_dirs": [str(folder)]},
+            simulator={"delivery_delay": 1.0},
+        )
+        say(f"pec-mcp demo: environment {settings.env} (built-in simulator; nothing leaves this machine)")
+        server = build_server(settings)
+        failures = 0
+        async with Client(server, elicitation_callback=confirm_everything) as client:
+            story = Story(client=client, folder=folder)
+            for number, (title, chapter) in enumerate(CHAPTERS, start=1):
+                say(f"\n{number}. {title}")
+                try:
+                    await chapter(story)
+                except DemoFailure as exc:
+                    failures += 1
+                    say(f"    FAILED: {exc}")
+        say("\nThe demo worked end to end." if not failures else f"\n{failures} chapter(s) failed.")
+        return 0 if not failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(anyio.run(run_demo))

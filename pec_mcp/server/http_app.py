@@ -1,0 +1,117 @@
+"""The HTTP face: ``/mcp`` (streamable HTTP) behind a bearer token, and the provider webhook receivers."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pec_mcp.config import Settings
+from pec_mcp.errors import ConfigError
+from pec_mcp.paths import MB
+from pec_mcp.server.app import build
+from pec_mcp.server.webhooks import webhook_routes
+
+MCP_PATH = "/mcp"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class BearerAuth:
+    """Every request under ``/mcp`` must carry ``Authorization: Bearer <http.auth_token>`` (constant-time check)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(MCP_PATH):
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                await _json(send, 401, {"error": "unauthorized",
+                                        "message": "Send the server's token as 'Authorization: Bearer <token>'."},
+                            extra=[(b"www-authenticate", b'Bearer realm="pec-mcp"')])
+                return
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit with 413, by Content-Length and while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _json(send, 413, {"error": "payload_too_large", "message": f"Bodies are limited to "
+                                    f"{self.max_bytes} bytes."})
+            return
+        seen = 0
+
+        async def limited() -> dict[str, object]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))  # type: ignore[arg-type]
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _json(send, 413, {"error": "payload_too_large", "message": "The body is too large."})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _json(send: Send, status: int, body: dict[str, str], extra: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+def build_http_app(settings: Settings, *, host: str) -> ASGIApp:
+    """The whole HTTP app; refuses to listen beyond loopback without ``http.auth_token``."""
+    token = settings.http.auth_token.get_secret_value() if settings.http.auth_token else None
+    if not is_loopback(host) and not token:
+        raise ConfigError(
+            f"Refusing to listen on {host} without http.auth_token: anyone on the network could send PEC",
+            hint="Set http.auth_token (or PEC_MCP_HTTP__AUTH_TOKEN), or listen on 127.0.0.1.",
+        )
+    built = build(settings)
+    max_bytes = int(settings.http.max_body_mb * MB)
+    mcp_app: Starlette = built.mcp.streamable_http_app(
+        streamable_http_path=MCP_PATH, host=host, max_request_body_size=max_bytes
+    )
+    for route in webhook_routes(settings, built.holder):
+        mcp_app.router.routes.append(route)
+    app: ASGIApp = BodyLimit(mcp_app, max_bytes)
+    if token:
+        app = BearerAuth(app, token)
+    return app
+
+
+def serve_http(settings: Settings, *, host: str, port: int) -> None:
+    import uvicorn
+
+    app = build_http_app(settings, host=host)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
