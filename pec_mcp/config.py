@@ -63,7 +63,7 @@ class MensatekSettings(_Section):
 
 
 class SendingSettings(_Section):
-    requests_per_second: float = Field(1.0, gt=0, le=50)
+    requests_per_second: float = Field(1.0, gt=0, le=1000)
     max_recipients_per_request: int = Field(50, ge=1, le=500)
     max_request_mb: float = Field(30.0, gt=0, le=1024)
     price_per_message_eur: float = Field(0.05, ge=0)

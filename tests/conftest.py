@@ -1,10 +1,95 @@
-"""Shared test settings: every async test runs on asyncio through the anyio plugin."""
+"""Shared fixtures: every async test runs on asyncio; servers talk to a real simulator on a frozen clock."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mcp.types as t
 import pytest
+from mcp import Client
+
+from pec_mcp.config import Settings, load_settings
+from pec_mcp.server import build_server
+from pec_mcp.simulator import Simulator, create_simulator
+from pec_mcp.simulator.clock import Clock
+
+# A Tuesday morning in Rome; any fixed moment works, this one reads well in receipts.
+FROZEN_AT = datetime(2026, 3, 10, 9, 0, 0, tzinfo=UTC).timestamp()
+
+ElicitationCallback = Callable[[Any, t.ElicitRequestFormParams], Any]
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(frozen_at=FROZEN_AT)
+
+
+@pytest.fixture
+def simulator(clock: Clock) -> Simulator:
+    """All three providers on the frozen clock; the send rate is high so tests never wait for pacing."""
+    return create_simulator(clock=clock, rate=1000.0, delivery_delay=2.0)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    """The one folder attachments may come from (attachments.allowed_dirs)."""
+    folder = tmp_path / "allowed"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, files: Path) -> Callable[..., Settings]:
+    """Offline settings with a fresh store and the ``files`` folder allowed; keyword sections override."""
+
+    def make(**sections: Any) -> Settings:
+        base: dict[str, Any] = {
+            "environment": "offline",
+            "store": {"path": str(tmp_path / "store.sqlite3")},
+            "attachments": {"allowed_dirs": [str(files)]},
+            "sending": {"requests_per_second": 1000.0},
+        }
+        for key, value in sections.items():
+            base[key] = {**base[key], **value} if isinstance(value, dict) and key in base else value
+        return load_settings(environ={}, **base)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+async def accept(context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
+    """A user who says yes to every question."""
+    return t.ElicitResult(action="accept", content={"confirm": True})
+
+
+async def decline(context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
+    return t.ElicitResult(action="decline")
+
+
+@pytest.fixture
+def connect(simulator: Simulator) -> Callable[..., Any]:
+    """``async with connect(settings, elicitation=accept) as client``: an in-memory MCP client on a real server."""
+
+    @asynccontextmanager
+    async def open_client(
+        settings: Settings, *, elicitation: ElicitationCallback | None = accept, mode: str = "auto"
+    ) -> AsyncIterator[Client]:
+        server = build_server(settings, transport=httpx.ASGITransport(app=simulator.app))
+        async with Client(server, elicitation_callback=elicitation, mode=mode) as client:  # type: ignore[arg-type]
+            yield client
+
+    return open_client

@@ -16,11 +16,6 @@ FROZEN_AT = datetime(2020, 8, 26, 8, 0, 34, tzinfo=UTC).timestamp()
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock(frozen_at=FROZEN_AT)
 
