@@ -143,7 +143,7 @@ def scheduled_time_to_madrid(dt: datetime) -> str:
 class _Wire(BaseModel):
     """A Mensatek answer, its names matched case-insensitively (the API says they are)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore")
 
     @model_validator(mode="before")
     @classmethod
@@ -394,7 +394,16 @@ class MensatekClient:
                           acceptance_days=acceptance_days, attachments=attachments, reference=reference,
                           report=report)
         data, status = await self._post(FUNCTIONS["send"], form, is_send=True)
-        wire = _validate(WireSendResponse, data, FUNCTIONS["send"], status)
+        try:
+            wire = _validate(WireSendResponse, data, FUNCTIONS["send"], status)
+        except BadResponse as exc:
+            # Res was positive, so the emails went out: whoever reads this must not send them again.
+            raise BadResponse(
+                f"Mensatek accepted the send (Res {_res_of(data, function='send', status=status)}) but the "
+                "rest of its answer (message ids, counts) could not be read", provider=PROVIDER,
+                status=status, retryable=False,
+                hint="Do not send again: the message was sent. Look up its ids in the Mensatek panel.",
+            ) from exc
         self._remember_credits(wire.credits)
         return SendResult(
             result_code=wire.res,

@@ -254,7 +254,9 @@ class MensatekSim:
             user, _, token = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
-        return hmac.compare_digest(user, MENSATEK_API_USER) and hmac.compare_digest(token, MENSATEK_API_TOKEN)
+        # compare_digest refuses non-ASCII str, so compare bytes.
+        return (hmac.compare_digest(user.encode(), MENSATEK_API_USER.encode())
+                and hmac.compare_digest(token.encode(), MENSATEK_API_TOKEN.encode()))
 
     def _take_injected(self, name: str) -> _Injected | None:
         for index, injected in enumerate(self._injected):

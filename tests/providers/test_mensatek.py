@@ -335,6 +335,28 @@ async def test_the_simulator_reads_multipart_bodies_and_answers_txt_when_asked(
     assert response.text.splitlines() == ["Res=1", "Cred=100,00"]
 
 
+async def test_the_simulator_takes_a_json_body_with_recipients_as_a_real_array(
+    http: httpx.AsyncClient, sim: Simulator
+) -> None:
+    body = {"remitente": MENSATEK_SENDER, "asunto": "Hola {{Nombre}}", "mensaje": "m", "resp": "JSON",
+            "destinatarios": [{"Nombre": "Ana", "Email": "ana@example.es"}]}
+
+    response = await http.post("EnviarEMAILCERTIFICADO", json=body)
+
+    [answer] = response.json()
+    assert answer["Res"] == "1"
+    assert json.loads(answer["Destinatarios"])[0]["IDMENSAJE"] == "108366478"
+    assert sim.stats.accepted["mensatek_send"] == 1
+
+
+async def test_a_non_ascii_password_is_refused_as_bad_authentication(http: httpx.AsyncClient) -> None:
+    http.auth = httpx.BasicAuth(MENSATEK_API_USER, "contraseña")
+
+    response = await http.post("GetCreditos", data={"Resp": "JSON"})
+
+    assert response.json() == [{"Res": "-1"}]
+
+
 async def test_an_unknown_function_gets_a_provider_shaped_404(http: httpx.AsyncClient) -> None:
     response = await http.post("EnviarSMS", data={"Resp": "JSON"})
 
