@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from pec_mcp.simulator.clock import Clock
+from pec_mcp.simulator.mensatek import MensatekSim
 from pec_mcp.simulator.openapi_pec import OpenapiPecSim
 from pec_mcp.simulator.pecmassiva import PecMassivaSim
 from pec_mcp.simulator.stats import Stats
@@ -45,10 +46,12 @@ class Simulator:
         self.stats = Stats()
         self.pecmassiva = PecMassivaSim(self)
         self.openapi_pec = OpenapiPecSim(self)
+        self.mensatek = MensatekSim(self)
         self.app = Starlette(
             routes=[
                 Mount(MOUNTS["pecmassiva"], app=self.pecmassiva.app),
                 Mount(MOUNTS["openapi_pec"], app=self.openapi_pec.app),
+                Mount(MOUNTS["mensatek"], app=self.mensatek.app),
                 Route("/__simulator__/stats", self._stats, methods=["GET"]),
                 Route("/__simulator__/advance", self._advance, methods=["POST"]),
             ]
