@@ -216,7 +216,7 @@ def config_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | Non
     if explicit is not None:
         path = explicit.expanduser()
         if not path.is_file():
-            raise ConfigError(f"The configuration file {path} does not exist", hint="Pass an existing file to --config.")
+            raise ConfigError(f"The configuration file {path} does not exist", hint="Give an existing file.")
         return path
     if environ.get(CONFIG_ENV_VAR):
         return config_path(Path(environ[CONFIG_ENV_VAR]), environ)

@@ -233,11 +233,8 @@ def build_client(
 ) -> httpx.AsyncClient:
     """One AsyncClient for one provider, with the transport stack described in this module's docstring."""
     base = transport if transport is not None else httpx.AsyncHTTPTransport()
-    stack: httpx.AsyncBaseTransport = base
-    if pacer is not None:
-        stack = PacedTransport(stack, pacer)
-    else:
-        stack = PacedTransport(stack, _NoPacer())
+    # Every client gets the paced layer: without a pacer it still runs the dispatch hook of a send.
+    stack: httpx.AsyncBaseTransport = PacedTransport(base, pacer or _NoPacer())
     stack = LoggingTransport(stack, provider)
     stack = ReadRetryTransport(stack, options.retry, sleep=options.sleep or anyio.sleep)
     return httpx.AsyncClient(

@@ -18,7 +18,9 @@ from pec_mcp.providers.pecmassiva import Attachment, PecMassivaClient
 from pec_mcp.receipts import SendingStatus, classify, recipients_in_acceptance, sending_status
 from pec_mcp.store import Sending, Store
 
-_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
+_ADDRESS = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
+)
 MAX_SUBJECT = 250
 
 Action = Literal["send_pec", "start_bulk_pec", "register_mailbox", "renew_mailbox", "revoke_mailbox",

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,7 @@ class AuditEntry:
 
 
 def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="seconds")
 
 
 class Store:
@@ -215,7 +215,8 @@ class Store:
                         "UPDATE sendings SET state = 'queued', error = NULL, updated_at = ? WHERE id = ?",
                         (now, existing["id"]),
                     )
-                    return _sending(db.execute("SELECT * FROM sendings WHERE id = ?", (existing["id"],)).fetchone()), True
+                    row = db.execute("SELECT * FROM sendings WHERE id = ?", (existing["id"],)).fetchone()
+                    return _sending(row), True
             cursor = db.execute(
                 """INSERT INTO sendings (provider, environment, idempotency_key, state, sender, recipients, subject,
                        attachments, size_bytes, job_id, created_at, updated_at)
@@ -337,7 +338,7 @@ class Store:
             args.append(f"%{_like(word)}%")
         if since:
             clauses.append("s.created_at >= ?")
-            args.append(datetime(since.year, since.month, since.day, tzinfo=timezone.utc).timestamp())
+            args.append(datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp())
         sql = f"SELECT s.* FROM sendings s WHERE {' AND '.join(clauses)} ORDER BY s.id DESC LIMIT ?"
         with self._lock:
             rows = self._db.execute(sql, (*args, limit)).fetchall()

@@ -10,8 +10,8 @@ from mcp.server.mcpserver import Context, MCPServer
 from pec_mcp.errors import NotFound
 from pec_mcp.server.errors import resource_errors
 from pec_mcp.server.gate import state_of
-from pec_mcp.server.state import StateHolder
 from pec_mcp.server.pec_models import inbox_kind, sending_info
+from pec_mcp.server.state import StateHolder
 from pec_mcp.store import iso
 
 JSON = "application/json"

@@ -94,7 +94,9 @@ def base_url(settings: Settings, provider: ProviderName) -> str:
 
 
 @asynccontextmanager
-async def open_state(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> AsyncIterator[AppState]:
+async def open_state(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[AppState]:
     """Open the store and the provider clients; offline without a transport, start the in-process simulator."""
     redactor = Redactor(settings.secret_values())
     store = Store(settings.store.path)
