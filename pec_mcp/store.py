@@ -25,9 +25,8 @@ import anyio
 
 from pec_mcp.errors import ConfigError
 
-# Each entry moves the schema one version up; entries are never edited once released, only appended.
-MIGRATIONS: list[str] = [
-    """
+# Schema version 1: the send ledger, the audit trail, the send pacer, webhook and callback events.
+LEDGER_SCHEMA = """
     CREATE TABLE sendings (
         id INTEGER PRIMARY KEY,
         provider TEXT NOT NULL,
@@ -77,8 +76,16 @@ MIGRATIONS: list[str] = [
         received_at REAL NOT NULL
     );
     CREATE INDEX events_message ON events (provider, message_id);
-    """,
-]
+"""
+
+# Schema version 2: bulk jobs and their recipients.
+JOBS_SCHEMA = ""
+
+# Schema version 3: the local index of inbox message headers.
+INBOX_INDEX_SCHEMA = ""
+
+# Each entry moves the schema one version up; entries are never edited once released, only appended.
+MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA]
 
 SEND_STATES = ("queued", "sending", "sent", "failed", "unknown")
 

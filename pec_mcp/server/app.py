@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,11 +13,15 @@ from mcp.server.mcpserver import MCPServer
 from pec_mcp import __version__
 from pec_mcp.config import Settings
 from pec_mcp.sending import environment_label
-from pec_mcp.server import prompts, resources, tools_pec
 from pec_mcp.server.state import AppState, StateHolder, open_state
 
+# Each toolset is a module with ``register(mcp, holder)`` adding its tools, resources and prompts. Modules are
+# imported only when enabled, so a server with fewer toolsets starts faster.
 TOOLSETS = {
-    "pec": tools_pec.register,
+    "pec": "pec_mcp.server.tools_pec",
+    "bulk": "pec_mcp.server.tools_bulk",
+    "mailbox": "pec_mcp.server.tools_mailbox",
+    "certified": "pec_mcp.server.tools_certified",
 }
 
 
@@ -75,10 +80,11 @@ def build(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = No
         log_level="WARNING",
     )
     for name in settings.tools.enabled:
-        register = TOOLSETS.get(name)
-        if register is not None:
-            register(mcp)
-    if "pec" in settings.tools.enabled:
-        resources.register(mcp, holder)
-        prompts.register(mcp)
+        try:
+            module = importlib.import_module(TOOLSETS[name])
+        except ModuleNotFoundError as exc:
+            if exc.name != TOOLSETS[name]:
+                raise
+            continue  # a toolset not built yet
+        module.register(mcp, holder)
     return Built(mcp, holder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ import httpx
 from pec_mcp.config import ProviderName, Settings
 from pec_mcp.errors import ConfigError
 from pec_mcp.http import Pacer, Redactor, build_client
+from pec_mcp.providers.mensatek import MensatekClient
+from pec_mcp.providers.openapi_pec import OpenapiPecClient
 from pec_mcp.providers.pecmassiva import Credentials, PecMassivaClient
 from pec_mcp.sending import PecSender
 from pec_mcp.store import Store, StorePacer
@@ -32,17 +35,38 @@ class AppState:
     clients: dict[ProviderName, httpx.AsyncClient] = field(default_factory=dict)
     simulator: Simulator | None = None
     _pec: PecSender | None = None
+    _mensatek: MensatekClient | None = None
 
     @property
     def environment(self) -> str:
         return self.settings.env
+
+    def client(self, provider: ProviderName) -> httpx.AsyncClient:
+        """The HTTP client of a provider; ConfigError when it has no host in this environment."""
+        client = self.clients.get(provider)
+        if client is None:
+            base_url(self.settings, provider)  # raises the ConfigError that explains what is missing
+            raise ConfigError(f"{provider} is not available")
+        return client
+
+    def openapi_pec(self) -> OpenapiPecClient:
+        """The openapi.it PEC client; ConfigError when its token or host is missing."""
+        openapi_pec_token(self.settings)
+        return OpenapiPecClient(self.client("openapi_pec"))
+
+    def mensatek(self) -> MensatekClient:
+        """The Mensatek client (one per server, so its short cache is shared); ConfigError when not configured."""
+        if self._mensatek is None:
+            mensatek_credentials(self.settings)
+            self._mensatek = MensatekClient(self.client("mensatek"))
+        return self._mensatek
 
     def pec(self) -> PecSender:
         """The PEC Massiva send path; ConfigError when its credentials are missing."""
         if self._pec is None:
             credentials = pecmassiva_credentials(self.settings)
             sender = self.settings.pecmassiva.sender or credentials.username
-            client = PecMassivaClient(self.clients["pecmassiva"], credentials)
+            client = PecMassivaClient(self.client("pecmassiva"), credentials)
             self._pec = PecSender(client=client, store=self.store, settings=self.settings, sender=sender)
         return self._pec
 
@@ -79,6 +103,46 @@ def pecmassiva_credentials(settings: Settings) -> Credentials:
     return Credentials(section.token.get_secret_value(), section.username, section.password.get_secret_value())
 
 
+def openapi_pec_token(settings: Settings) -> str:
+    if settings.env == "offline":
+        from pec_mcp.simulator import credentials as sim
+
+        return sim.OPENAPI_PEC_TOKEN
+    if settings.openapi_pec.token is None:
+        raise ConfigError(
+            f"openapi.it PEC is not configured for the {settings.env} environment: openapi_pec.token missing",
+            hint="Set it in the config file or as PEC_MCP_OPENAPI_PEC__TOKEN; see `pec-mcp check-config`.",
+        )
+    return settings.openapi_pec.token.get_secret_value()
+
+
+def mensatek_credentials(settings: Settings) -> tuple[str, str]:
+    if settings.env == "offline":
+        from pec_mcp.simulator import credentials as sim
+
+        return sim.MENSATEK_API_USER, sim.MENSATEK_API_TOKEN
+    section = settings.mensatek
+    missing = [k for k in ("api_user", "api_token") if getattr(section, k) is None]
+    if missing:
+        raise ConfigError(
+            f"Mensatek is not configured for the {settings.env} environment: "
+            + ", ".join(f"mensatek.{k}" for k in missing) + " missing",
+            hint="Set them in the config file or as PEC_MCP_MENSATEK__API_USER / PEC_MCP_MENSATEK__API_TOKEN.",
+        )
+    assert section.api_user is not None and section.api_token is not None
+    return section.api_user, section.api_token.get_secret_value()
+
+
+def mensatek_sender(settings: Settings) -> str:
+    if settings.env == "offline":
+        from pec_mcp.simulator import credentials as sim
+
+        return sim.MENSATEK_SENDER
+    if not settings.mensatek.sender:
+        raise ConfigError("mensatek.sender is not set", hint="Set the sender address validated in the Mensatek panel.")
+    return settings.mensatek.sender
+
+
 def base_url(settings: Settings, provider: ProviderName) -> str:
     """Where a provider is reached: the override, the environment's host, or the simulator offline."""
     url = settings.base_url(provider)
@@ -111,15 +175,36 @@ async def open_state(
     state = AppState(settings=settings, store=store, redactor=redactor, simulator=simulator)
     async with AsyncExitStack() as stack:
         stack.callback(store.close)
-        for provider in ("pecmassiva", "openapi_pec", "mensatek"):
+        for provider in PROVIDERS:
             try:
-                url = base_url(settings, provider)  # type: ignore[arg-type]
+                url = base_url(settings, provider)
             except ConfigError:
                 continue  # that provider's tools explain the missing host when they are used
             pacer: Pacer | None = send_pacer(settings, store) if provider == "pecmassiva" else None
-            client = build_client(provider=provider, base_url=url, transport=transport, pacer=pacer)
-            state.clients[provider] = await stack.enter_async_context(client)  # type: ignore[index]
+            client = build_client(provider=provider, base_url=url, transport=transport, pacer=pacer,
+                                  headers=_auth_headers(settings, provider))
+            state.clients[provider] = await stack.enter_async_context(client)
         yield state
+
+
+PROVIDERS: tuple[ProviderName, ...] = ("pecmassiva", "openapi_pec", "mensatek")
+
+
+def _auth_headers(settings: Settings, provider: ProviderName) -> dict[str, str]:
+    """Client-wide auth headers: Bearer for openapi.it, Basic for Mensatek (PEC Massiva sets its own per call).
+
+    Missing credentials give no header: the provider's tools then explain what to configure.
+    """
+    try:
+        if provider == "openapi_pec":
+            return {"Authorization": f"Bearer {openapi_pec_token(settings)}"}
+        if provider == "mensatek":
+            user, token = mensatek_credentials(settings)
+            basic = base64.b64encode(f"{user}:{token}".encode()).decode("ascii")
+            return {"Authorization": f"Basic {basic}"}
+    except ConfigError:
+        return {}
+    return {}
 
 
 def send_pacer(settings: Settings, store: Store) -> Pacer:

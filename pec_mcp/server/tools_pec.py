@@ -13,6 +13,7 @@ from pydantic import Field
 from pec_mcp.errors import NotFound
 from pec_mcp.receipts import MEANING, classify
 from pec_mcp.sending import pec_question, plan_pec
+from pec_mcp.server import prompts, resources
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, gate, require_yes, state_of
 from pec_mcp.server.pec_models import (
@@ -31,6 +32,7 @@ from pec_mcp.server.pec_models import (
     receipt_note,
     sending_info,
 )
+from pec_mcp.server.state import StateHolder
 
 READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, destructive_hint=False, open_world_hint=True)
 LOCAL_READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, destructive_hint=False, open_world_hint=False)
@@ -77,8 +79,10 @@ async def _approve_send(
                 confirm=confirm)
 
 
-def register(mcp: MCPServer[Any]) -> None:
-    """Add the pec tools to the server."""
+def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
+    """Add the pec tools, the PEC resources and the prompts to the server."""
+    resources.register(mcp, holder)
+    prompts.register(mcp)
 
     @mcp.tool(title="Send a PEC", annotations=SEND)
     async def send_pec(
