@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
-from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from pec_mcp.errors import NotFound
 from pec_mcp.receipts import MEANING, classify
 from pec_mcp.sending import pec_question, plan_pec
 from pec_mcp.server import prompts, resources
+from pec_mcp.server.annotations import DELETE, LOCAL_READ, READ, SEND
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, gate, require_yes, state_of
 from pec_mcp.server.pec_models import (
@@ -33,11 +33,6 @@ from pec_mcp.server.pec_models import (
     sending_info,
 )
 from pec_mcp.server.state import StateHolder
-
-READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, destructive_hint=False, open_world_hint=True)
-LOCAL_READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, destructive_hint=False, open_world_hint=False)
-DELETE = ToolAnnotations(read_only_hint=False, idempotent_hint=True, destructive_hint=True, open_world_hint=True)
-SEND = ToolAnnotations(read_only_hint=False, idempotent_hint=False, destructive_hint=False, open_world_hint=True)
 
 Recipients = Annotated[list[str], Field(min_length=1, description="PEC addresses of the recipients (one request, "
                                         "one message_id; for more than one request's worth use start_bulk_pec)")]
