@@ -84,8 +84,20 @@ JOBS_SCHEMA = ""
 # Schema version 3: the local index of inbox message headers.
 INBOX_INDEX_SCHEMA = ""
 
+# Schema version 4: Mensatek certified email, one id per recipient of a ledger row (see pec_mcp.certified).
+CERTIFIED_SCHEMA = """
+    CREATE TABLE certified_messages (
+        message_id TEXT PRIMARY KEY,
+        sending_id INTEGER NOT NULL REFERENCES sendings (id),
+        position INTEGER NOT NULL,
+        email TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX certified_messages_sending ON certified_messages (sending_id);
+"""
+
 # Each entry moves the schema one version up; entries are never edited once released, only appended.
-MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA]
+MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA]
 
 SEND_STATES = ("queued", "sending", "sent", "failed", "unknown")
 

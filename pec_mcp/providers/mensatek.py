@@ -476,6 +476,11 @@ class MensatekClient:
         self._remember_credits(wire.credits)
         return wire.credits
 
+    def known_credits(self) -> float | None:
+        """The credits from a recent answer (send, cancel, credits...), without a call; None when none is fresh."""
+        cached = self._cache.get("credits")
+        return None if cached is None else float(cached)
+
     async def _post(self, function: str, form: dict[str, str], *, is_send: bool = False
                     ) -> tuple[dict[str, Any], int]:
         # Resp goes in the body: in the query string it breaks authentication (Res -1), per one integrator.

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import anyio
 import httpx
 
 from pec_mcp.config import ProviderName, Settings
@@ -175,6 +176,8 @@ async def open_state(
     state = AppState(settings=settings, store=store, redactor=redactor, simulator=simulator)
     async with AsyncExitStack() as stack:
         stack.callback(store.close)
+        if simulator is not None:
+            await _start_offline_reports(stack, state, simulator)
         for provider in PROVIDERS:
             try:
                 url = base_url(settings, provider)
@@ -188,6 +191,16 @@ async def open_state(
 
 
 PROVIDERS: tuple[ProviderName, ...] = ("pecmassiva", "openapi_pec", "mensatek")
+
+
+async def _start_offline_reports(stack: AsyncExitStack, state: AppState, simulator: Simulator) -> None:
+    """Offline, Mensatek's report webhooks go straight to the webhook handler, flushed by a small background task."""
+    from pec_mcp.server.webhooks import pump_offline_reports, wire_offline_reports  # webhooks imports this module
+
+    wire_offline_reports(state, simulator)
+    tasks = await stack.enter_async_context(anyio.create_task_group())
+    tasks.start_soon(pump_offline_reports, simulator)
+    stack.callback(tasks.cancel_scope.cancel)  # runs before the task group waits for its task
 
 
 def _auth_headers(settings: Settings, provider: ProviderName) -> dict[str, str]:

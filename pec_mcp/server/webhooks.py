@@ -8,22 +8,39 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from pec_mcp.certified import store_report
 from pec_mcp.config import Settings
 from pec_mcp.server.state import AppState, StateHolder
 
+if TYPE_CHECKING:
+    from pec_mcp.simulator import Simulator
+
+log = logging.getLogger("pec_mcp.webhooks")
 MAX_WEBHOOK_BYTES = 64 * 1024
 
 # provider path segment -> handler(state, payload) returning (stored, message)
 Handler = Callable[[AppState, dict[str, Any]], Awaitable[tuple[bool, str]]]
-HANDLERS: dict[str, Handler] = {}
+
+
+async def mensatek_report(state: AppState, payload: dict[str, Any]) -> tuple[bool, str]:
+    """A Mensatek delivery report: validated, stored once per idMensaje+Resultado+Fecha (replays are not stored).
+
+    An invalid report is answered 200 with ``stored: false``: a retry of the same payload could not do better.
+    """
+    return store_report(state.store, payload)
+
+
+HANDLERS: dict[str, Handler] = {"mensatek": mensatek_report}
 
 
 async def read_payload(request: Request) -> dict[str, Any] | None:
@@ -77,3 +94,32 @@ def webhook_routes(settings: Settings, holder: StateHolder) -> list[Route]:
         return receive
 
     return [Route(f"/webhooks/{name}", endpoint(handler), methods=["POST"]) for name, handler in HANDLERS.items()]
+
+
+# -- the offline environment: the in-process simulator reports straight to the handler ---------------------------
+
+OFFLINE_REPORT_URL = "internal:/webhooks/mensatek"  # never fetched: the sender below calls the handler directly
+REPORT_PUMP_SECONDS = 0.5
+
+
+def wire_offline_reports(state: AppState, simulator: Simulator) -> None:
+    """Make the in-process Mensatek simulator deliver its report webhooks to :func:`mensatek_report`, no HTTP."""
+
+    async def deliver(url: str, fields: dict[str, str], fmt: str) -> None:
+        await mensatek_report(state, dict(fields))
+
+    simulator.mensatek.report_url = OFFLINE_REPORT_URL
+    simulator.mensatek.report_sender = deliver
+
+
+async def pump_offline_reports(simulator: Simulator) -> None:
+    """Flush the simulator's due reports twice a second, as the real service pushes them without being asked.
+
+    Bounded work: each flush looks at the simulator's messages once and sends only the status changes now due.
+    """
+    while True:
+        await anyio.sleep(REPORT_PUMP_SECONDS)
+        try:
+            await simulator.mensatek.flush_reports()
+        except Exception:  # the top of a background task: one bad flush must not stop the server
+            log.exception("offline Mensatek report flush failed")
