@@ -122,12 +122,46 @@ async def find_by_recipient(story: Story) -> None:
         raise DemoFailure("the ledger does not know the PEC just sent")
 
 
+async def send_certified_email(story: Story) -> None:
+    args = {"recipients": [{"email": "ana.garcia@example.es", "name": "Ana García",
+                            "variables": {"expediente": "EXP-2026-031"}},
+                           {"email": "read-luis.martin@example.es", "name": "Luis Martín",
+                            "variables": {"expediente": "EXP-2026-032"}}],
+            "subject": "Notificación del expediente {{expediente}}",
+            "message": "<p>Estimado/a {{name}}: le notificamos la resolución del expediente {{expediente}}.</p>",
+            "idempotency_key": "demo-notificacion-2026-031"}
+    credits = await story.call("get_certified_email_credits", {})
+    show("Mensatek credits", f"{credits['credits']:g}")
+    sent = await story.call("send_certified_email", args)
+    if sent["status"] != "sent":
+        raise DemoFailure(f"expected a sent certified email, got {sent['status']}")
+    for recipient in sent["recipients"]:
+        show("sent", f"{recipient['name']} <{recipient['email']}>: message_id {recipient['message_id']}")
+    show("credits", f"{sent['credits_needed']} used, {sent['credits_left']:g} left")
+    ids = [r["message_id"] for r in sent["recipients"]]
+    deadline = time.monotonic() + RECEIPT_TIMEOUT
+    while True:  # a local read: the reports are pushed to the webhook, Mensatek is not polled
+        events = (await story.call("list_certified_email_events", {}))["events"]
+        delivered = {e["message_id"] for e in events if e["status"] in ("delivered", "read")}
+        if delivered >= set(ids):
+            break
+        if time.monotonic() > deadline:
+            raise DemoFailure(f"no delivery report within {RECEIPT_TIMEOUT:.0f} s")
+        await anyio.sleep(0.5)
+    for event in reversed(events):
+        show(f"webhook report {event['status_code']} ({event['status']})", f"{event['recipient']} at "
+             f"{event['reported_at']} Spanish time")
+    report = await story.call("get_certified_email_report", {"message_id": ids[0]})
+    show("report", f"{report['status']}: {report['provider_text']} (code {report['status_code']})")
+
+
 Chapter = Callable[[Story], Awaitable[None]]
 CHAPTERS: list[tuple[str, Chapter]] = [
     ("Send a PEC with an attachment (preview, confirm, send, and a retry that sends nothing)", send_a_pec),
     ("Watch its receipts arrive", watch_receipts),
     ("Read the PEC inbox", read_the_inbox),
     ("Was my PEC to the client delivered? (no message_id needed)", find_by_recipient),
+    ("Send a Spanish certified email (Mensatek) to two recipients; follow its webhook reports", send_certified_email),
 ]
 
 
