@@ -26,6 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
+
 from pec_mcp.config import Settings
 from pec_mcp.errors import BadResponse, InputError, OutcomeUnknown, PecError, Rejected
 from pec_mcp.paths import allowed_files
@@ -282,7 +284,7 @@ class CertifiedSender:
         self.sender = sender
 
     async def send(self, plan: CertifiedPlan, *, idempotency_key: str | None, actor: str) -> CertifiedOutcome:
-        attachments = [Attachment(name=p.name, content=p.read_bytes()) for p, _ in plan.files]
+        attachments = [Attachment(name=p.name, content=await anyio.Path(p).read_bytes()) for p, _ in plan.files]
         row, created = self.store.begin_send(
             provider=PROVIDER, environment=plan.environment, idempotency_key=idempotency_key, sender=self.sender,
             recipients=plan.emails, subject=plan.subject,

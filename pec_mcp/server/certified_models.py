@@ -130,7 +130,7 @@ def certified_event(stored: dict[str, Any]) -> CertifiedEvent:
     fields: dict[str, str] = stored["payload"]
     status, code, note = report_status(fields)
     return CertifiedEvent(
-        message_id=stored["message_id"] or fields.get("idMensaje", ""), status=status,  # type: ignore[arg-type]
+        message_id=stored["message_id"] or fields.get("idMensaje", ""), status=status,
         status_code=code, status_note=note, recipient=fields.get("Destinatario"), reported_at=fields.get("Fecha"),
         received_at=stored["received_at"], reference=fields.get("Referencia"), subject=fields.get("Asunto"),
         csv=fields.get("CSV"),

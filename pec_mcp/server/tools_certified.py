@@ -103,14 +103,14 @@ def _send_result(status: str, plan: CertifiedPlan, messages: list[CertifiedMessa
                  note: str, environment: str) -> SendCertifiedResult:
     ids = {m.email.lower(): m.message_id for m in messages}
     return SendCertifiedResult(
-        status=status, message_id=messages[0].message_id if messages else None,  # type: ignore[arg-type]
+        status=status, message_id=messages[0].message_id if messages else None,
         recipients=[CertifiedRecipientOut(email=r.email, name=r.name, message_id=ids.get(r.email.lower()))
                     for r in plan.recipients],
         subject=plan.subject, preview_subject=plan.preview_subject, preview_message=plan.preview_message,
         variables={k: "{{" + v + "}}" for k, v in plan.mapping.items()}, scheduled_for=plan.scheduled_for,
         require_acceptance=plan.require_acceptance, acceptance_days=plan.acceptance_days, reference=plan.reference,
         attachments=[AttachmentInfo(name=p.name, size_bytes=size) for p, size in plan.files],
-        credits_needed=plan.credits_needed, credits_left=credits_left, environment=environment,  # type: ignore[arg-type]
+        credits_needed=plan.credits_needed, credits_left=credits_left, environment=environment,
         note=note,
     )
 
@@ -129,7 +129,7 @@ def _report_result(app: AppState, report: Report) -> CertifiedReportResult:
         provider_text=report.provider_text, status_note=report.status_note, scheduled_for=report.scheduled_for,
         recipient=report.recipient, sender=report.sender, credits_left=report.credits_left,
         known_locally=message_by_id(app.store, report.message_id) is not None, webhook_events=len(events),
-        environment=app.environment,  # type: ignore[arg-type]
+        environment=app.environment,
     )
 
 
@@ -201,7 +201,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         with tool_errors(app.redactor):
             result = await _sender(app).cancel(message_id, actor="mcp")
             return CancelCertifiedResult(message_id=message_id, cancelled=True, credits_left=result.credits_left,
-                                         environment=app.environment)  # type: ignore[arg-type]
+                                         environment=app.environment)
 
     @mcp.tool(title="Reschedule a certified email", annotations=CHANGE)
     async def reschedule_certified_email(
@@ -218,7 +218,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             result = await _sender(app).reschedule(message_id, scheduled_at, actor="mcp")
             return RescheduleCertifiedResult(
                 message_id=message_id, scheduled_for=result.scheduled_for, credits_left=result.credits_left,
-                environment=app.environment,  # type: ignore[arg-type]
+                environment=app.environment,
                 note=f"Now scheduled for {result.scheduled_for} Spanish time (Mensatek function "
                 f"{UNVERIFIED_FUNCTIONS['reschedule']}, name unverified).",
             )
@@ -241,7 +241,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             files = zip_entries(content)
             write_new_file(target, content)
             return CertificateResult(message_id=message_id, saved_to=str(target), size_bytes=len(content),
-                                     files=files, environment=app.environment)  # type: ignore[arg-type]
+                                     files=files, environment=app.environment)
 
     @mcp.tool(title="Mensatek credits", annotations=READ)
     async def get_certified_email_credits(ctx: Context[Any]) -> CreditsResult:
@@ -249,7 +249,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         app = state_of(ctx)
         with tool_errors(app.redactor):
             credits = await app.mensatek().credits()
-            return CreditsResult(credits=credits, environment=app.environment,  # type: ignore[arg-type]
+            return CreditsResult(credits=credits, environment=app.environment,
                                  note="Each recipient of a certified email costs 1 credit.")
 
     @mcp.tool(title="Delivery reports received for certified emails", annotations=LOCAL_READ)
@@ -269,7 +269,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             note = (f"{len(events)} report(s) received." if events else "No report received yet. Reports arrive "
                     "by webhook (/webhooks/mensatek, set up in the Mensatek panel) when the HTTP transport runs.")
             return CertifiedEventsResult(events=events, message_id=message_id, note=note,
-                                         environment=app.environment)  # type: ignore[arg-type]
+                                         environment=app.environment)
 
     @mcp.resource("certified://messages/{message_id}", mime_type="application/json",
                   title="A certified email: report and webhook events")
