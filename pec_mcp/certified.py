@@ -350,7 +350,7 @@ class CertifiedSender:
                     "rescheduled", message_id, actor)
         return result
 
-    def _audit(self, action: str, summary: str, outcome: str, ref: str | None, actor: str = "mcp") -> None:
+    def _audit(self, action: str, summary: str, outcome: str, ref: str | None, actor: str) -> None:
         self.store.record_audit(action=action, actor=actor, environment=self.settings.env, summary=summary,
                                 outcome=outcome, ref=ref)
 

@@ -42,7 +42,7 @@ from pec_mcp.server.certified_models import (
     certified_event,
 )
 from pec_mcp.server.errors import resource_errors, tool_errors
-from pec_mcp.server.gate import Approval, Confirmation, gate, require_yes, state_of
+from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
 from pec_mcp.server.pec_models import AttachmentInfo
 from pec_mcp.server.state import AppState, StateHolder, mensatek_sender
 
@@ -179,8 +179,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                 credits = app.mensatek().known_credits()
                 return _send_result("preview", plan, [], credits, "Preview only: nothing was sent. "
                                     + certified_question(plan, credits), app.environment)
-            require_yes(approval)
-            outcome = await _sender(app).send(plan, idempotency_key=idempotency_key, actor="mcp")
+            via = require_yes(approval)
+            outcome = await _sender(app).send(plan, idempotency_key=idempotency_key, actor=actor_of(ctx, via))
             return _send_result(outcome.status, plan, outcome.messages, outcome.credits_left,
                                 outcome.note or _sent_note(plan), app.environment)
 
@@ -199,7 +199,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         with Mensatek's reason, once the message has gone."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
-            result = await _sender(app).cancel(message_id, actor="mcp")
+            result = await _sender(app).cancel(message_id, actor=actor_of(ctx))
             return CancelCertifiedResult(message_id=message_id, cancelled=True, credits_left=result.credits_left,
                                          environment=app.environment)
 
@@ -215,7 +215,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         error says so and nothing changes."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
-            result = await _sender(app).reschedule(message_id, scheduled_at, actor="mcp")
+            result = await _sender(app).reschedule(message_id, scheduled_at, actor=actor_of(ctx))
             return RescheduleCertifiedResult(
                 message_id=message_id, scheduled_for=result.scheduled_for, credits_left=result.credits_left,
                 environment=app.environment,
