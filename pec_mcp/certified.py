@@ -98,7 +98,12 @@ class CertifiedPlan:
 
     @property
     def mapping(self) -> dict[str, str]:
-        return {NAME: "Nombre"} | {n: f"Variable_{i}" for i, n in enumerate(self.variable_names, start=1)}
+        return wire_names(self.variable_names)
+
+
+def wire_names(names: Sequence[str]) -> dict[str, str]:
+    """Our placeholder names -> Mensatek's: {{name}} is {{Nombre}}, the variables Variable_1 .. Variable_10."""
+    return {NAME: "Nombre"} | {n: f"Variable_{i}" for i, n in enumerate(names, start=1)}
 
 
 def plan_certified(
@@ -134,7 +139,7 @@ def plan_certified(
         Recipient(email=email, name=spec.name.strip(), variables=tuple((spec.variables or {})[n] for n in names))
         for email, spec in zip(emails, recipients, strict=True)
     ]
-    mapping = {NAME: "Nombre"} | {n: f"Variable_{i}" for i, n in enumerate(names, start=1)}
+    mapping = wire_names(names)
     first = {NAME: plan_recipients[0].name} | dict(zip(names, plan_recipients[0].variables, strict=True))
     files = allowed_files(attachments, settings.attachments.resolved_dirs(),
                           max_total_mb=settings.attachments.max_total_mb)
