@@ -271,6 +271,21 @@ async def test_a_mailbox_not_yet_active_cannot_be_revoked_or_renewed(
     assert "cannot be renewed" in renew
 
 
+async def test_the_providers_own_refusals_reach_the_model_with_its_reason(
+    settings: Settings, connect: Callable[..., Any], simulator: Simulator, files: Path
+) -> None:
+    async with connect(settings) as client:
+        mailbox_id = await active_mailbox(client, simulator, files)
+        activate_again = error_text(await client.call_tool("activate_mailbox", {
+            "mailbox_id": mailbox_id, "documents": [pdf(files, "again.pdf")]}))
+        fresh_id = (await register(client, address="altro@testcert.legalmail.it"))["mailbox"]["mailbox_id"]
+        early_form = error_text(await client.call_tool("download_mailbox_form", {
+            "mailbox_id": fresh_id, "form": "conservation", "save_to": str(files)}))
+    assert "openapi.it PEC refused the request (HTTP 428)" in activate_again
+    assert "only when it is in the 'registrata|documenti_errati' state" in activate_again
+    assert "you cannot activate conservation if you do not first activate a pec" in early_form
+
+
 async def test_a_document_that_is_not_a_pdf_is_refused_and_nothing_is_uploaded(
     settings: Settings, connect: Callable[..., Any], simulator: Simulator, files: Path
 ) -> None:
