@@ -20,7 +20,8 @@ import mcp.types as t
 from mcp import Client
 
 from pec_mcp.config import load_settings
-from pec_mcp.server import build_server
+from pec_mcp.server.app import build
+from pec_mcp.simulator import Simulator
 
 RECIPIENT = "ufficio.legale@pec-cliente.it"
 RECEIPT_TIMEOUT = 30.0
@@ -35,6 +36,7 @@ class Story:
     client: Client
     folder: Path
     facts: dict[str, Any] = field(default_factory=dict)
+    simulator: Simulator | None = None  # the in-process providers, whose clock a chapter may move on
 
     async def call(self, tool: str, args: dict[str, Any]) -> dict[str, Any]:
         result = await self.client.call_tool(tool, args)
@@ -61,6 +63,39 @@ async def confirm_everything(context: Any, params: t.ElicitRequestFormParams) ->
 
 
 # -- chapters --------------------------------------------------------------------------------------------------
+
+
+async def open_a_mailbox(story: Story) -> None:
+    address = "studio.rossi@testcert.legalmail.it"
+    check = await story.call("check_pec_address", {"address": address})
+    show("address", f"{address} is {'available' if check['available'] else 'taken'}")
+    registered = await story.call("register_mailbox", {
+        "address": address, "mailbox_type": "BRONZE", "customer_type": "professional", "customer_subtype": "lawyer",
+        "applicant_first_name": "Mario", "applicant_last_name": "Rossi", "applicant_tax_code": "RSSMRA82D11H501X",
+        "applicant_birth_date": "11/04/1982", "applicant_gender": "M", "applicant_email": "mario.rossi@example.com",
+        "applicant_phone": "0612345678", "holder_address": "via Verdi 20", "holder_city": "Roma",
+        "holder_postal_code": "00100", "holder_province": "RM"})
+    mailbox_id = registered["mailbox"]["mailbox_id"]
+    show("registered", f"{mailbox_id}, state {registered['mailbox']['state']}, "
+         f"estimated €{registered['estimated_cost_eur']:.2f}")
+    form = await story.call("download_mailbox_form", {"mailbox_id": mailbox_id, "form": "activation",
+                                                      "save_to": str(story.folder)})
+    show("activation form", f"{Path(form['path']).name} ({form['size_bytes']} bytes); the customer signs it")
+    identity = story.folder / "carta-identita.pdf"
+    identity.write_bytes(b"%PDF-1.4\n% a scanned identity document\n%%EOF\n")
+    activated = await story.call("activate_mailbox", {"mailbox_id": mailbox_id,
+                                                      "documents": [form["path"], str(identity)]})
+    show("documents sent", f"state {activated['state']}")
+    if story.simulator is None:
+        raise DemoFailure("the demo needs the in-process simulator")
+    # openapi.it takes a while to check the documents (a minute in the simulator): move its clock on.
+    story.simulator.clock.advance(story.simulator.openapi_pec.activation_delay + 1)
+    say("    [a minute later at openapi.it]")
+    active = await story.call("get_mailbox", {"mailbox_id": mailbox_id})
+    show("status", f"{active['state']}: {active['state_meaning']}; paid until {active['expires_on']}")
+    show("callbacks received", " -> ".join(c["state"] for c in reversed(active["callbacks"])))
+    if active["state"] != "evasa":
+        raise DemoFailure(f"the mailbox did not become active ({active['state']})")
 
 
 async def send_a_pec(story: Story) -> None:
@@ -157,6 +192,7 @@ async def send_certified_email(story: Story) -> None:
 
 Chapter = Callable[[Story], Awaitable[None]]
 CHAPTERS: list[tuple[str, Chapter]] = [
+    ("Open a PEC mailbox (check the address, register, sign the form, activate)", open_a_mailbox),
     ("Send a PEC with an attachment (preview, confirm, send, and a retry that sends nothing)", send_a_pec),
     ("Watch its receipts arrive", watch_receipts),
     ("Read the PEC inbox", read_the_inbox),
@@ -176,10 +212,10 @@ async def run_demo() -> int:
             simulator={"delivery_delay": 1.0},
         )
         say(f"pec-mcp demo: environment {settings.env} (built-in simulator; nothing leaves this machine)")
-        server = build_server(settings)
+        built = build(settings)
         failures = 0
-        async with Client(server, elicitation_callback=confirm_everything) as client:
-            story = Story(client=client, folder=folder)
+        async with Client(built.mcp, elicitation_callback=confirm_everything) as client:
+            story = Story(client=client, folder=folder, simulator=built.holder.get().simulator)
             for number, (title, chapter) in enumerate(CHAPTERS, start=1):
                 say(f"\n{number}. {title}")
                 try:

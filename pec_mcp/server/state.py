@@ -174,6 +174,11 @@ async def open_state(
     # A request that was on its way when a previous process died is unknown from now on, never resent.
     store.recover_interrupted()
     state = AppState(settings=settings, store=store, redactor=redactor, simulator=simulator)
+    if simulator is not None:
+        from pec_mcp.server.webhooks import in_process_sender
+
+        # openapi.it callbacks reach the same handler as /webhooks/openapi, without an HTTP server.
+        simulator.openapi_pec.send_callback = in_process_sender(lambda: state)
     async with AsyncExitStack() as stack:
         stack.callback(store.close)
         if simulator is not None:

@@ -6,6 +6,7 @@ as ``?token=...``; it is compared in constant time and removed from every log li
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import anyio
+import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -32,19 +34,10 @@ MAX_WEBHOOK_BYTES = 64 * 1024
 Handler = Callable[[AppState, dict[str, Any]], Awaitable[tuple[bool, str]]]
 
 
-async def mensatek_report(state: AppState, payload: dict[str, Any]) -> tuple[bool, str]:
-    """A Mensatek delivery report: validated, stored once per idMensaje+Resultado+Fecha (replays are not stored).
-
-    An invalid report is answered 200 with ``stored: false``: a retry of the same payload could not do better.
-    """
-    return store_report(state.store, payload)
-
-
-HANDLERS: dict[str, Handler] = {"mensatek": mensatek_report}
 
 
 async def read_payload(request: Request) -> dict[str, Any] | None:
-    """The callback body as a dict: JSON, or form fields (a JSON document in a field is decoded too)."""
+    """The callback body as a dict: a JSON object, or form fields; None when it is neither."""
     body = await request.body()
     if len(body) > MAX_WEBHOOK_BYTES:
         raise _PayloadTooLarge
@@ -94,6 +87,89 @@ def webhook_routes(settings: Settings, holder: StateHolder) -> list[Route]:
         return receive
 
     return [Route(f"/webhooks/{name}", endpoint(handler), methods=["POST"]) for name, handler in HANDLERS.items()]
+
+
+# -- Mensatek: a delivery report of a certified email ------------------------------------------------------------
+
+
+async def mensatek_report(state: AppState, payload: dict[str, Any]) -> tuple[bool, str]:
+    """A Mensatek delivery report: validated, stored once per idMensaje+Resultado+Fecha (replays are not stored).
+
+    An invalid report is answered 200 with ``stored: false``: a retry of the same payload could not do better.
+    """
+    return store_report(state.store, payload)
+
+
+# -- openapi.it PEC: a mailbox or a business-register filing changed state ------------------------------------
+
+# What is kept of a callback: enough to follow the state, none of the applicant's personal data.
+OPENAPI_KEPT_FIELDS = ("id", "casella_pec", "tipo_casella", "stato", "timestamp", "data_scadenza",
+                       "codice_registro_imprese")
+
+
+def openapi_document(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The mailbox or filing object of a callback: the JSON body itself, or the JSON held in a form field."""
+    if "id" in payload and "stato" in payload:
+        return payload
+    for value in payload.values():
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            try:
+                inner = json.loads(value)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(inner, dict) and "id" in inner and "stato" in inner:
+                return inner
+    return None
+
+
+def openapi_event_key(document: dict[str, Any]) -> str:
+    """The same state change always gives the same key, so a replayed callback is stored once."""
+    stamps = document.get("timestamp")
+    changed = stamps.get("ultima_modifica") if isinstance(stamps, dict) else stamps
+    if changed is not None:
+        basis = f"{document['id']}|{document['stato']}|{changed}"
+    else:
+        basis = json.dumps(document, sort_keys=True, ensure_ascii=False)
+    return "openapi:" + hashlib.sha256(basis.encode()).hexdigest()
+
+
+async def openapi_callback(state: AppState, payload: dict[str, Any]) -> tuple[bool, str]:
+    """Record an openapi.it PEC callback (mailbox or filing state change) as an event; replays are ignored."""
+    document = openapi_document(payload)
+    if document is None:
+        return False, "ignored: not an openapi.it PEC callback (no id and stato)"
+    kept = {key: document[key] for key in OPENAPI_KEPT_FIELDS if key in document}
+    kept["object"] = "filing" if "codice_registro_imprese" in document else "mailbox"
+    stored = state.store.record_event(provider="openapi_pec", event_key=openapi_event_key(document),
+                                      message_id=str(document["id"]), kind=str(document["stato"]), payload=kept)
+    return stored, "recorded" if stored else "already recorded (a replay)"
+
+
+def in_process_sender(get_state: Callable[[], AppState], name: str = "openapi") -> Callable[
+        [httpx.Request], Awaitable[httpx.Response]]:
+    """A callback sender for the in-process simulator: hands the request to a handler directly, without HTTP."""
+
+    async def send(request: httpx.Request) -> httpx.Response:
+        body = request.content
+        if "json" in request.headers.get("content-type", ""):
+            try:
+                data = json.loads(body)
+            except json.JSONDecodeError:
+                data = None
+            payload = data if isinstance(data, dict) else {}
+        else:
+            payload = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        try:
+            stored, message = await HANDLERS[name](get_state(), payload)
+        except Exception:  # the simulator's side of a callback: a failing handler answers 500, as over HTTP
+            log.exception("offline %s callback failed", name)
+            return httpx.Response(500, json={"success": False, "message": "handler failed"})
+        return httpx.Response(200, json={"success": True, "stored": stored, "message": message})
+
+    return send
+
+
+HANDLERS: dict[str, Handler] = {"mensatek": mensatek_report, "openapi": openapi_callback}
 
 
 # -- the offline environment: the in-process simulator reports straight to the handler ---------------------------
