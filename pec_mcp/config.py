@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
 from pec_mcp.errors import ConfigError
@@ -232,6 +234,9 @@ def load_settings(
     file = config_path(path, environ)
     try:
         env_values = _MappingEnvSource(Settings, environ)()
+    except SettingsError as exc:
+        raise ConfigError(_describe_env_error(exc)) from None
+    try:
         file_values = TomlConfigSettingsSource(Settings, toml_file=file)() if file else {}
         return Settings(**_deep_merge(_deep_merge(file_values, env_values), overrides))
     except ValidationError as exc:
@@ -248,6 +253,16 @@ def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, An
         else:
             merged[key] = value
     return merged
+
+
+def _describe_env_error(exc: SettingsError) -> str:
+    # pydantic-settings names the section whose variable is not valid JSON; the value itself is never shown.
+    match = re.search(r'field "([a-z_]+)"', str(exc))
+    where = f"a {ENV_PREFIX}{match.group(1).upper()}* variable" if match else f"a {ENV_PREFIX}* variable"
+    return (
+        f"Invalid configuration in the {ENV_PREFIX}* environment: {where} is not valid JSON "
+        """(lists are written as JSON, e.g. PEC_MCP_ATTACHMENTS__ALLOWED_DIRS='["/home/me/Documents"]')"""
+    )
 
 
 def _describe_validation_error(exc: ValidationError, file: Path | None) -> str:

@@ -221,6 +221,21 @@ class SendOutcome:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+def duplicate_note(first: Sending) -> str:
+    """What a repeated idempotency key means, given how the first send with that key ended."""
+    how = {
+        "sent": f"it was sent, message_id {first.message_id}",
+        "unknown": "its outcome is unknown (the answer was lost); look for its ACCETTAZIONE receipt in the inbox "
+        "before sending again with a new key",
+        "sending": "it is on its way right now",
+        "queued": "it is about to be sent",
+    }.get(first.state, first.state)
+    return (
+        f"This idempotency key was used before ({how}): nothing was sent again. The recipients and subject shown "
+        "are those of that first send."
+    )
+
+
 class PecSender:
     """Sends PEC through the ledger: written before the request, one row per send, never sent twice."""
 
@@ -242,7 +257,7 @@ class PecSender:
             size_bytes=message.message_bytes,
         )
         if not created:
-            return SendOutcome("duplicate", row, "This idempotency key was used before: nothing was sent again.")
+            return SendOutcome("duplicate", row, duplicate_note(row))
         summary = f"PEC to {describe_recipients(message.recipients)}: \"{message.subject}\""
 
         async def dispatching() -> None:

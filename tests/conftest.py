@@ -36,8 +36,11 @@ def clock() -> Clock:
 
 @pytest.fixture
 def simulator(clock: Clock) -> Simulator:
-    """All three providers on the frozen clock; the send rate is high so tests never wait for pacing."""
-    return create_simulator(clock=clock, rate=1000.0, delivery_delay=2.0)
+    """All three providers on the frozen clock, with no send rate limit.
+
+    On a frozen clock every send arrives at the same instant, so any finite rate would refuse the second one.
+    """
+    return create_simulator(clock=clock, rate=float("inf"), delivery_delay=2.0)
 
 
 @pytest.fixture

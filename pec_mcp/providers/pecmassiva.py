@@ -28,6 +28,8 @@ from pec_mcp.errors import (
     AuthenticationFailed,
     BadResponse,
     NotFound,
+    OutcomeUnknown,
+    PecError,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
@@ -161,7 +163,7 @@ class PecMassivaClient:
                 extensions=extensions,
             ),
         )
-        data = _checked(response)
+        data = _checked_send(response)
         return _send_result(data, response.status_code)
 
     async def receipts(self, *, message_id: str) -> list[ReceiptEmail]:
@@ -231,10 +233,46 @@ def _code(message_id: str) -> str:
 
 def _checked(response: httpx.Response) -> dict[str, Any]:
     """The JSON envelope of a successful answer, or the matching error raised."""
-    data = read_json(response, PROVIDER)
+    return _success(response, read_json(response, PROVIDER))
+
+
+def _success(response: httpx.Response, data: Any) -> dict[str, Any]:
     if response.is_success and isinstance(data, dict) and data.get("success") is not False:
         return data
     raise provider_error(response, data)
+
+
+def _checked_send(response: httpx.Response) -> dict[str, Any]:
+    """:func:`_checked` for POST /send, where an answer that is not the provider's own may hide a sent message.
+
+    A 5xx that is not the provider's JSON envelope (a proxy's HTML 502/504, an empty or invalid body) and a 2xx
+    that cannot be read both mean the request reached something that may have processed it: OutcomeUnknown.
+    The provider's own envelope (500 "MySQL Error", ``success: false``) and any 4xx say it was not sent.
+    """
+    status = response.status_code
+    try:
+        data = read_json(response, PROVIDER)
+    except PecError as exc:
+        if status >= 500 or response.is_success:
+            raise _lost_answer(status, exc.message) from exc
+        raise
+    envelope = isinstance(data, dict) and "success" in data
+    if (status >= 500 or response.is_success) and not envelope and not _looks_sent(data):
+        raise _lost_answer(status, f"{PROVIDER} answered HTTP {status} with an unexpected body")
+    return _success(response, data)
+
+
+def _looks_sent(data: Any) -> bool:
+    # A success answer without the ``success`` key but with a sending code is still an answer we can read.
+    return isinstance(data, dict) and bool(data.get("message_id"))
+
+
+def _lost_answer(status: int, what: str) -> OutcomeUnknown:
+    return OutcomeUnknown(
+        f"{what.rstrip('.')}, not its own answer: the request may have been processed behind it, so the message "
+        "may or may not have been sent",
+        provider=PROVIDER,
+    )
 
 
 def provider_error(response: httpx.Response, data: Any) -> ProviderError:

@@ -43,6 +43,9 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         app = state_of(ctx)
         with resource_errors(app.redactor):
             status, row, count = await app.pec().status(message_id)
+            if row is None and count == 0:
+                raise NotFound(f"No receipts found for sending {message_id}, and it is not in the local ledger",
+                               provider="PEC Massiva")
             return _dump({
                 "message_id": message_id, "status": status.status.value, "summary": status.summary,
                 "recipients": [{"address": o.address, "state": o.state.value, "reason": o.reason, "date": o.date}

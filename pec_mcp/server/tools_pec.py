@@ -113,6 +113,12 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             via = require_yes(approval)
             outcome = await app.pec().send(message, idempotency_key=idempotency_key, actor=actor_of(ctx, via))
             note = outcome.note or "Sent. ACCETTAZIONE proves sending; CONSEGNA per recipient proves delivery."
+            if outcome.status == "duplicate":
+                # Report what the key really sent, not this call's content, which was not sent.
+                first = outcome.sending
+                common.update(recipients=first.recipients, subject=first.subject,
+                              attachments=[AttachmentInfo(name=a["name"], size_bytes=a["size"])
+                                           for a in first.attachments])
             return SendPecResult(status=outcome.status, message_id=outcome.sending.message_id,
                                  **common, note=note)  # type: ignore[arg-type]
 

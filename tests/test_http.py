@@ -1,0 +1,248 @@
+"""The shared HTTP client: sends paced, reads retried (and only reads), secrets kept out of logs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from pec_mcp.http import (
+    NO_RETRY,
+    ON_DISPATCH,
+    PACE,
+    ClientOptions,
+    LocalPacer,
+    RedactingFilter,
+    Redactor,
+    RetryPolicy,
+    build_client,
+    install_log_redaction,
+    retry_after_seconds,
+    safe_url,
+)
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "tok-9f8e7d6c5b4a"
+
+
+class FakeTime:
+    """A clock that moves only when someone sleeps, and remembers every sleep."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class Script:
+    """A provider fake answering from a list of responses (or exceptions), counting the requests it saw."""
+
+    def __init__(self, *answers: httpx.Response | Exception) -> None:
+        self.answers = list(answers)
+        self.seen: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+def _client(script: Script, time: FakeTime, *, policy: RetryPolicy = DEFAULT_POLICY, pacer: LocalPacer | None = None
+            ) -> httpx.AsyncClient:
+    return build_client(provider="test", base_url="http://provider", transport=httpx.MockTransport(script),
+                        pacer=pacer, options=ClientOptions(retry=policy, sleep=time.sleep))
+
+
+# -- pacing ------------------------------------------------------------------------------------------------------
+
+
+async def test_the_pacer_spaces_requests_by_one_interval_and_lets_the_first_go_at_once() -> None:
+    time = FakeTime()
+    pacer = LocalPacer(2.0, clock=time.clock, sleep=time.sleep)
+    for _ in range(4):
+        await pacer.wait_turn()
+    assert time.sleeps == [0.5, 0.5, 0.5]
+
+
+async def test_only_requests_marked_as_paced_wait_and_the_dispatch_hook_runs_right_before_sending() -> None:
+    time = FakeTime()
+    events: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        events.append(f"{request.method} on the wire")
+        return httpx.Response(201, json={})
+
+    async def hook() -> None:
+        events.append("dispatching")
+
+    pacer = LocalPacer(1.0, clock=time.clock, sleep=time.sleep)
+    client = build_client(provider="test", base_url="http://provider", transport=httpx.MockTransport(answer),
+                          pacer=pacer, options=ClientOptions(sleep=time.sleep))
+    async with client:
+        for _ in range(3):
+            await client.post("/send", extensions={PACE: True, ON_DISPATCH: hook})
+        await client.get("/inbox")
+        await client.get("/inbox")
+    assert time.sleeps == [1.0, 1.0]  # three sends one second apart; the reads did not wait
+    assert events[:2] == ["dispatching", "POST on the wire"]
+
+
+# -- retries of reads -------------------------------------------------------------------------------------------
+
+
+async def test_a_read_answered_429_waits_as_retry_after_says_then_succeeds() -> None:
+    time, script = FakeTime(), Script(httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200))
+    async with _client(script, time) as client:
+        response = await client.get("/inbox")
+    assert response.status_code == 200 and len(script.seen) == 2
+    assert time.sleeps == [7.0]
+
+
+async def test_a_retry_after_longer_than_the_cap_is_cut_to_the_cap() -> None:
+    time, script = FakeTime(), Script(httpx.Response(429, headers={"Retry-After": "3600"}), httpx.Response(200))
+    async with _client(script, time, policy=RetryPolicy(max_wait=5.0)) as client:
+        await client.get("/inbox")
+    assert time.sleeps == [5.0]
+
+
+async def test_a_read_answered_503_is_retried_with_growing_backoff_and_the_last_answer_is_returned() -> None:
+    time, script = FakeTime(), Script(httpx.Response(503))
+    async with _client(script, time, policy=RetryPolicy(attempts=4, backoff=1.0)) as client:
+        response = await client.get("/quota/INBOX")
+    assert response.status_code == 503 and len(script.seen) == 4
+    assert len(time.sleeps) == 3
+    for wait, base in zip(time.sleeps, (1.0, 2.0, 4.0), strict=True):
+        assert 0.8 * base <= wait <= 1.2 * base  # jitter of ±20 %
+
+
+async def test_connect_errors_on_a_read_are_retried_and_the_last_one_is_raised() -> None:
+    time, script = FakeTime(), Script(httpx.ConnectError("refused"))
+    async with _client(script, time, policy=RetryPolicy(attempts=3)) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get("/inbox")
+    assert len(script.seen) == 3 and len(time.sleeps) == 2
+
+
+async def test_a_connect_error_followed_by_an_answer_gives_the_answer() -> None:
+    time, script = FakeTime(), Script(httpx.ConnectError("refused"), httpx.Response(200, json={"ok": 1}))
+    async with _client(script, time) as client:
+        assert (await client.get("/inbox")).json() == {"ok": 1}
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+async def test_client_errors_are_not_retried(status: int) -> None:
+    time, script = FakeTime(), Script(httpx.Response(status))
+    async with _client(script, time) as client:
+        assert (await client.get("/inbox")).status_code == status
+    assert len(script.seen) == 1 and time.sleeps == []
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "DELETE", "PUT"])
+@pytest.mark.parametrize("failure", [httpx.Response(503), httpx.Response(429), httpx.ReadTimeout("lost")],
+                         ids=["503", "429", "timeout"])
+async def test_a_request_that_changes_something_is_never_retried(method: str, failure: object) -> None:
+    time, script = FakeTime(), Script(failure)  # type: ignore[arg-type]
+    async with _client(script, time) as client:
+        with contextlib.suppress(httpx.ReadTimeout):
+            await client.request(method, "/send")
+    assert len(script.seen) == 1 and time.sleeps == []
+
+
+async def test_a_get_marked_no_retry_goes_out_once() -> None:
+    time, script = FakeTime(), Script(httpx.Response(503))
+    async with _client(script, time) as client:
+        response = await client.get("/pec/1/rinnovo", extensions={NO_RETRY: True})
+    assert response.status_code == 503 and len(script.seen) == 1 and time.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [(None, None), ("", None), ("12", 12.0), ("-3", 0.0), ("soon", None),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],  # a date in the past means "now"
+)
+def test_retry_after_is_read_as_seconds_or_as_an_http_date(header: str | None, seconds: float | None) -> None:
+    assert retry_after_seconds(header) == seconds
+
+
+def test_urls_are_logged_without_their_query_string() -> None:
+    assert safe_url(httpx.URL(f"http://h/webhooks/x?token={SECRET}")) == "http://h/webhooks/x"
+
+
+# -- redaction ---------------------------------------------------------------------------------------------------
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def collected() -> Iterator[Callable[[], Collect]]:
+    created: list[tuple[logging.Logger, Collect]] = []
+
+    def make() -> Collect:
+        handler = Collect()
+        handler.addFilter(RedactingFilter(Redactor([SECRET])))
+        logger = logging.getLogger("pec_mcp.test_redaction")
+        logger.addHandler(handler)
+        logger.propagate = False
+        created.append((logger, handler))
+        return handler
+
+    yield make
+    for logger, handler in created:
+        logger.removeHandler(handler)
+
+
+def test_the_redactor_removes_every_secret_longest_first_and_ignores_tiny_ones() -> None:
+    redact = Redactor(["abcd", "abcdefgh", "xy"])
+    assert redact("abcdefgh abcd xy") == "*** *** xy"
+    assert Redactor(["abcd"]).extend(["wxyz"])("abcd wxyz") == "*** ***"
+
+
+def test_the_log_filter_removes_secrets_from_messages_and_their_arguments(collected) -> None:
+    handler = collected()
+    logging.getLogger("pec_mcp.test_redaction").warning("token %s in %s", SECRET, f"Bearer {SECRET}")
+    assert handler.lines == ["token *** in Bearer ***"]
+
+
+def test_the_log_filter_removes_secrets_from_exceptions_and_their_tracebacks(collected) -> None:
+    handler = collected()
+    try:
+        raise ValueError(f"the server refused password {SECRET}")
+    except ValueError:
+        logging.getLogger("pec_mcp.test_redaction").exception("call failed")
+    text = "\n".join(handler.lines)
+    assert "call failed" in text and "ValueError: the server refused password ***" in text
+    assert SECRET not in text
+
+
+def test_redaction_is_installed_once_on_the_root_handlers() -> None:
+    root = logging.getLogger()
+    handler = Collect()
+    root.addHandler(handler)
+    try:
+        install_log_redaction(Redactor([SECRET]))
+        install_log_redaction(Redactor([SECRET]))
+        assert sum(isinstance(f, RedactingFilter) for f in handler.filters) == 1
+    finally:
+        root.removeHandler(handler)

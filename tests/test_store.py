@@ -1,0 +1,194 @@
+"""The send ledger: states, idempotency, recovery after a crash, search, schema, and two handles on one file."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pec_mcp.errors import ConfigError
+from pec_mcp.store import MIGRATIONS, Store
+
+T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC).timestamp()
+
+
+class Tick:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def tick() -> Tick:
+    return Tick()
+
+
+@pytest.fixture
+def store(tmp_path: Path, tick: Tick) -> Iterator[Store]:
+    handle = Store(tmp_path / "ledger.sqlite3", clock=tick)
+    yield handle
+    handle.close()
+
+
+def _begin(store: Store, key: str | None = "k1", **kw: Any):  # type: ignore[no-untyped-def]
+    args: dict[str, Any] = dict(provider="pecmassiva", environment="offline", idempotency_key=key,
+                                sender="me@pecmassiva.com", recipients=["Mario.Rossi@pec.it"], subject="Diffida")
+    return store.begin_send(**{**args, **kw})
+
+
+def test_a_new_send_is_written_queued_before_anything_happens(store: Store) -> None:
+    row, created = _begin(store, attachments=[{"name": "a.pdf", "size": 3}], size_bytes=10)
+    assert created and row.state == "queued" and row.message_id is None
+    assert row.recipients == ["Mario.Rossi@pec.it"] and row.attachments == [{"name": "a.pdf", "size": 3}]
+    assert row.created == "2026-03-10T09:00:00+00:00"
+
+
+def test_a_send_moves_queued_sending_sent(store: Store) -> None:
+    row, _ = _begin(store)
+    store.mark_dispatching(row.id)
+    assert store.sending_by_id(row.id).state == "sending"  # type: ignore[union-attr]
+    sent = store.mark_sent(row.id, "2026031010000001")
+    assert (sent.state, sent.message_id) == ("sent", "2026031010000001")
+    assert store.sending_by_message_id("2026031010000001", provider="pecmassiva") == sent
+
+
+def test_a_finished_send_does_not_change_state_again(store: Store) -> None:
+    row, _ = _begin(store)
+    store.mark_sent(row.id, "2026031010000001")
+    assert store.mark_failed(row.id, "late error").state == "sent"
+    assert store.mark_unknown(row.id, "late").state == "sent"
+    store.mark_dispatching(row.id)
+    assert store.sending_by_id(row.id).state == "sent"  # type: ignore[union-attr]
+
+
+def test_a_lost_answer_is_recorded_as_unknown_with_its_reason(store: Store) -> None:
+    row, _ = _begin(store)
+    store.mark_dispatching(row.id)
+    unknown = store.mark_unknown(row.id, "ReadTimeout")
+    assert (unknown.state, unknown.error) == ("unknown", "ReadTimeout")
+
+
+@pytest.mark.parametrize("first_end", ["sent", "unknown", "sending", "queued"])
+def test_a_reused_key_gives_back_the_first_row_unless_that_attempt_failed(store: Store, first_end: str) -> None:
+    row, _ = _begin(store)
+    if first_end in ("sending", "unknown", "sent"):
+        store.mark_dispatching(row.id)
+    if first_end == "sent":
+        store.mark_sent(row.id, "2026031010000001")
+    if first_end == "unknown":
+        store.mark_unknown(row.id, "lost")
+    again, created = _begin(store, recipients=["other@pec.it"])
+    assert not created and again.id == row.id and again.state == first_end
+    assert store.key_used("pecmassiva", "k1")
+
+
+def test_a_failed_first_attempt_is_retried_on_the_same_row(store: Store, tick: Tick) -> None:
+    row, _ = _begin(store)
+    store.mark_failed(row.id, "401 refused")
+    assert not store.key_used("pecmassiva", "k1")
+    tick.now += 60
+    retry, created = _begin(store)
+    assert created and retry.id == row.id
+    assert (retry.state, retry.error, retry.updated_at) == ("queued", None, T0 + 60)
+    assert len(store.find_sendings()) == 1
+
+
+def test_keys_are_per_provider_and_sends_without_a_key_are_always_new(store: Store) -> None:
+    first, _ = _begin(store)
+    other, created = _begin(store, provider="mensatek")
+    assert created and other.id != first.id
+    a, _ = _begin(store, key=None)
+    b, created = _begin(store, key=None)
+    assert created and a.id != b.id
+
+
+def test_after_a_crash_requests_on_their_way_become_unknown_and_queued_ones_failed(store: Store) -> None:
+    on_wire, _ = _begin(store, key="wire")
+    store.mark_dispatching(on_wire.id)
+    queued, _ = _begin(store, key="queued")
+    done, _ = _begin(store, key="done")
+    store.mark_sent(done.id, "2026031010000001")
+    job_row, _ = _begin(store, key="job", job_id="job-1")
+    store.mark_dispatching(job_row.id)
+    assert store.recover_interrupted() == 2
+    assert store.sending_by_id(on_wire.id).state == "unknown"  # type: ignore[union-attr]
+    assert "may or may not" in (store.sending_by_id(on_wire.id).error or "")  # type: ignore[union-attr]
+    assert store.sending_by_id(queued.id).state == "failed"  # type: ignore[union-attr]
+    assert store.sending_by_id(done.id).state == "sent"  # type: ignore[union-attr]
+    assert store.sending_by_id(job_row.id).state == "sending"  # type: ignore[union-attr] # the job runner's business
+    assert store.key_used("pecmassiva", "wire") and not store.key_used("pecmassiva", "queued")
+
+
+def test_recovery_can_be_limited_to_one_provider(store: Store) -> None:
+    row, _ = _begin(store, provider="mensatek")
+    assert store.recover_interrupted(provider="pecmassiva") == 0
+    assert store.sending_by_id(row.id).state == "queued"  # type: ignore[union-attr]
+
+
+def test_sendings_are_found_by_recipient_part_subject_words_and_date(store: Store, tick: Tick) -> None:
+    _begin(store, key="a", recipients=["mario.rossi@pec.it", "anna@legalmail.it"], subject="Diffida ad adempiere")
+    tick.now += 2 * 86400
+    _begin(store, key="b", recipients=["ufficio@pec.comune.it"], subject="Richiesta accesso agli atti")
+    _begin(store, key="c", recipients=["x_y@pec.it"], subject="100% pagato")
+
+    def subjects(**kw: Any) -> list[str]:
+        return [s.subject for s in store.find_sendings(**kw)]
+
+    assert subjects(recipient="ROSSI") == ["Diffida ad adempiere"]
+    assert subjects(recipient="legalmail.it") == ["Diffida ad adempiere"]
+    assert subjects(recipient="@pec.it") == ["100% pagato", "Diffida ad adempiere"]
+    assert subjects(query="atti richiesta") == ["Richiesta accesso agli atti"]
+    assert subjects(query="diffida atti") == []
+    assert subjects(since=date(2026, 3, 11)) == ["100% pagato", "Richiesta accesso agli atti"]
+    assert subjects(recipient="x_y") == ["100% pagato"] and subjects(recipient="x%y") == []  # wildcards are literal
+    assert subjects(query="100%") == ["100% pagato"]
+    assert subjects(limit=1) == ["100% pagato"]
+    assert subjects(provider="mensatek") == []
+
+
+def test_the_schema_is_at_the_latest_version_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    assert store.schema_version() == len(MIGRATIONS)
+    store.close()
+    reopened = Store(path)  # migrating an up-to-date file is a no-op
+    assert reopened.schema_version() == len(MIGRATIONS)
+    reopened.close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(ConfigError, match="newer pec-mcp"):
+        Store(path)
+
+
+def test_two_store_objects_on_one_file_share_the_ledger_the_keys_and_the_send_pacer(tmp_path: Path, tick: Tick) -> None:
+    one, two = Store(tmp_path / "s.sqlite3", clock=tick), Store(tmp_path / "s.sqlite3", clock=tick)
+    try:
+        row, _ = _begin(one)
+        again, created = _begin(two)
+        assert not created and again.id == row.id
+        one.mark_sent(row.id, "2026031010000001")
+        assert two.sending_by_message_id("2026031010000001") is not None
+        slots = [one.reserve_slot("send", 1.0), two.reserve_slot("send", 1.0), one.reserve_slot("send", 1.0)]
+        assert slots == [T0, T0 + 1, T0 + 2]
+    finally:
+        one.close()
+        two.close()
+
+
+def test_the_audit_trail_keeps_the_newest_first(store: Store) -> None:
+    store.record_audit(action="send_pec", actor="mcp", environment="offline", summary="a", outcome="sent", ref="1")
+    store.record_audit(action="delete_pec_message", actor="mcp", environment="offline", summary="b", outcome="ok")
+    assert [a.summary for a in store.audit_log()] == ["b", "a"]
+
+
+def test_an_unusable_store_path_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"store\.path"):
+        Store(blocker / "sub" / "s.sqlite3")
