@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pec_mcp.config import Settings
-from pec_mcp.errors import InputError, LimitExceeded, OutcomeUnknown, PecError
+from pec_mcp.errors import InputError, LimitExceeded, NotFound, OutcomeUnknown, PecError
 from pec_mcp.paths import MB, allowed_files
 from pec_mcp.providers.pecmassiva import Attachment, PecMassivaClient
-from pec_mcp.receipts import SendingStatus, classify, recipients_in_acceptance, sending_status
+from pec_mcp.receipts import ClassifiedReceipt, SendingStatus, classify, recipients_in_acceptance, sending_status
 from pec_mcp.store import Sending, Store
 
 _ADDRESS = re.compile(
@@ -236,6 +236,15 @@ def duplicate_note(first: Sending) -> str:
     )
 
 
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What the receipts of one sending say, read once: status, the ledger row if any, the receipts themselves."""
+
+    status: SendingStatus
+    sending: Sending | None  # None for sendings made outside pec-mcp
+    receipts: list[ClassifiedReceipt]
+
+
 class PecSender:
     """Sends PEC through the ledger: written before the request, one row per send, never sent twice."""
 
@@ -297,14 +306,20 @@ class PecSender:
             action="send_pec", actor=actor, environment=self.settings.env, summary=summary, outcome=outcome, ref=ref
         )
 
-    async def status(self, message_id: str) -> tuple[SendingStatus, Sending | None, int]:
+    async def status(self, message_id: str) -> DeliveryReport:
         """The delivery status of a sending from its receipts; the ledger row is updated when there is one.
 
-        Returns the status, the ledger row (None for sendings made outside pec-mcp) and the number of receipts.
+        Raises NotFound when the provider has no receipt for it and the ledger does not know it either.
         """
         emails = await self.client.receipts(message_id=message_id)
         classified = [classify(e.subject, e.body, e.date) for e in emails]
         row = self.store.sending_by_message_id(message_id, provider="pecmassiva")
+        if row is None and not emails:
+            raise NotFound(
+                f"No receipts found for sending {message_id}, and it is not in the local ledger",
+                provider="PEC Massiva",
+                hint="Check the message_id (find_pec_sendings lists sendings made through pec-mcp).",
+            )
         if row is not None:
             recipients = row.recipients
         else:
@@ -314,5 +329,5 @@ class PecSender:
         status = sending_status(recipients, classified)
         if row is not None and emails:
             self.store.update_delivery(row.id, status.status.value, status.summary)
-        return status, row, len(emails)
+        return DeliveryReport(status=status, sending=row, receipts=classified)
 

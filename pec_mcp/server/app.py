@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import httpx
 from mcp.server.mcpserver import MCPServer
@@ -41,6 +43,34 @@ def instructions(settings: Settings) -> str:
     )
 
 
+class PecMcpServer(MCPServer[AppState]):
+    """MCPServer whose tool, resource and prompt descriptions come from docstrings without their indentation.
+
+    The SDK copies ``__doc__`` as it is; a model reading eight spaces before every line sees noise.
+    """
+
+    def tool(self, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:
+        return _cleaning_doc(super().tool(*args, **kwargs))
+
+    def resource(self, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:
+        return _cleaning_doc(super().resource(*args, **kwargs))
+
+    def prompt(self, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:
+        return _cleaning_doc(super().prompt(*args, **kwargs))
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _cleaning_doc(register: Callable[[_F], _F]) -> Callable[[_F], _F]:
+    def wrapped(fn: _F) -> _F:
+        if fn.__doc__:
+            fn.__doc__ = inspect.cleandoc(fn.__doc__)
+        return register(fn)
+
+    return wrapped
+
+
 @dataclass(frozen=True)
 class Built:
     """The server and the holder through which non-MCP routes (webhooks) reach its running state."""
@@ -71,7 +101,7 @@ def build(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = No
             finally:
                 holder.set(None)
 
-    mcp: MCPServer[AppState] = MCPServer(
+    mcp: MCPServer[AppState] = PecMcpServer(
         "pec-mcp",
         title="PEC certified email",
         version=__version__,

@@ -42,15 +42,14 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         """Per-recipient delivery status of one sending, from its receipts."""
         app = state_of(ctx)
         with resource_errors(app.redactor):
-            status, row, count = await app.pec().status(message_id)
-            if row is None and count == 0:
-                raise NotFound(f"No receipts found for sending {message_id}, and it is not in the local ledger",
-                               provider="PEC Massiva")
+            report = await app.pec().status(message_id)
+            status = report.status
             return _dump({
                 "message_id": message_id, "status": status.status.value, "summary": status.summary,
                 "recipients": [{"address": o.address, "state": o.state.value, "reason": o.reason, "date": o.date}
                                for o in status.recipients],
-                "receipts_received": count, "known_locally": row is not None, "environment": app.environment,
+                "receipts_received": len(report.receipts), "known_locally": report.sending is not None,
+                "environment": app.environment,
             })
 
     @mcp.resource("pec://ledger", mime_type=JSON, title="Local ledger of sendings and paid actions")

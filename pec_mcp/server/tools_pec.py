@@ -9,8 +9,7 @@ from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 from pydantic import Field
 
-from pec_mcp.errors import NotFound
-from pec_mcp.receipts import MEANING, classify
+from pec_mcp.receipts import MEANING, ClassifiedReceipt
 from pec_mcp.sending import pec_question, plan_pec
 from pec_mcp.server import prompts, resources
 from pec_mcp.server.annotations import DELETE, LOCAL_READ, READ, SEND
@@ -130,18 +129,14 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         first if you only know the recipient or subject."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
-            status, row, count = await app.pec().status(message_id)
-            if row is None and count == 0:
-                raise NotFound(f"No receipts found for sending {message_id}, and it is not in the local ledger",
-                               provider="PEC Massiva",
-                               hint="Check the message_id (find_pec_sendings lists sendings made through pec-mcp).")
-            receipts = await app.pec().client.receipts(message_id=message_id)
-            infos = [_receipt_info(r.subject, r.body, r.date) for r in receipts]
+            report = await app.pec().status(message_id)
+            status = report.status
             return ReceiptsResult(
                 message_id=message_id, status=status.status.value, summary=status.summary,  # type: ignore[arg-type]
                 recipients=[RecipientReceipt(address=o.address, state=o.state.value, reason=o.reason,
                                              date=o.date) for o in status.recipients],  # type: ignore[arg-type]
-                receipts=infos, known_locally=row is not None, environment=app.environment,  # type: ignore[arg-type]
+                receipts=[_receipt_info(r) for r in report.receipts], known_locally=report.sending is not None,
+                environment=app.environment,  # type: ignore[arg-type]
                 note=receipt_note(status),
             )
 
@@ -239,6 +234,6 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             return FindSendingsResult(sendings=[sending_info(r) for r in rows], note=note)
 
 
-def _receipt_info(subject: str, body: str, date: str) -> ReceiptInfo:
-    receipt = classify(subject, body, date)
-    return ReceiptInfo(kind=receipt.kind.value, date=date, recipient=receipt.recipient, meaning=MEANING[receipt.kind])
+def _receipt_info(receipt: ClassifiedReceipt) -> ReceiptInfo:
+    return ReceiptInfo(kind=receipt.kind.value, date=receipt.date, recipient=receipt.recipient,
+                       meaning=MEANING[receipt.kind])
