@@ -44,7 +44,8 @@ class Story:
             text = result.content[0].text if result.content and isinstance(result.content[0], t.TextContent) else ""
             raise DemoFailure(f"{tool} failed: {text}")
         assert result.structured_content is not None
-        return result.structured_content
+        content: dict[str, Any] = result.structured_content
+        return content
 
 
 def say(text: str = "") -> None:

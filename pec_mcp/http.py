@@ -191,7 +191,7 @@ class ReadRetryTransport(httpx.AsyncBaseTransport):
         raise AssertionError("unreachable")  # the loop always returns or raises on its last attempt
 
     def _backoff(self, attempt: int) -> float:
-        base = self.policy.backoff * 2 ** (attempt - 1)
+        base: float = self.policy.backoff * 2 ** (attempt - 1)
         return min(self.policy.max_wait, base * random.uniform(0.8, 1.2))
 
     async def aclose(self) -> None:

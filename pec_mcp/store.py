@@ -343,7 +343,8 @@ class Store:
         limit: int = 20,
     ) -> list[Sending]:
         """Recent sendings, newest first, filtered by recipient (exact or partial), subject words and date."""
-        clauses, args = ["1 = 1"], []
+        clauses: list[str] = ["1 = 1"]
+        args: list[Any] = []
         if provider:
             clauses.append("s.provider = ?")
             args.append(provider)

@@ -136,7 +136,7 @@ def sending_info(row: Sending) -> SendingInfo:
     return SendingInfo(
         message_id=row.message_id,
         sent_at=row.created,
-        state=row.state,  # type: ignore[arg-type]
+        state=row.state,
         recipients=row.recipients,
         subject=row.subject,
         delivery_status=row.delivery_status,

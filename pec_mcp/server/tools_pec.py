@@ -107,7 +107,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             common = dict(recipients=message.recipients, subject=message.subject, attachments=files,
                           estimated_cost_eur=message.cost_eur, environment=app.environment)
             if dry_run:
-                return SendPecResult(status="preview", message_id=None, **common,  # type: ignore[arg-type]
+                return SendPecResult(status="preview", message_id=None, **common,
                                      note="Preview only: nothing was sent. " + pec_question(message))
             via = require_yes(approval)
             outcome = await app.pec().send(message, idempotency_key=idempotency_key, actor=actor_of(ctx, via))
@@ -119,7 +119,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                               attachments=[AttachmentInfo(name=a["name"], size_bytes=a["size"])
                                            for a in first.attachments])
             return SendPecResult(status=outcome.status, message_id=outcome.sending.message_id,
-                                 **common, note=note)  # type: ignore[arg-type]
+                                 **common, note=note)
 
     @mcp.tool(title="Receipts of a PEC sending", annotations=READ)
     async def get_pec_receipts(ctx: Context[Any], message_id: MessageId) -> ReceiptsResult:
@@ -132,11 +132,11 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             report = await app.pec().status(message_id)
             status = report.status
             return ReceiptsResult(
-                message_id=message_id, status=status.status.value, summary=status.summary,  # type: ignore[arg-type]
+                message_id=message_id, status=status.status.value, summary=status.summary,
                 recipients=[RecipientReceipt(address=o.address, state=o.state.value, reason=o.reason,
-                                             date=o.date) for o in status.recipients],  # type: ignore[arg-type]
+                                             date=o.date) for o in status.recipients],
                 receipts=[_receipt_info(r) for r in report.receipts], known_locally=report.sending is not None,
-                environment=app.environment,  # type: ignore[arg-type]
+                environment=app.environment,
                 note=receipt_note(status),
             )
 
@@ -150,7 +150,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             app.store.record_audit(action="delete_pec_receipts", actor=actor_of(ctx), environment=app.environment,
                                    summary=f"receipts of {message_id}", outcome="deleted", ref=message_id)
             return DeletedResult(deleted=True, what=f"all receipts of sending {message_id}",
-                                 environment=app.environment)  # type: ignore[arg-type]
+                                 environment=app.environment)
 
     @mcp.tool(title="List the PEC inbox", annotations=READ)
     async def list_pec_inbox(
@@ -171,7 +171,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                 entries.append(InboxEntry(inbox_id=item.id, date=item.date, sender=item.sender,
                                           subject=item.subject, kind=kind, message_id=code))
             return InboxPageResult(page=result.page, pages=result.pages, total=result.total, messages=entries,
-                                   query=query, environment=app.environment)  # type: ignore[arg-type]
+                                   query=query, environment=app.environment)
 
     @mcp.tool(title="Read a PEC message", annotations=READ)
     async def read_pec_message(ctx: Context[Any], inbox_id: InboxId) -> PecMessageResult:
@@ -184,7 +184,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             return PecMessageResult(inbox_id=inbox_id, date=message.date, sender=message.sender,
                                     recipient=message.recipient, subject=message.subject, kind=kind,
                                     message_id=code, body=message.body,
-                                    environment=app.environment)  # type: ignore[arg-type]
+                                    environment=app.environment)
 
     @mcp.tool(title="Delete a PEC message", annotations=DELETE)
     async def delete_pec_message(ctx: Context[Any], inbox_id: InboxId) -> DeletedResult:
@@ -195,7 +195,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             app.store.record_audit(action="delete_pec_message", actor=actor_of(ctx), environment=app.environment,
                                    summary=f"inbox message {inbox_id}", outcome="deleted", ref=str(inbox_id))
             return DeletedResult(deleted=True, what=f"inbox message {inbox_id}",
-                                 environment=app.environment)  # type: ignore[arg-type]
+                                 environment=app.environment)
 
     @mcp.tool(title="PEC mailbox quota", annotations=READ)
     async def get_pec_quota(
@@ -211,7 +211,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             percent = round(100 * quota.usage / quota.limit, 1) if quota.limit else 0.0
             return QuotaResult(mailbox=mailbox, usage=quota.usage, limit=quota.limit, percent_used=percent,
                                unit="as reported by PEC Massiva (documented as MB; the values look like KB)",
-                               environment=app.environment)  # type: ignore[arg-type]
+                               environment=app.environment)
 
     @mcp.tool(title="Find PEC sendings", annotations=LOCAL_READ)
     async def find_pec_sendings(
