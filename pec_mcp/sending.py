@@ -258,11 +258,11 @@ class PecSender:
             )
         except OutcomeUnknown as exc:
             row = self.store.mark_unknown(row.id, exc.message)
-            self._audit(summary, "unknown: " + exc.message, None)
+            self._audit(actor, summary, "unknown: " + exc.message, None)
             return SendOutcome("unknown", row, exc.explain())
         except PecError as exc:
             self.store.mark_failed(row.id, exc.message)
-            self._audit(summary, "failed: " + exc.message, None)
+            self._audit(actor, summary, "failed: " + exc.message, None)
             raise
         except BaseException:
             # Cancelled or crashed mid-call: if the request may have left, say so; otherwise nothing was sent.
@@ -273,12 +273,12 @@ class PecSender:
                 self.store.mark_failed(row.id, "interrupted before the request was sent")
             raise
         row = self.store.mark_sent(row.id, result.message_id)
-        self._audit(summary, f"sent, message_id {result.message_id}", result.message_id)
+        self._audit(actor, summary, f"sent, message_id {result.message_id}", result.message_id)
         return SendOutcome("sent", row)
 
-    def _audit(self, summary: str, outcome: str, ref: str | None) -> None:
+    def _audit(self, actor: str, summary: str, outcome: str, ref: str | None) -> None:
         self.store.record_audit(
-            action="send_pec", actor="mcp", environment=self.settings.env, summary=summary, outcome=outcome, ref=ref
+            action="send_pec", actor=actor, environment=self.settings.env, summary=summary, outcome=outcome, ref=ref
         )
 
     async def status(self, message_id: str) -> tuple[SendingStatus, Sending | None, int]:

@@ -46,6 +46,17 @@ def state_of(ctx: Context[Any]) -> AppState:
     return state
 
 
+def actor_of(ctx: Context[Any], via: str | None = None) -> str:
+    """Who asked, for the audit trail: the client's declared name and version, and how the action was approved."""
+    try:
+        params = ctx.session.client_params
+        info = params.client_info if params is not None else None
+    except (AttributeError, LookupError):
+        info = None
+    name = f"{info.name} {info.version}".strip() if info is not None else "unknown MCP client"
+    return f"{name} ({via})" if via else name
+
+
 def can_elicit(ctx: Context[Any]) -> bool:
     caps = ctx.client_capabilities
     return caps is not None and caps.elicitation is not None

@@ -7,7 +7,7 @@ import ipaddress
 import json
 
 from starlette.applications import Starlette
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pec_mcp.config import Settings
 from pec_mcp.errors import ConfigError
@@ -62,24 +62,32 @@ class BodyLimit:
                                     f"{self.max_bytes} bytes."})
             return
         seen = 0
+        too_large = False
+        started = False
 
-        async def limited() -> dict[str, object]:
-            nonlocal seen
+        async def limited() -> Message:
+            nonlocal seen, too_large
+            if too_large:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))  # type: ignore[arg-type]
+                seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    # Tell the app the client went away; the 413 is sent below, once the app has stopped.
+                    too_large = True
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if too_large:
+                return  # whatever the app answers to a vanished client is replaced by the 413
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, limited, tracked)
+        if too_large and not started:
             await _json(send, 413, {"error": "payload_too_large", "message": "The body is too large."})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _json(send: Send, status: int, body: dict[str, str], extra: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]

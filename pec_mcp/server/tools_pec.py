@@ -15,7 +15,7 @@ from pec_mcp.sending import pec_question, plan_pec
 from pec_mcp.server import prompts, resources
 from pec_mcp.server.annotations import DELETE, LOCAL_READ, READ, SEND
 from pec_mcp.server.errors import tool_errors
-from pec_mcp.server.gate import Approval, Confirmation, gate, require_yes, state_of
+from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
 from pec_mcp.server.pec_models import (
     AttachmentInfo,
     DeletedResult,
@@ -110,8 +110,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             if dry_run:
                 return SendPecResult(status="preview", message_id=None, **common,  # type: ignore[arg-type]
                                      note="Preview only: nothing was sent. " + pec_question(message))
-            require_yes(approval)
-            outcome = await app.pec().send(message, idempotency_key=idempotency_key, actor="mcp")
+            via = require_yes(approval)
+            outcome = await app.pec().send(message, idempotency_key=idempotency_key, actor=actor_of(ctx, via))
             note = outcome.note or "Sent. ACCETTAZIONE proves sending; CONSEGNA per recipient proves delivery."
             return SendPecResult(status=outcome.status, message_id=outcome.sending.message_id,
                                  **common, note=note)  # type: ignore[arg-type]
@@ -146,7 +146,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         app = state_of(ctx)
         with tool_errors(app.redactor):
             await app.pec().client.delete_receipts(message_id=message_id)
-            app.store.record_audit(action="delete_pec_receipts", actor="mcp", environment=app.environment,
+            app.store.record_audit(action="delete_pec_receipts", actor=actor_of(ctx), environment=app.environment,
                                    summary=f"receipts of {message_id}", outcome="deleted", ref=message_id)
             return DeletedResult(deleted=True, what=f"all receipts of sending {message_id}",
                                  environment=app.environment)  # type: ignore[arg-type]
@@ -191,7 +191,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         app = state_of(ctx)
         with tool_errors(app.redactor):
             await app.pec().client.delete_message(inbox_id=inbox_id)
-            app.store.record_audit(action="delete_pec_message", actor="mcp", environment=app.environment,
+            app.store.record_audit(action="delete_pec_message", actor=actor_of(ctx), environment=app.environment,
                                    summary=f"inbox message {inbox_id}", outcome="deleted", ref=str(inbox_id))
             return DeletedResult(deleted=True, what=f"inbox message {inbox_id}",
                                  environment=app.environment)  # type: ignore[arg-type]

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install everything the tests need into .venv (and the MCP Inspector CLI into .ci/node), then run the suite.
+# Usage: scripts/test.sh [pytest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+
+# The wire-level test drives the server with the MCP Inspector CLI (a Node.js package).
+INSPECTOR_VERSION=2.12.0
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -f .ci/node/node_modules/@modelcontextprotocol/inspector/package.json ]; then
+    mkdir -p .ci/node
+    npm install --silent --no-audit --no-fund --prefix .ci/node "@modelcontextprotocol/inspector@${INSPECTOR_VERSION}" >/dev/null
+  fi
+else
+  echo "npm not found: the MCP Inspector test will be skipped (it fails under CI=true)" >&2
+fi
+
+.venv/bin/ruff check pec_mcp tests bench
+.venv/bin/python -m pytest "$@"
