@@ -13,16 +13,44 @@ import httpx
 from pec_mcp.config import ProviderName, Settings
 from pec_mcp.errors import ConfigError
 from pec_mcp.http import Pacer, Redactor, build_client
-from pec_mcp.providers.mensatek import MensatekClient
-from pec_mcp.providers.openapi_pec import OpenapiPecClient
-from pec_mcp.providers.pecmassiva import Credentials, PecMassivaClient
-from pec_mcp.sending import PecSender
 from pec_mcp.store import Store, StorePacer
 
+# Provider clients, the send path and the simulator are imported when first used, not at start-up: a server
+# answers its first tools/list sooner, and a toolset that is never called never pays for its provider.
 if TYPE_CHECKING:
+    from pec_mcp.providers.mensatek import MensatekClient
+    from pec_mcp.providers.openapi_pec import OpenapiPecClient
+    from pec_mcp.providers.pecmassiva import Credentials
+    from pec_mcp.sending import PecSender
     from pec_mcp.simulator import Simulator
 
 SIMULATOR_ORIGIN = "http://simulator"
+# Where each provider is mounted in the simulator (the same as pec_mcp.simulator.app.MOUNTS, without importing it).
+SIMULATOR_MOUNTS: dict[str, str] = {"pecmassiva": "/pecmassiva", "openapi_pec": "/openapi-pec",
+                                    "mensatek": "/mensatek/v7"}
+
+
+class OfflineTransport(httpx.AsyncBaseTransport):
+    """The in-process simulator as an httpx transport, created on the first request (offline environment)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._simulator: Simulator | None = None
+        self._inner: httpx.ASGITransport | None = None
+
+    @property
+    def simulator(self) -> Simulator:
+        if self._simulator is None:
+            from pec_mcp.simulator import create_simulator
+
+            options = self._settings.simulator
+            self._simulator = create_simulator(delivery_delay=options.delivery_delay, rate=options.rate)
+        return self._simulator
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._inner is None:
+            self._inner = httpx.ASGITransport(app=self.simulator.app)
+        return await self._inner.handle_async_request(request)
 
 
 @dataclass
@@ -33,13 +61,18 @@ class AppState:
     store: Store
     redactor: Redactor
     clients: dict[ProviderName, httpx.AsyncClient] = field(default_factory=dict)
-    simulator: Simulator | None = None
+    offline: OfflineTransport | None = None
     _pec: PecSender | None = None
     _mensatek: MensatekClient | None = None
 
     @property
     def environment(self) -> str:
         return self.settings.env
+
+    @property
+    def simulator(self) -> Simulator | None:
+        """The in-process simulator (offline environment without an injected transport), created on first use."""
+        return self.offline.simulator if self.offline is not None else None
 
     def client(self, provider: ProviderName) -> httpx.AsyncClient:
         """The HTTP client of a provider; ConfigError when it has no host in this environment."""
@@ -51,12 +84,16 @@ class AppState:
 
     def openapi_pec(self) -> OpenapiPecClient:
         """The openapi.it PEC client; ConfigError when its token or host is missing."""
+        from pec_mcp.providers.openapi_pec import OpenapiPecClient
+
         openapi_pec_token(self.settings)
         return OpenapiPecClient(self.client("openapi_pec"))
 
     def mensatek(self) -> MensatekClient:
         """The Mensatek client (one per server, so its short cache is shared); ConfigError when not configured."""
         if self._mensatek is None:
+            from pec_mcp.providers.mensatek import MensatekClient
+
             mensatek_credentials(self.settings)
             self._mensatek = MensatekClient(self.client("mensatek"))
         return self._mensatek
@@ -64,6 +101,9 @@ class AppState:
     def pec(self) -> PecSender:
         """The PEC Massiva send path; ConfigError when its credentials are missing."""
         if self._pec is None:
+            from pec_mcp.providers.pecmassiva import PecMassivaClient
+            from pec_mcp.sending import PecSender
+
             credentials = pecmassiva_credentials(self.settings)
             sender = self.settings.pecmassiva.sender or credentials.username
             client = PecMassivaClient(self.client("pecmassiva"), credentials)
@@ -87,6 +127,8 @@ class StateHolder:
 
 
 def pecmassiva_credentials(settings: Settings) -> Credentials:
+    from pec_mcp.providers.pecmassiva import Credentials
+
     if settings.env == "offline":
         from pec_mcp.simulator import credentials as sim
 
@@ -149,9 +191,7 @@ def base_url(settings: Settings, provider: ProviderName) -> str:
     if url is not None:
         return url
     if settings.env == "offline":
-        from pec_mcp.simulator.app import MOUNTS
-
-        return SIMULATOR_ORIGIN + MOUNTS[provider]
+        return SIMULATOR_ORIGIN + SIMULATOR_MOUNTS[provider]
     raise ConfigError(
         f"{provider} has no {settings.env} host; set {provider}.base_url or choose another environment"
     )
@@ -164,15 +204,12 @@ async def open_state(
     """Open the store and the provider clients; offline without a transport, start the in-process simulator."""
     redactor = Redactor(settings.secret_values())
     store = Store(settings.store.path)
-    simulator = None
+    offline = None
     if transport is None and settings.env == "offline":
-        from pec_mcp.simulator import create_simulator
-
-        simulator = create_simulator(delivery_delay=settings.simulator.delivery_delay, rate=settings.simulator.rate)
-        transport = httpx.ASGITransport(app=simulator.app)
+        transport = offline = OfflineTransport(settings)
     # A request that was on its way when a previous process died is unknown from now on, never resent.
     store.recover_interrupted()
-    state = AppState(settings=settings, store=store, redactor=redactor, simulator=simulator)
+    state = AppState(settings=settings, store=store, redactor=redactor, offline=offline)
     async with AsyncExitStack() as stack:
         stack.callback(store.close)
         for provider in PROVIDERS:
