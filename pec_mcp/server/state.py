@@ -18,6 +18,7 @@ from pec_mcp.store import Store, StorePacer
 # Provider clients, the send path and the simulator are imported when first used, not at start-up: a server
 # answers its first tools/list sooner, and a toolset that is never called never pays for its provider.
 if TYPE_CHECKING:
+    from pec_mcp.inbox_index import InboxIndex
     from pec_mcp.providers.mensatek import MensatekClient
     from pec_mcp.providers.openapi_pec import OpenapiPecClient
     from pec_mcp.providers.pecmassiva import Credentials
@@ -64,6 +65,7 @@ class AppState:
     offline: OfflineTransport | None = None
     _pec: PecSender | None = None
     _mensatek: MensatekClient | None = None
+    _inbox_index: InboxIndex | None = None
 
     @property
     def environment(self) -> str:
@@ -109,6 +111,16 @@ class AppState:
             client = PecMassivaClient(self.client("pecmassiva"), credentials)
             self._pec = PecSender(client=client, store=self.store, settings=self.settings, sender=sender)
         return self._pec
+
+
+    def inbox_index(self) -> InboxIndex:
+        """The local index of the PEC Massiva inbox headers (one per environment and mailbox in the store)."""
+        if self._inbox_index is None:
+            from pec_mcp.inbox_index import InboxIndex
+
+            client = self.pec().client
+            self._inbox_index = InboxIndex(self.store, client, f"{self.environment}:{client.mailbox}")
+        return self._inbox_index
 
 
 class StateHolder:
