@@ -49,8 +49,13 @@ def machine() -> str:
 
 
 def env(**extra: str) -> dict[str, str]:
-    """A clean environment: no PEC_MCP_* from the caller, the repository importable, then ``extra``."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PEC_MCP_")}
+    """A clean environment: no PEC_MCP_* from the caller, the repository importable, then ``extra``.
+
+    Bytecode is written (PYTHONDONTWRITEBYTECODE dropped), so that after the first start pec_mcp loads from
+    .pyc files as an installed package does, like the SDK it is compared with.
+    """
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith("PEC_MCP_") and k != "PYTHONDONTWRITEBYTECODE"}
     base["PYTHONPATH"] = str(ROOT) + os.pathsep + base.get("PYTHONPATH", "")
     base.update(extra)
     return base

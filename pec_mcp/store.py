@@ -97,7 +97,7 @@ INBOX_INDEX_SCHEMA = """
         search TEXT NOT NULL,
         PRIMARY KEY (account, inbox_id)
     );
-    CREATE INDEX inbox_index_code ON inbox_index (account, code);
+    CREATE INDEX inbox_index_code ON inbox_index (account, code, at, inbox_id);
     CREATE INDEX inbox_index_order ON inbox_index (account, at, inbox_id);
     CREATE TABLE inbox_index_sync (account TEXT PRIMARY KEY, synced_at REAL NOT NULL);
 """

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 from pydantic import Field
 
 from pec_mcp.errors import NotFound
-from pec_mcp.inbox_index import IndexPage
 from pec_mcp.receipts import MEANING, classify
 from pec_mcp.sending import pec_question, plan_pec
 from pec_mcp.server import prompts, resources
@@ -35,6 +34,9 @@ from pec_mcp.server.pec_models import (
 )
 from pec_mcp.server.state import StateHolder
 from pec_mcp.store import iso
+
+if TYPE_CHECKING:
+    from pec_mcp.inbox_index import IndexPage
 
 Recipients = Annotated[list[str], Field(min_length=1, description="PEC addresses of the recipients (one request, "
                                         "one message_id; for more than one request's worth use start_bulk_pec)")]
