@@ -9,14 +9,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pec_mcp.config import Settings
 from pec_mcp.errors import InputError, LimitExceeded, NotFound, OutcomeUnknown, PecError
 from pec_mcp.paths import MB, allowed_files
-from pec_mcp.providers.pecmassiva import Attachment, PecMassivaClient
 from pec_mcp.receipts import ClassifiedReceipt, SendingStatus, classify, recipients_in_acceptance, sending_status
 from pec_mcp.store import Sending, Store
+
+if TYPE_CHECKING:
+    # The provider client is imported when a send is planned, not when the server starts.
+    from pec_mcp.providers.pecmassiva import Attachment, PecMassivaClient
 
 _ADDRESS = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
@@ -107,6 +110,8 @@ class PecMessage:
 
 
 def load_attachments(paths: Sequence[str], settings: Settings) -> list[Attachment]:
+    from pec_mcp.providers.pecmassiva import Attachment
+
     files = allowed_files(paths, settings.attachments.resolved_dirs(), max_total_mb=settings.attachments.max_total_mb)
     return [Attachment(path=p, name=p.name, size=size) for p, size in files]
 

@@ -81,8 +81,26 @@ LEDGER_SCHEMA = """
 # Schema version 2: bulk jobs and their recipients.
 JOBS_SCHEMA = ""
 
-# Schema version 3: the local index of inbox message headers.
-INBOX_INDEX_SCHEMA = ""
+# Schema version 3: the local index of inbox message headers (see pec_mcp.inbox_index), per mailbox account.
+INBOX_INDEX_SCHEMA = """
+    CREATE TABLE inbox_index (
+        account TEXT NOT NULL,
+        inbox_id INTEGER NOT NULL,
+        at REAL NOT NULL,
+        date TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        message_id TEXT,
+        code TEXT,
+        search TEXT NOT NULL,
+        PRIMARY KEY (account, inbox_id)
+    );
+    CREATE INDEX inbox_index_code ON inbox_index (account, code, at, inbox_id);
+    CREATE INDEX inbox_index_order ON inbox_index (account, at, inbox_id);
+    CREATE TABLE inbox_index_sync (account TEXT PRIMARY KEY, synced_at REAL NOT NULL);
+"""
 
 # Schema version 4: Mensatek certified email, one id per recipient of a ledger row (see pec_mcp.certified).
 CERTIFIED_SCHEMA = """

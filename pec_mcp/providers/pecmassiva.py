@@ -13,9 +13,11 @@ Quirks of the real API, all handled here:
 from __future__ import annotations
 
 import base64
+import json
 import mimetypes
+import os
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pec_mcp.errors import (
     AuthenticationFailed,
     BadResponse,
+    InputError,
     NotFound,
     OutcomeUnknown,
     PecError,
@@ -99,9 +102,81 @@ class Attachment:
     name: str
     size: int
 
-    def data_uri(self) -> str:
+    @property
+    def data_prefix(self) -> str:
         mime = mimetypes.guess_type(self.name)[0] or "application/octet-stream"
-        return f"data:{mime};base64," + base64.b64encode(self.path.read_bytes()).decode("ascii")
+        return f"data:{mime};base64,"
+
+    def data_uri(self) -> str:
+        """The whole file as a data URI in memory (small files, tests); sends stream it, see :class:`SendBody`."""
+        return self.data_prefix + base64.b64encode(self.path.read_bytes()).decode("ascii")
+
+
+# A multiple of 3, so that every chunk but the last encodes to base64 without padding.
+_READ_CHUNK = 3 * 64 * 1024
+
+
+def _json(value: Any) -> str:
+    # The encoding httpx applies to json=...: the streamed body is byte for byte what json=payload would send.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+class SendBody:
+    """The POST /send JSON body as a byte stream: the fields, then each attachment's base64 read from its file.
+
+    Attachments are never held whole in memory (neither the file nor its base64 text): the body is produced in
+    chunks while the request goes out, with its exact length known up front, so the request is not chunked.
+    """
+
+    def __init__(self, fields: dict[str, Any], attachments: Sequence[Attachment]) -> None:
+        self._parts: list[bytes | tuple[Path, int]] = []
+        head = _json(fields)
+        if not attachments:
+            self._parts.append(head.encode())
+            return
+        self._parts.append(head[:-1].encode() + b',"attachments":[')
+        for number, attachment in enumerate(attachments):
+            opening = ("," if number else "") + '{"name":' + _json(attachment.name) + ',"file":"'
+            self._parts.append((opening + attachment.data_prefix).encode())
+            self._parts.append((attachment.path, _file_size(attachment.path)))
+            self._parts.append(b'"}')
+        self._parts.append(b"]}")
+
+    @property
+    def length(self) -> int:
+        return sum(len(p) if isinstance(p, bytes) else 4 * -(-p[1] // 3) for p in self._parts)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for part in self._parts:
+            if isinstance(part, bytes):
+                yield part
+            else:
+                for chunk in _base64_chunks(*part):
+                    yield chunk
+
+    async def read(self) -> bytes:
+        """The whole body at once (tests)."""
+        return b"".join([chunk async for chunk in self])
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as exc:
+        raise InputError(f"Cannot read the attachment {path.name}: {exc.strerror}") from None
+
+
+def _base64_chunks(path: Path, size: int) -> Iterator[bytes]:
+    """The base64 of exactly ``size`` bytes of a file, a chunk at a time."""
+    left = size
+    with open(path, "rb") as file:
+        while left > 0:
+            chunk = file.read(min(_READ_CHUNK, left))
+            if not chunk:
+                # Content-Length is already on the wire: a shorter body must fail, never pass as a smaller file.
+                raise InputError(f"The attachment {path.name} changed while it was being sent")
+            left -= len(chunk)
+            yield base64.b64encode(chunk)
 
 
 @dataclass(frozen=True)
@@ -142,7 +217,24 @@ class PecMassivaClient:
         ``on_dispatch`` is awaited after the pacing wait, right before the request goes out: the send path uses it
         to record that the request is on its way. Raises OutcomeUnknown if the answer is lost after that.
         """
-        payload: dict[str, Any] = {
+        payload = SendBody(self.send_fields(sender=sender, recipients=recipients, subject=subject, body=body),
+                           attachments)
+        headers = {"Authorization": self._headers["Authorization"], "Content-Type": "application/json",
+                   "Content-Length": str(payload.length)}
+        extensions: dict[str, Any] = {PACE: True}
+        if on_dispatch is not None:
+            extensions[ON_DISPATCH] = on_dispatch
+        response = await call(
+            PROVIDER,
+            is_send=True,
+            request=lambda: self._http.post("/send", content=payload, headers=headers, extensions=extensions),
+        )
+        data = _checked_send(response)
+        return _send_result(data, response.status_code)
+
+    def send_fields(self, *, sender: str, recipients: Sequence[str], subject: str, body: str) -> dict[str, Any]:
+        """The POST /send fields other than the attachments, in the order they go on the wire."""
+        return {
             "sender": sender,
             "recipient": list(recipients),
             "subject": subject,
@@ -150,21 +242,6 @@ class PecMassivaClient:
             "username": self._creds.username,
             "password": self._creds.password,
         }
-        if attachments:
-            payload["attachments"] = [{"name": a.name, "file": a.data_uri()} for a in attachments]
-        extensions: dict[str, Any] = {PACE: True}
-        if on_dispatch is not None:
-            extensions[ON_DISPATCH] = on_dispatch
-        response = await call(
-            PROVIDER,
-            is_send=True,
-            request=lambda: self._http.post(
-                "/send", json=payload, headers={"Authorization": self._headers["Authorization"]},
-                extensions=extensions,
-            ),
-        )
-        data = _checked_send(response)
-        return _send_result(data, response.status_code)
 
     async def receipts(self, *, message_id: str) -> list[ReceiptEmail]:
         """GET /send/{code}: every receipt received so far; an empty list while none has arrived."""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from pec_mcp.receipts import ReceiptKind, SendingStatus, classify_subject
+from pec_mcp.inbox_index import classify_header
+from pec_mcp.receipts import SendingStatus
 from pec_mcp.store import Sending
-
-_CODE_AT_END = re.compile(r"\s(\d{10,20})\s*$")
 
 Environment = Literal["offline", "sandbox", "production"]
 ENV_FIELD = Field(description="Where this happened: offline (simulator), sandbox (provider test) or production (real)")
@@ -81,6 +79,12 @@ class InboxPageResult(BaseModel):
     total: int = Field(description="Messages matching, over all pages")
     messages: list[InboxEntry]
     query: str | None
+    source: Literal["index", "provider"] = Field(
+        "provider", description="index: answered from the local index of inbox headers (subject and sender "
+        "searched), as fresh as index_synced_at; provider: read from PEC Massiva just now"
+    )
+    index_synced_at: str | None = Field(None, description="When the local index was last synced with the "
+                                        "provider, UTC (index answers only)")
     environment: Environment = ENV_FIELD
 
 
@@ -148,12 +152,7 @@ def sending_info(row: Sending) -> SendingInfo:
 
 def inbox_kind(subject: str) -> tuple[str, str | None]:
     """The kind of an inbox message by its subject, and the sending code it refers to (receipts only)."""
-    kind, _ = classify_subject(subject)
-    code = None
-    if kind not in (ReceiptKind.OTHER, ReceiptKind.ENVELOPE):
-        match = _CODE_AT_END.search(subject)
-        code = match.group(1) if match else None
-    return kind.value, code
+    return classify_header(subject)
 
 
 def receipt_note(status: SendingStatus) -> str:

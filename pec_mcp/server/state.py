@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -14,16 +14,53 @@ import httpx
 from pec_mcp.config import ProviderName, Settings
 from pec_mcp.errors import ConfigError
 from pec_mcp.http import Pacer, Redactor, build_client
-from pec_mcp.providers.mensatek import MensatekClient
-from pec_mcp.providers.openapi_pec import OpenapiPecClient
-from pec_mcp.providers.pecmassiva import Credentials, PecMassivaClient
-from pec_mcp.sending import PecSender
 from pec_mcp.store import Store, StorePacer
 
+# Provider clients, the send path and the simulator are imported when first used, not at start-up: a server
+# answers its first tools/list sooner, and a toolset that is never called never pays for its provider.
 if TYPE_CHECKING:
+    from pec_mcp.inbox_index import InboxIndex
+    from pec_mcp.providers.mensatek import MensatekClient
+    from pec_mcp.providers.openapi_pec import OpenapiPecClient
+    from pec_mcp.providers.pecmassiva import Credentials
+    from pec_mcp.sending import PecSender
     from pec_mcp.simulator import Simulator
 
 SIMULATOR_ORIGIN = "http://simulator"
+# Where each provider is mounted in the simulator (the same as pec_mcp.simulator.app.MOUNTS, without importing it).
+SIMULATOR_MOUNTS: dict[str, str] = {"pecmassiva": "/pecmassiva", "openapi_pec": "/openapi-pec",
+                                    "mensatek": "/mensatek/v7"}
+
+
+class OfflineTransport(httpx.AsyncBaseTransport):
+    """The in-process simulator as an httpx transport, created on the first request (offline environment)."""
+
+    def __init__(self, settings: Settings, on_create: Callable[[Simulator], None] | None = None) -> None:
+        self._settings = settings
+        self._simulator: Simulator | None = None
+        self._inner: httpx.ASGITransport | None = None
+        self.on_create = on_create  # wires the new simulator's callbacks to this server
+
+    @property
+    def created(self) -> Simulator | None:
+        """The simulator if it exists already (never creates it)."""
+        return self._simulator
+
+    @property
+    def simulator(self) -> Simulator:
+        if self._simulator is None:
+            from pec_mcp.simulator import create_simulator
+
+            options = self._settings.simulator
+            self._simulator = create_simulator(delivery_delay=options.delivery_delay, rate=options.rate)
+            if self.on_create is not None:
+                self.on_create(self._simulator)
+        return self._simulator
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._inner is None:
+            self._inner = httpx.ASGITransport(app=self.simulator.app)
+        return await self._inner.handle_async_request(request)
 
 
 @dataclass
@@ -34,13 +71,19 @@ class AppState:
     store: Store
     redactor: Redactor
     clients: dict[ProviderName, httpx.AsyncClient] = field(default_factory=dict)
-    simulator: Simulator | None = None
+    offline: OfflineTransport | None = None
     _pec: PecSender | None = None
     _mensatek: MensatekClient | None = None
+    _inbox_index: InboxIndex | None = None
 
     @property
     def environment(self) -> str:
         return self.settings.env
+
+    @property
+    def simulator(self) -> Simulator | None:
+        """The in-process simulator (offline environment without an injected transport), created on first use."""
+        return self.offline.simulator if self.offline is not None else None
 
     def client(self, provider: ProviderName) -> httpx.AsyncClient:
         """The HTTP client of a provider; ConfigError when it has no host in this environment."""
@@ -52,12 +95,16 @@ class AppState:
 
     def openapi_pec(self) -> OpenapiPecClient:
         """The openapi.it PEC client; ConfigError when its token or host is missing."""
+        from pec_mcp.providers.openapi_pec import OpenapiPecClient
+
         openapi_pec_token(self.settings)
         return OpenapiPecClient(self.client("openapi_pec"))
 
     def mensatek(self) -> MensatekClient:
         """The Mensatek client (one per server, so its short cache is shared); ConfigError when not configured."""
         if self._mensatek is None:
+            from pec_mcp.providers.mensatek import MensatekClient
+
             mensatek_credentials(self.settings)
             self._mensatek = MensatekClient(self.client("mensatek"))
         return self._mensatek
@@ -65,11 +112,23 @@ class AppState:
     def pec(self) -> PecSender:
         """The PEC Massiva send path; ConfigError when its credentials are missing."""
         if self._pec is None:
+            from pec_mcp.providers.pecmassiva import PecMassivaClient
+            from pec_mcp.sending import PecSender
+
             credentials = pecmassiva_credentials(self.settings)
             sender = self.settings.pecmassiva.sender or credentials.username
             client = PecMassivaClient(self.client("pecmassiva"), credentials)
             self._pec = PecSender(client=client, store=self.store, settings=self.settings, sender=sender)
         return self._pec
+
+    def inbox_index(self) -> InboxIndex:
+        """The local index of the PEC Massiva inbox headers (one per environment and mailbox in the store)."""
+        if self._inbox_index is None:
+            from pec_mcp.inbox_index import InboxIndex
+
+            client = self.pec().client
+            self._inbox_index = InboxIndex(self.store, client, f"{self.environment}:{client.mailbox}")
+        return self._inbox_index
 
 
 class StateHolder:
@@ -88,6 +147,8 @@ class StateHolder:
 
 
 def pecmassiva_credentials(settings: Settings) -> Credentials:
+    from pec_mcp.providers.pecmassiva import Credentials
+
     if settings.env == "offline":
         from pec_mcp.simulator import credentials as sim
 
@@ -150,9 +211,7 @@ def base_url(settings: Settings, provider: ProviderName) -> str:
     if url is not None:
         return url
     if settings.env == "offline":
-        from pec_mcp.simulator.app import MOUNTS
-
-        return SIMULATOR_ORIGIN + MOUNTS[provider]
+        return SIMULATOR_ORIGIN + SIMULATOR_MOUNTS[provider]
     raise ConfigError(
         f"{provider} has no {settings.env} host; set {provider}.base_url or choose another environment"
     )
@@ -165,24 +224,16 @@ async def open_state(
     """Open the store and the provider clients; offline without a transport, start the in-process simulator."""
     redactor = Redactor(settings.secret_values())
     store = Store(settings.store.path)
-    simulator = None
+    offline = None
     if transport is None and settings.env == "offline":
-        from pec_mcp.simulator import create_simulator
-
-        simulator = create_simulator(delivery_delay=settings.simulator.delivery_delay, rate=settings.simulator.rate)
-        transport = httpx.ASGITransport(app=simulator.app)
+        transport = offline = OfflineTransport(settings)
     # A request that was on its way when a previous process died is unknown from now on, never resent.
     store.recover_interrupted()
-    state = AppState(settings=settings, store=store, redactor=redactor, simulator=simulator)
-    if simulator is not None:
-        from pec_mcp.server.webhooks import in_process_sender
-
-        # openapi.it callbacks reach the same handler as /webhooks/openapi, without an HTTP server.
-        simulator.openapi_pec.send_callback = in_process_sender(lambda: state)
+    state = AppState(settings=settings, store=store, redactor=redactor, offline=offline)
     async with AsyncExitStack() as stack:
         stack.callback(store.close)
-        if simulator is not None:
-            await _start_offline_reports(stack, state, simulator)
+        if offline is not None:
+            await _start_offline_callbacks(stack, state, offline)
         for provider in PROVIDERS:
             try:
                 url = base_url(settings, provider)
@@ -198,13 +249,24 @@ async def open_state(
 PROVIDERS: tuple[ProviderName, ...] = ("pecmassiva", "openapi_pec", "mensatek")
 
 
-async def _start_offline_reports(stack: AsyncExitStack, state: AppState, simulator: Simulator) -> None:
-    """Offline, Mensatek's report webhooks go straight to the webhook handler, flushed by a small background task."""
-    from pec_mcp.server.webhooks import pump_offline_reports, wire_offline_reports  # webhooks imports this module
+async def _start_offline_callbacks(stack: AsyncExitStack, state: AppState, offline: OfflineTransport) -> None:
+    """Offline, the simulator's callbacks reach the webhook handlers directly, without an HTTP server.
 
-    wire_offline_reports(state, simulator)
+    openapi.it callbacks go out as state changes; Mensatek's report webhooks are flushed by a small background task.
+    """
+    from pec_mcp.server.webhooks import (  # webhooks imports this module
+        in_process_sender,
+        pump_offline_reports,
+        wire_offline_reports,
+    )
+
+    def wire(simulator: Simulator) -> None:
+        simulator.openapi_pec.send_callback = in_process_sender(lambda: state)
+        wire_offline_reports(state, simulator)
+
+    offline.on_create = wire
     tasks = await stack.enter_async_context(anyio.create_task_group())
-    tasks.start_soon(pump_offline_reports, simulator)
+    tasks.start_soon(pump_offline_reports, lambda: offline.created)
     stack.callback(tasks.cancel_scope.cancel)  # runs before the task group waits for its task
 
 

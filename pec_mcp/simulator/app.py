@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route
 from pec_mcp.simulator.clock import Clock
 from pec_mcp.simulator.mensatek import MensatekSim
 from pec_mcp.simulator.openapi_pec import OpenapiPecSim
-from pec_mcp.simulator.pecmassiva import PecMassivaSim
+from pec_mcp.simulator.pecmassiva import GATEWAY, Incoming, PecMassivaSim
 from pec_mcp.simulator.stats import Stats
 
 MOUNTS = {
@@ -54,6 +54,7 @@ class Simulator:
                 Mount(MOUNTS["mensatek"], app=self.mensatek.app),
                 Route("/__simulator__/stats", self._stats, methods=["GET"]),
                 Route("/__simulator__/advance", self._advance, methods=["POST"]),
+                Route("/__simulator__/pecmassiva/seed", self._seed, methods=["POST"]),
             ]
         )
 
@@ -63,6 +64,17 @@ class Simulator:
     async def _stats(self, request: Request) -> JSONResponse:
         return JSONResponse(self.stats.as_dict())
 
+    async def _seed(self, request: Request) -> JSONResponse:
+        """Fill the PEC Massiva INBOX with ``count`` messages (benchmarks)."""
+        try:
+            count = int(request.query_params.get("count", "0"))
+        except ValueError:
+            count = -1
+        if not 0 <= count <= 100_000:
+            return JSONResponse({"success": False, "message": "count must be 0 to 100000"}, status_code=400)
+        ids = self.pecmassiva.add_incoming(seed_messages(count, self.clock.now()))
+        return JSONResponse({"success": True, "added": len(ids)})
+
     async def _advance(self, request: Request) -> JSONResponse:
         try:
             seconds = float(request.query_params.get("seconds", "0"))
@@ -70,6 +82,22 @@ class Simulator:
         except ValueError as exc:
             return JSONResponse({"success": False, "message": str(exc)}, status_code=400)
         return JSONResponse({"success": True, "now": self.clock.now()})
+
+
+def seed_messages(count: int, now: float) -> list[Incoming]:
+    """``count`` inbox messages, one second apart, oldest first: receipt pairs of many sendings, and incoming PEC."""
+    messages = []
+    for number in range(count):
+        at = now - (count - number)
+        if number % 10 == 9:
+            messages.append(Incoming("protocollo@pec.comune.esempio.it", f"Comunicazione prot. n. {number}",
+                                     "<p>Comunicazione.</p>", at=at))
+            continue
+        code = f"2026010100{number // 2:06d}"
+        prefix = "ACCETTAZIONE" if number % 2 == 0 else "CONSEGNA"
+        messages.append(Incoming(GATEWAY, f"{prefix}: Avviso n. {number // 2} {code}", f"Ricevuta {code}", at=at,
+                                 envelope=False))
+    return messages
 
 
 def create_simulator(
