@@ -56,7 +56,7 @@ def show(label: str, value: Any) -> None:
     say(f"    {label}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}")
 
 
-async def confirm_everything(context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
+async def confirm_everything(context: Any, params: t.ElicitRequestParams) -> t.ElicitResult:
     """The demo's user: reads the question the server built, and says yes."""
     say(f"    [the user is asked] {params.message}")
     say("    [the user answers] yes")

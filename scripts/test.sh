@@ -23,4 +23,5 @@ else
 fi
 
 .venv/bin/ruff check pec_mcp tests bench
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"

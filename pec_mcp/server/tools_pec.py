@@ -253,7 +253,7 @@ def _index_page(found: IndexPage, query: str, environment: str) -> InboxPageResu
                           message_id=m.message_id) for m in found.messages]
     return InboxPageResult(page=found.page, pages=found.pages, total=found.total, messages=entries, query=query,
                            source="index", index_synced_at=iso(found.synced_at),
-                           environment=environment)  # type: ignore[arg-type]
+                           environment=environment)
 
 
 def _receipt_info(receipt: ClassifiedReceipt) -> ReceiptInfo:
