@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import anyio
 import httpx
 
 from pec_mcp.config import ProviderName, Settings
 from pec_mcp.errors import ConfigError
 from pec_mcp.http import Pacer, Redactor, build_client
+from pec_mcp.jobs import FollowUpPolicy, JobRunner
 from pec_mcp.providers.mensatek import MensatekClient
 from pec_mcp.providers.openapi_pec import OpenapiPecClient
 from pec_mcp.providers.pecmassiva import Credentials, PecMassivaClient
@@ -34,6 +36,7 @@ class AppState:
     redactor: Redactor
     clients: dict[ProviderName, httpx.AsyncClient] = field(default_factory=dict)
     simulator: Simulator | None = None
+    runner: JobRunner | None = None  # the bulk job runner, when the bulk toolset is enabled
     _pec: PecSender | None = None
     _mensatek: MensatekClient | None = None
 
@@ -159,9 +162,16 @@ def base_url(settings: Settings, provider: ProviderName) -> str:
 
 @asynccontextmanager
 async def open_state(
-    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    publish: Callable[[str], Awaitable[None]] | None = None,
 ) -> AsyncIterator[AppState]:
-    """Open the store and the provider clients; offline without a transport, start the in-process simulator."""
+    """Open the store and the provider clients; offline without a transport, start the in-process simulator.
+
+    With the bulk toolset, the job runner works in the background until the server stops (``publish`` tells
+    subscribers that a job resource changed).
+    """
     redactor = Redactor(settings.secret_values())
     store = Store(settings.store.path)
     simulator = None
@@ -184,6 +194,13 @@ async def open_state(
             client = build_client(provider=provider, base_url=url, transport=transport, pacer=pacer,
                                   headers=_auth_headers(settings, provider))
             state.clients[provider] = await stack.enter_async_context(client)
+        if "bulk" in settings.tools.enabled:
+            state.runner = JobRunner(store=store, settings=settings, sender=state.pec, publish=publish,
+                                     policy=follow_up_policy(settings))
+            tasks = await stack.enter_async_context(anyio.create_task_group())
+            tasks.start_soon(state.runner.run)
+            # Stop the runner first when the server closes (callbacks run last-in, first-out).
+            stack.callback(tasks.cancel_scope.cancel)
         yield state
 
 
@@ -205,6 +222,11 @@ def _auth_headers(settings: Settings, provider: ProviderName) -> dict[str, str]:
     except ConfigError:
         return {}
     return {}
+
+
+def follow_up_policy(settings: Settings) -> FollowUpPolicy:
+    """Receipts every 30 s per sending; offline the simulator is local and free, so every 2 s."""
+    return FollowUpPolicy(interval=2.0) if settings.env == "offline" else FollowUpPolicy()
 
 
 def send_pacer(settings: Settings, store: Store) -> Pacer:
