@@ -94,3 +94,12 @@ async def bench(settings: Settings, simulator: Simulator, clock: Clock) -> Async
     async with http:
         yield Bench(runner, runner.jobs, store, settings, simulator, clock, pacer, published)
     store.close()
+
+
+@pytest.fixture
+def simulator(clock: Clock) -> Simulator:
+    """No provider rate limit: a real server's runner sends several requests while the simulator's clock is frozen
+    (the servers' own pacing is what these tests look at)."""
+    from pec_mcp.simulator import create_simulator
+
+    return create_simulator(clock=clock, rate=float("inf"), delivery_delay=2.0)
