@@ -363,6 +363,7 @@ class Claim:
     seq: int
     addresses: list[str]
     variables: dict[str, str]  # of the first recipient: every recipient of a group has the same message
+    attempts: int  # including this one
 
 
 @dataclass(frozen=True)
@@ -519,14 +520,14 @@ class JobStore:
         now = self.store.clock()
         with self.store.transaction(immediate=True) as db:
             row = db.execute(
-                """SELECT g.job_id, g.seq FROM job_groups g JOIN jobs j ON j.id = g.job_id
+                """SELECT g.job_id, g.seq, g.attempts FROM job_groups g JOIN jobs j ON j.id = g.job_id
                    WHERE g.state = 'queued' AND j.account = ? AND j.cancelled_at IS NULL
                    ORDER BY j.created_at, j.rowid, g.seq LIMIT 1""",
                 (account,),
             ).fetchone()
             if row is None:
                 return None
-            job_id, seq = row
+            job_id, seq = row[0], row[1]
             db.execute("UPDATE job_groups SET state = 'sending', owner = ?, attempts = attempts + 1, updated_at = ? "
                        "WHERE job_id = ? AND seq = ?", (owner, now, job_id, seq))
             db.execute("UPDATE job_recipients SET state = 'sending', updated_at = ? WHERE job_id = ? AND group_seq = ?",
@@ -534,7 +535,7 @@ class JobStore:
             members = db.execute("SELECT address, variables FROM job_recipients WHERE job_id = ? AND group_seq = ? "
                                  "ORDER BY row", (job_id, seq)).fetchall()
             job = _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
-        return Claim(job, seq, [m["address"] for m in members], json.loads(members[0]["variables"]))
+        return Claim(job, seq, [m["address"] for m in members], json.loads(members[0]["variables"]), row[2] + 1)
 
     def finish(self, job_id: str, seq: int, state: str, *, reason: str | None = None, message_id: str | None = None,
                sending_id: int | None = None, next_check_at: float | None = None) -> None:
@@ -819,35 +820,37 @@ class JobRunner:
                 raise JobCancelled("the job was cancelled before this request was sent")
             dispatched = True
 
-        for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
-            try:
-                outcome = await self.sender().send(message, idempotency_key=ledger_key(job_id, seq),
-                                                   actor=f"bulk job {job_id}", job_id=job_id,
-                                                   before_dispatch=before_dispatch)
-            except JobCancelled:
-                self.jobs.finish(job_id, seq, "cancelled", reason=CANCELLED_REASON)
-                return
-            except RateLimited as exc:
-                # A 429 means the provider refused the request: nothing was sent, so it may go again.
-                if attempt == RATE_LIMIT_ATTEMPTS:
-                    self.jobs.finish(job_id, seq, "failed", reason=exc.message)
-                    return
-                dispatched = False
-                await self.sleep(min(max(exc.retry_after or 1.0, 0.1), 60.0))
-                continue
-            except PecError as exc:
+        try:
+            outcome = await self.sender().send(message, idempotency_key=ledger_key(job_id, seq),
+                                               actor=f"bulk job {job_id}", job_id=job_id,
+                                               before_dispatch=before_dispatch)
+        except JobCancelled:
+            self.jobs.finish(job_id, seq, "cancelled", reason=CANCELLED_REASON)
+            return
+        except RateLimited as exc:
+            # A 429 means the provider refused the request: nothing was sent, so it goes back to the queue (a crash
+            # during the wait then loses nothing) and this worker pauses as the provider asked.
+            if claim.attempts >= RATE_LIMIT_ATTEMPTS:
                 self.jobs.finish(job_id, seq, "failed", reason=exc.message)
                 return
-            except BaseException:
-                # Stopped (server closing) mid-request: if it never left it goes back to the queue, else unknown.
-                if dispatched:
-                    self.jobs.finish(job_id, seq, "unknown", reason="interrupted while the request was on its way")
-                else:
-                    self.jobs.release(job_id, seq)
-                raise
-            self._record(job_id, seq, outcome.sending.state, outcome.sending.message_id, outcome.sending.id,
-                         outcome.sending.error)
+            self.jobs.release(job_id, seq)
+            wait = min(max(exc.retry_after or 1.0, 0.1), 60.0)
+            log.warning("PEC Massiva refused request %d of job %s as too many (429); retrying in %.1f s",
+                        seq, job_id, wait)
+            await self.sleep(wait)
             return
+        except PecError as exc:
+            self.jobs.finish(job_id, seq, "failed", reason=exc.message)
+            return
+        except BaseException:
+            # Stopped (server closing) mid-request: if it never left it goes back to the queue, else unknown.
+            if dispatched:
+                self.jobs.finish(job_id, seq, "unknown", reason="interrupted while the request was on its way")
+            else:
+                self.jobs.release(job_id, seq)
+            raise
+        self._record(job_id, seq, outcome.sending.state, outcome.sending.message_id, outcome.sending.id,
+                     outcome.sending.error)
 
     def _record(self, job_id: str, seq: int, ledger_state: str, message_id: str | None, sending_id: int,
                 error: str | None) -> None:

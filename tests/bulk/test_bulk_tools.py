@@ -35,10 +35,10 @@ async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any
     return result.structured_content
 
 
-async def wait_until_sent(client: Client, job_id: str, timeout: float = 10.0) -> dict[str, Any]:
+async def wait_until_sent(client: Client, job_id: str) -> dict[str, Any]:
     """Follow the job through its resource notifications until nothing is left to send."""
     async with client.listen(resource_subscriptions=[f"pec://jobs/{job_id}"]) as events:
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(10):
             while True:
                 job = await call(client, "get_bulk_pec", {"job_id": job_id})
                 if job["status"] != "sending":
