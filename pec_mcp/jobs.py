@@ -587,7 +587,7 @@ class JobStore:
             row = db.execute(
                 """SELECT MIN(g.next_check_at) FROM job_groups g JOIN jobs j ON j.id = g.job_id
                    WHERE g.followed = 0 AND g.state = 'sent' AND j.account = ?""", (account,)).fetchone()
-        return row[0]
+        return None if row[0] is None else float(row[0])
 
     def record_delivery(self, job_id: str, seq: int, outcomes: Mapping[str, tuple[str, str | None]],
                         next_check_at: float) -> bool:

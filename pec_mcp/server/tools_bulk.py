@@ -208,14 +208,14 @@ def job_report(app: AppState, job_id: str, *, shown: int = SHOWN_RECIPIENTS) -> 
     errors = jobs.recipients(job_id, states=("failed", "not_delivered"), limit=10)
     unknown = jobs.recipients(job_id, states=("unknown",), limit=100)
     return BulkJobResult(
-        job_id=job.id, status=progress.status, cancelled=job.cancelled_at is not None,  # type: ignore[arg-type]
+        job_id=job.id, status=progress.status, cancelled=job.cancelled_at is not None,
         created_at=iso(job.created_at), subject=job.subject, total_recipients=job.total, requests=job.requests,
         requests_done=job.requests - left, counts=BulkCounts(**counts),
         achieved_rate_per_second=progress.achieved_rate, limit_per_second=rate,
         eta_seconds=round((left + progress.queued_ahead) / rate, 1) if left else None,
         first_errors=[_outcome(r) for r in errors], unknown_recipients=[r.address for r in unknown],
         recipients=[_outcome(r) for r in jobs.recipients(job_id, limit=shown)], estimated_cost_eur=job.cost_eur,
-        environment=job.environment, note=_note(progress),  # type: ignore[arg-type]
+        environment=job.environment, note=_note(progress),
     )
 
 
@@ -354,12 +354,12 @@ def _start_result(app: AppState, plan: BulkPlan, status: str, job_id: str | None
     note = ("Preview only: nothing was sent. " + _question(app, plan) if status == "preview" else
             "The job runs in the background at the provider's rate; follow it with get_bulk_pec.")
     return StartBulkResult(
-        status=status, job_id=job_id, total_recipients=plan.total, requests=len(plan.requests),  # type: ignore[arg-type]
+        status=status, job_id=job_id, total_recipients=plan.total, requests=len(plan.requests),
         estimated_duration_seconds=seconds, estimated_cost_eur=plan.cost_eur,
         attachments=[AttachmentInfo(name=a.name, size_bytes=a.size) for a in plan.attachments],
         preview=MessagePreview(to=plan.preview.to, subject=plan.preview.subject,
                                body=plan.preview.body[:PREVIEW_CHARS]),
-        environment=app.environment, note=note,  # type: ignore[arg-type]
+        environment=app.environment, note=note,
     )
 
 
