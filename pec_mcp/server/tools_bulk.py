@@ -313,8 +313,9 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             sent = counts.sent + counts.delivered + counts.not_delivered + counts.unknown + counts.sending
             return CancelBulkResult(job_id=job_id, cancelled_recipients=counts.cancelled, already_sent=sent,
                                     status=report.status, environment=report.environment,
-                                    note=f"Cancelled: {stopped} recipient(s) will not be sent to. A request already "
-                                    "on its way when you cancelled still completes.")
+                                    note=f"Cancelled: {stopped} recipient(s) will not be sent to; requests "
+                                    "waiting for their turn are stopped before they leave, and one already on its "
+                                    "way still completes.")
 
     @mcp.tool(title="List bulk PEC jobs", annotations=LOCAL_READ)
     async def list_bulk_pec(

@@ -128,7 +128,7 @@ async def test_cancelling_a_job_stops_the_recipients_not_yet_sent(
         started = await call(client, "start_bulk_pec", {**JOB, "recipients": recipients})
         cancelled = await call(client, "cancel_bulk_pec", {"job_id": started["job_id"]})
         job = await wait_until_sent(client, started["job_id"])
-    assert cancelled["cancelled_recipients"] >= 8
+    assert cancelled["cancelled_recipients"] >= 6  # up to four requests were already waiting for their turn
     sent = sum(simulator.stats.recipients.values())
     assert sent <= 2 and job["counts"]["sent"] == sent
     assert job["counts"]["cancelled"] == 10 - sent and job["cancelled"]
