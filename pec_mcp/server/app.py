@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import httpx
 from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 
 from pec_mcp import __version__
 from pec_mcp.config import Settings
@@ -91,10 +92,15 @@ def build_server(settings: Settings, *, transport: httpx.AsyncBaseTransport | No
 def build(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> Built:
     """:func:`build_server`, also returning the state holder."""
     holder = StateHolder()
+    # Kept so that the bulk job runner, outside any request, can tell subscribers that a job changed.
+    bus = InMemorySubscriptionBus()
+
+    async def publish(uri: str) -> None:
+        await bus.publish(ResourceUpdated(uri=uri))
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        async with open_state(settings, transport=transport) as state:
+        async with open_state(settings, transport=transport, publish=publish) as state:
             holder.set(state)
             try:
                 yield state
@@ -108,6 +114,7 @@ def build(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = No
         instructions=instructions(settings),
         lifespan=lifespan,
         log_level="WARNING",
+        subscriptions=bus,
     )
     for name in settings.tools.enabled:
         try:
