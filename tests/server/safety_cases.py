@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import mcp.types as t
 from mcp import Client
 
@@ -34,6 +35,8 @@ FILING: dict[str, Any] = {
 PEC = {"recipients": ["mario.rossi@pec.it"], "subject": "Sollecito", "body": "Testo della PEC"}
 CERTIFIED = {"recipients": [{"email": "ana.garcia@example.es", "name": "Ana"}], "subject": "Notificación",
              "message": "Hola {{name}}"}
+BULK = {"recipients": [{"address": "mario.rossi@pec.it", "variables": {"nome": "Mario"}}],
+        "subject": "Sollecito", "body": "Gentile {{nome}}, testo della PEC"}
 
 
 @dataclass
@@ -91,6 +94,8 @@ class Gated:
 
 
 GATED: dict[str, Gated] = {
+    "start_bulk_pec": Gated(lambda w: dict(BULK), "pecmassiva_send", True,
+                            ("bulk", "1 recipient", "mario.rossi@pec.it", "Sollecito")),
     "send_pec": Gated(lambda w: dict(PEC), "pecmassiva_send", False,
                       ("PEC", "1 recipient", "mario.rossi@pec.it", "Sollecito", "no attachments")),
     "send_certified_email": Gated(lambda w: dict(CERTIFIED), "mensatek_send", False,
@@ -114,3 +119,16 @@ GATED: dict[str, Gated] = {
 def done(simulator: Simulator, counter: str) -> int:
     """How many times the simulator accepted this action."""
     return int(simulator.stats.as_dict()["accepted"].get(counter, 0))
+
+
+async def done_soon(simulator: Simulator, counter: str, expected: int) -> int:
+    """The counter once it reaches ``expected`` (a bulk job sends in the background), or as it is after 5 s."""
+    with anyio.move_on_after(5):
+        while done(simulator, counter) < expected:  # noqa: ASYNC110 (the simulator has no event to wait on)
+            await anyio.sleep(0.01)
+    return done(simulator, counter)
+
+
+def newest(audit: list[dict[str, Any]], action: str) -> dict[str, Any]:
+    """The newest audit entry of one action (a bulk job also records one entry per request it sends)."""
+    return next(entry for entry in audit if entry["action"] == action)

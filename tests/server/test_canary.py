@@ -30,7 +30,7 @@ from pec_mcp.server import build_server
 from pec_mcp.simulator import Simulator, credentials
 from pec_mcp.simulator.openapi_pec import ACTIVATION_DELAY, FILING_DELAY
 from tests.conftest import FROZEN_AT, accept
-from tests.server.safety_cases import CERTIFIED, FILING, PEC, REGISTRATION, pdf
+from tests.server.safety_cases import BULK, CERTIFIED, FILING, PEC, REGISTRATION, pdf
 
 pytestmark = pytest.mark.anyio
 
@@ -133,6 +133,10 @@ GOOD: dict[str, Callable[[Run], dict[str, Any]]] = {
     "download_certified_email_certificate": lambda r: {"message_id": r.id("certified_id", "1234"),
                                                        "save_to": str(r.files)},
     "cancel_certified_email": lambda r: {"message_id": r.id("certified_id", "1234")},
+    "start_bulk_pec": lambda r: {**BULK, "idempotency_key": "canary-3"},
+    "get_bulk_pec": lambda r: {"job_id": r.id("job_id", "job-20260310-00000000")},
+    "list_bulk_pec": lambda r: {},
+    "cancel_bulk_pec": lambda r: {"job_id": r.id("job_id", "job-20260310-00000000")},
 }
 
 # tool -> bad arguments: invalid by the schema, refused by our checks, or unknown to the provider.
@@ -169,6 +173,10 @@ BAD: dict[str, dict[str, Any]] = {
     "reschedule_certified_email": {"message_id": "1234", "scheduled_at": "2026-01-01T10:00:00"},
     "download_certified_email_certificate": {"message_id": "999999", "save_to": "/root"},
     "cancel_certified_email": {"message_id": "999999"},
+    "start_bulk_pec": {**BULK, "recipients": [{"address": "not-an-address", "variables": {}}]},
+    "get_bulk_pec": {"job_id": "no such job"},
+    "list_bulk_pec": {"limit": 0},
+    "cancel_bulk_pec": {"job_id": "no such job"},
 }
 
 PROMPT_ARGS: dict[str, dict[str, str]] = {
@@ -198,6 +206,8 @@ def harvest(run: Run, tool: str, data: dict[str, Any]) -> None:
         run.simulator.clock.advance(FILING_DELAY + 1)
     elif tool == "send_certified_email" and data.get("message_id"):
         run.ids["certified_id"] = data["message_id"]
+    elif tool == "start_bulk_pec" and data.get("job_id"):
+        run.ids["job_id"] = data["job_id"]
 
 
 def result_texts(result: t.CallToolResult) -> Iterator[str]:

@@ -15,7 +15,19 @@ from pec_mcp.server.app import TOOLSETS
 from pec_mcp.simulator import Simulator, credentials
 from pec_mcp.simulator.pecmassiva import Incoming
 from tests.conftest import accept
-from tests.server.safety_cases import CERTIFIED, GATED, PEC, World, audit_of, done, make_world, structured, text_of
+from tests.server.safety_cases import (
+    CERTIFIED,
+    GATED,
+    PEC,
+    World,
+    audit_of,
+    done,
+    done_soon,
+    make_world,
+    newest,
+    structured,
+    text_of,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -87,11 +99,11 @@ async def test_confirm_true_acts_when_the_client_cannot_ask_and_the_audit_trail_
     before = done(simulator, case.counter)
     async with connect(settings, elicitation=None) as client:
         structured(await client.call_tool(tool, {**case.args(world), "confirm": True}))
-        entry = (await audit_of(client))[0]
-    assert done(simulator, case.counter) == before + 1
+        assert await done_soon(simulator, case.counter, before + 1) == before + 1
+        entry = newest(await audit_of(client), tool)
     assert entry["action"] == tool and entry["environment"] == "offline" and entry["at"]
     assert "confirm_argument" in entry["actor"] + entry["outcome"] and "mcp" in entry["actor"]
-    assert entry["outcome"].startswith(("sent", "done"))
+    assert entry["outcome"].startswith(("sent", "done", "started"))
 
 
 @pytest.mark.parametrize("tool", GATED_TOOLS)
@@ -131,8 +143,9 @@ async def test_confirm_never_acts_without_asking(tool, make_settings, connect, s
     user = User("decline")
     async with connect(settings, elicitation=user) as client:
         structured(await client.call_tool(tool, case.args(world)))
-        entry = (await audit_of(client))[0]
-    assert user.questions == [] and done(simulator, case.counter) == before + 1
+        assert await done_soon(simulator, case.counter, before + 1) == before + 1
+        entry = newest(await audit_of(client), tool)
+    assert user.questions == []
     assert entry["action"] == tool and "not_required" in entry["actor"] + entry["outcome"]
 
 
