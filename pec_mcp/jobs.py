@@ -725,7 +725,7 @@ class JobRunner:
     policy: FollowUpPolicy = FollowUpPolicy()
     clock: Callable[[], float] | None = None
     sleep: Sleep = anyio.sleep
-    workers: int = 4
+    workers: int = 2
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
 
     def __post_init__(self) -> None:

@@ -168,6 +168,8 @@ CERTIFIED_SCHEMA = """
 # Each entry moves the schema one version up; entries are never edited once released, only appended.
 MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA]
 
+CATCH_UP = 0.005  # seconds of a late send slot the pacer may win back on the next one
+
 SEND_STATES = ("queued", "sending", "sent", "failed", "unknown")
 
 
@@ -476,17 +478,26 @@ class Store:
 
     # -- the shared send pacer ---------------------------------------------------------------------------------
 
-    def reserve_slot(self, name: str, interval: float) -> float:
-        """Reserve the next send slot for ``name``; returns the wall-clock time at which it starts."""
+    def take_slot(self, name: str, interval: float) -> float:
+        """Take the send slot of ``name`` if it is free now: returns 0.0 (go), else the seconds until it frees up.
+
+        The slot is taken at the moment of sending, not booked ahead: a request that is late (a busy event loop,
+        a slow disk) pushes the next one back, so two requests never leave closer together than ``interval``.
+        """
         with self.transaction(immediate=True) as db:
             row = db.execute("SELECT next_at FROM pacer WHERE name = ?", (name,)).fetchone()
             now = self.clock()
-            start = max(now, float(row[0])) if row else now
+            due = float(row[0]) if row is not None else now
+            if due > now:
+                return due - now
+            # Taking a slot a little late (waking up, the thread hop) would lower the rate for good; win back at
+            # most a few milliseconds of it, far less than any provider's tolerance for arrival jitter.
+            next_at = now + interval - min(now - due, CATCH_UP, interval * 0.05)
             db.execute(
                 "INSERT INTO pacer (name, next_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET next_at = ?",
-                (name, start + interval, start + interval),
+                (name, next_at, next_at),
             )
-        return start
+        return 0.0
 
 
 class StorePacer:
@@ -498,11 +509,12 @@ class StorePacer:
         self.interval = 1.0 / rate
 
     async def wait_turn(self) -> None:
-        # The reservation may wait on another process's write lock: keep it off the event loop.
-        start = await anyio.to_thread.run_sync(self.store.reserve_slot, self.name, self.interval)
-        delay = start - self.store.clock()
-        if delay > 0:
-            await anyio.sleep(delay)
+        while True:
+            # Taking the slot may wait on another process's write lock: keep it off the event loop.
+            wait = await anyio.to_thread.run_sync(self.store.take_slot, self.name, self.interval)
+            if wait <= 0:
+                return
+            await anyio.sleep(wait)
 
 
 def _sending(row: sqlite3.Row) -> Sending:

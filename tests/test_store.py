@@ -174,11 +174,28 @@ def test_two_store_objects_on_one_file_share_the_ledger_the_keys_and_the_send_pa
         assert not created and again.id == row.id
         one.mark_sent(row.id, "2026031010000001")
         assert two.sending_by_message_id("2026031010000001") is not None
-        slots = [one.reserve_slot("send", 1.0), two.reserve_slot("send", 1.0), one.reserve_slot("send", 1.0)]
-        assert slots == [T0, T0 + 1, T0 + 2]
+        # The slot is shared: taken by one, the other waits for the rest of the interval, then takes it.
+        assert one.take_slot("send", 1.0) == 0.0
+        assert two.take_slot("send", 1.0) == 1.0
+        tick.now += 0.4
+        assert one.take_slot("send", 1.0) == pytest.approx(0.6)
+        tick.now += 0.6
+        assert two.take_slot("send", 1.0) == 0.0
     finally:
         one.close()
         two.close()
+
+
+def test_a_slot_taken_late_wins_back_a_few_milliseconds_but_never_more_than_the_allowance(
+    store: Store, tick: Tick
+) -> None:
+    assert store.take_slot("send", 1.0) == 0.0
+    tick.now += 1.003  # 3 ms late: the next slot comes 3 ms sooner, keeping the average at the limit
+    assert store.take_slot("send", 1.0) == 0.0
+    assert store.take_slot("send", 1.0) == pytest.approx(0.997)
+    tick.now += 0.997 + 0.5  # half a second late: only 5 ms are won back
+    assert store.take_slot("send", 1.0) == 0.0
+    assert store.take_slot("send", 1.0) == pytest.approx(0.995)
 
 
 def test_the_audit_trail_keeps_the_newest_first(store: Store) -> None:

@@ -315,10 +315,4 @@ def follow_up_policy(settings: Settings) -> FollowUpPolicy:
 def send_pacer(settings: Settings, store: Store) -> Pacer:
     """The PEC Massiva /send pacer, shared with every process using the same store and account."""
     account = settings.pecmassiva.username or "simulator"
-    # Slots are handed out when a request starts; it reaches the provider a few milliseconds later, more or less.
-    # A small margin keeps that jitter from bringing two arrivals closer than the provider's limit.
-    rate = settings.sending.requests_per_second / (1 + PACING_MARGIN)
-    return StorePacer(store, f"pecmassiva-send:{settings.env}:{account}", rate)
-
-
-PACING_MARGIN = 0.025
+    return StorePacer(store, f"pecmassiva-send:{settings.env}:{account}", settings.sending.requests_per_second)
