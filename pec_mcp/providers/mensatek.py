@@ -34,9 +34,10 @@ from pec_mcp.errors import (
     OutcomeUnknown,
     ProviderError,
     ProviderUnavailable,
+    RateLimited,
     Rejected,
 )
-from pec_mcp.http import READ_ONLY
+from pec_mcp.http import READ_ONLY, retry_after_seconds
 from pec_mcp.providers.wire import call, read_json
 
 PROVIDER = "mensatek"
@@ -320,6 +321,10 @@ def _envelope(response: httpx.Response, function: str) -> dict[str, Any]:
     """The answer's object: the doc shows it wrapped in a one-element list; a bare object is accepted too."""
     if response.status_code == 404:
         raise _missing_function(function)
+    if response.status_code == 429:
+        # Refused at the gate, before Mensatek handled anything: whatever the body says, nothing was done.
+        raise RateLimited(f"Mensatek {function} answered HTTP 429: too many requests", provider=PROVIDER, status=429,
+                          retry_after=retry_after_seconds(response.headers.get("Retry-After")))
     data = read_json(response, PROVIDER)
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
