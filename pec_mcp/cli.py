@@ -79,10 +79,11 @@ def _configure_logging(level: str) -> None:
 
 
 def _load(config: Path | None):  # type: ignore[no-untyped-def]
-    from pec_mcp.config import config_file_warning, config_path, load_settings
+    from pec_mcp.config import config_file_warning, config_path, environment_warnings, load_settings
     from pec_mcp.http import Redactor, install_log_redaction
 
-
+    for warning in environment_warnings(os.environ):  # before loading: a refused setting may explain the error
+        log.warning(warning)
     settings = load_settings(config)
     install_log_redaction(Redactor(settings.secret_values()))
     warning = config_file_warning(config_path(config, os.environ))

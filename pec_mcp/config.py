@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import stat
@@ -28,6 +29,8 @@ ProviderName = Literal["pecmassiva", "openapi_pec", "mensatek"]
 
 ENV_PREFIX = "PEC_MCP_"
 CONFIG_ENV_VAR = "PEC_MCP_CONFIG"
+# PEC_MCP_* variables that are not settings: the config file's path, and switches of the test suite.
+NON_SETTING_ENV_VARS = frozenset({CONFIG_ENV_VAR, "PEC_MCP_INSPECTOR", "PEC_MCP_UPDATE_SNAPSHOTS"})
 DEFAULT_CONFIG_PATH = Path("~/.config/pec-mcp/config.toml")
 
 # Production and sandbox hosts. Mensatek publishes no sandbox: there, a base_url must be given explicitly.
@@ -284,3 +287,44 @@ def config_file_warning(path: Path | None) -> str | None:
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         return f"{path} is readable by other users; it may hold secrets. Run: chmod 600 {path}"
     return None
+
+
+def setting_env_vars() -> set[str]:
+    """Every variable name that sets something: PEC_MCP_<KEY>, PEC_MCP_<SECTION>, PEC_MCP_<SECTION>__<KEY>."""
+    names: set[str] = set()
+    for name, info in Settings.model_fields.items():
+        names.add(f"{ENV_PREFIX}{name.upper()}")
+        section = info.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names.update(f"{ENV_PREFIX}{name.upper()}__{key.upper()}" for key in section.model_fields)
+    return names
+
+
+def environment_warnings(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each PEC_MCP_* variable that sets nothing (a misspelling would otherwise be ignored).
+
+    Names only, never values (they may be secrets). A wrong key inside a known section is not listed here:
+    loading the settings refuses it with its own error.
+    """
+    known = setting_env_vars()
+    sections = {f"{ENV_PREFIX}{name.upper()}__" for name in Settings.model_fields}
+    by_squashed = {n.replace("_", ""): n for n in known}
+    warnings = []
+    for raw in sorted(environ):
+        name = raw.upper()
+        if not name.startswith(ENV_PREFIX) or name in known or name in NON_SETTING_ENV_VARS:
+            continue
+        if any(name.startswith(s) for s in sections) and name.count("__") == 1:
+            continue
+        guess = by_squashed.get(name.replace("_", "")) or _close_match(name, known)
+        hint = f" Did you mean {guess}?" if guess else " Sections and keys are joined by two underscores, e.g. " \
+            f"{ENV_PREFIX}PECMASSIVA__TOKEN."
+        warnings.append(f"The environment variable {raw} is not a pec-mcp setting and is ignored.{hint}")
+    return warnings
+
+
+def _close_match(name: str, known: set[str]) -> str | None:
+    # Compared without the common prefix, which would make every name look alike.
+    tails = {n.removeprefix(ENV_PREFIX): n for n in known}
+    matches = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), sorted(tails), n=1, cutoff=0.8)
+    return tails[matches[0]] if matches else None

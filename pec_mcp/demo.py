@@ -25,6 +25,7 @@ from pec_mcp.simulator import Simulator
 
 RECIPIENT = "ufficio.legale@pec-cliente.it"
 RECEIPT_TIMEOUT = 30.0
+DEMO_RATE = 5.0
 
 
 class DemoFailure(Exception):
@@ -191,6 +192,51 @@ async def send_certified_email(story: Story) -> None:
     show("report", f"{report['status']}: {report['provider_text']} (code {report['status_code']})")
 
 
+BULK_CSV = (
+    "address;nome;pratica\n"
+    "studio.bianchi@pec-clienti.it;Studio Bianchi;2026/101\n"
+    "ferri.costruzioni@pec-clienti.it;Ferri Costruzioni srl;2026/102\n"
+    "anna.verdi@pec-clienti.it;Anna Verdi;2026/103\n"
+    "fail-ex.socio@pec-clienti.it;Luca Neri;2026/104\n"
+    "comune.esempio@pec-clienti.it;Comune di Esempio;2026/105\n"
+    "marco.gallo@pec-clienti.it;Marco Gallo;2026/106\n"
+)
+BULK_TIMEOUT = 30.0
+FINAL_STATES = {"delivered", "not_delivered", "failed", "unknown", "cancelled"}
+
+
+async def run_a_bulk_job(story: Story) -> None:
+    csv_path = story.folder / "solleciti.csv"
+    csv_path.write_text(BULK_CSV, encoding="utf-8-sig")
+    args = {"recipients_csv": str(csv_path), "subject": "Sollecito pratica {{pratica}}",
+            "body": "<p>Spett.le {{nome}}, la pratica {{pratica}} attende i documenti richiesti.</p>",
+            "idempotency_key": "demo-solleciti-2026"}
+    started = await story.call("start_bulk_pec", args)
+    show("started", f"job {started['job_id']}: {started['total_recipients']} recipients, {started['requests']} "
+         f"requests, about {started['estimated_duration_seconds']:.0f} s, €{started['estimated_cost_eur']:.2f}")
+    show("first message", f"to {started['preview']['to']}: {started['preview']['subject']}")
+    last = ""
+    deadline = time.monotonic() + BULK_TIMEOUT
+    while True:
+        job = await story.call("get_bulk_pec", {"job_id": started["job_id"]})
+        counts = ", ".join(f"{k} {v}" for k, v in job["counts"].items() if v)
+        if counts != last:
+            rate = job["achieved_rate_per_second"]
+            show("progress", f"{job['status']}: {counts}" + (f" ({rate:.1f} requests/s)" if rate else ""))
+            last = counts
+        if job["status"] == "finished":
+            break
+        if time.monotonic() > deadline:
+            raise DemoFailure(f"the bulk job did not finish within {BULK_TIMEOUT:.0f} s ({counts})")
+        await anyio.sleep(0.3)
+    for recipient in job["recipients"]:
+        reason = f" ({recipient['reason']})" if recipient["reason"] else ""
+        say(f"      row {recipient['row']}: {recipient['address']:<36} {recipient['state']}{reason}")
+    states = {r["state"] for r in job["recipients"]}
+    if not states <= FINAL_STATES or job["counts"]["delivered"] != 5 or job["counts"]["not_delivered"] != 1:
+        raise DemoFailure(f"expected 5 delivered and 1 not delivered, got {job['counts']}")
+
+
 Chapter = Callable[[Story], Awaitable[None]]
 CHAPTERS: list[tuple[str, Chapter]] = [
     ("Open a PEC mailbox (check the address, register, sign the form, activate)", open_a_mailbox),
@@ -198,6 +244,7 @@ CHAPTERS: list[tuple[str, Chapter]] = [
     ("Watch its receipts arrive", watch_receipts),
     ("Read the PEC inbox", read_the_inbox),
     ("Was my PEC to the client delivered? (no message_id needed)", find_by_recipient),
+    ("A bulk job from a CSV: six personalised reminders, one to an address that does not exist", run_a_bulk_job),
     ("Send a Spanish certified email (Mensatek) to two recipients; follow its webhook reports", send_certified_email),
 ]
 
@@ -210,9 +257,11 @@ async def run_demo() -> int:
             environment="offline",
             store={"path": str(folder / "demo.sqlite3")},
             attachments={"allowed_dirs": [str(folder)]},
-            simulator={"delivery_delay": 1.0},
+            simulator={"delivery_delay": 1.0, "rate": DEMO_RATE},
+            sending={"requests_per_second": DEMO_RATE},
         )
-        say(f"pec-mcp demo: environment {settings.env} (built-in simulator; nothing leaves this machine)")
+        say(f"pec-mcp demo: environment {settings.env} (built-in simulator; nothing leaves this machine); "
+            f"the simulator takes {DEMO_RATE:g} sends per second (the real service: 1), so the bulk job is quick")
         built = build(settings)
         failures = 0
         async with Client(built.mcp, elicitation_callback=confirm_everything) as client:

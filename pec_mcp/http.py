@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Protocol
+from urllib.parse import quote, quote_plus
 
 import anyio
 import httpx
@@ -70,8 +71,11 @@ class Redactor:
     """Replaces known secret values in any text with ``***``."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so that a secret containing another is removed whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        # Also as they appear URL-encoded (a webhook token in a logged query string); longest first, so that a
+        # secret containing another is removed whole.
+        values = {s for s in secrets if len(s) >= 4}
+        values |= {variant for s in values for variant in (quote(s, safe=""), quote_plus(s, safe=""))}
+        self._secrets = sorted(values, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:

@@ -7,7 +7,7 @@ send moves through the ledger (see ``pec_mcp.store``).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -259,7 +259,17 @@ class PecSender:
         self.settings = settings
         self.sender = sender
 
-    async def send(self, message: PecMessage, *, idempotency_key: str | None, actor: str) -> SendOutcome:
+    async def send(
+        self,
+        message: PecMessage,
+        *,
+        idempotency_key: str | None,
+        actor: str,
+        job_id: str | None = None,
+        before_dispatch: Callable[[], Awaitable[None]] | None = None,
+    ) -> SendOutcome:
+        """One request through the ledger. ``before_dispatch`` runs after the pacing wait, before the request
+        leaves: raising there (a bulk job cancelled meanwhile) sends nothing."""
         row, created = self.store.begin_send(
             provider="pecmassiva",
             environment=message.environment,
@@ -269,12 +279,15 @@ class PecSender:
             subject=message.subject,
             attachments=[{"name": a.name, "size": a.size} for a in message.attachments],
             size_bytes=message.message_bytes,
+            job_id=job_id,
         )
         if not created:
             return SendOutcome("duplicate", row, duplicate_note(row))
         summary = f"PEC to {describe_recipients(message.recipients)}: \"{message.subject}\""
 
         async def dispatching() -> None:
+            if before_dispatch is not None:
+                await before_dispatch()
             self.store.mark_dispatching(row.id)
 
         try:

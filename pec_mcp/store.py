@@ -78,8 +78,59 @@ LEDGER_SCHEMA = """
     CREATE INDEX events_message ON events (provider, message_id);
 """
 
-# Schema version 2: bulk jobs and their recipients.
-JOBS_SCHEMA = ""
+# Schema version 2: bulk jobs, their requests (groups of recipients sent as one), their recipients, and the
+# job runners alive on this store (so that a runner can tell a dead process's half-done request from a live one's).
+JOBS_SCHEMA = """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        account TEXT NOT NULL,
+        idempotency_key TEXT UNIQUE,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attachments TEXT NOT NULL DEFAULT '[]',
+        total INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        cost_eur REAL NOT NULL,
+        created_at REAL NOT NULL,
+        cancelled_at REAL,
+        finished_at REAL
+    );
+    CREATE INDEX jobs_created ON jobs (created_at);
+    CREATE TABLE job_groups (
+        job_id TEXT NOT NULL REFERENCES jobs (id),
+        seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        recipients INTEGER NOT NULL,
+        message_bytes INTEGER NOT NULL,
+        owner TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        sending_id INTEGER,
+        message_id TEXT,
+        error TEXT,
+        sent_at REAL,
+        next_check_at REAL,
+        followed INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (job_id, seq)
+    );
+    CREATE INDEX job_groups_state ON job_groups (state);
+    CREATE INDEX job_groups_follow ON job_groups (followed, next_check_at);
+    CREATE TABLE job_recipients (
+        job_id TEXT NOT NULL REFERENCES jobs (id),
+        row INTEGER NOT NULL,
+        address TEXT NOT NULL,
+        variables TEXT NOT NULL,
+        group_seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (job_id, row)
+    );
+    CREATE INDEX job_recipients_group ON job_recipients (job_id, group_seq);
+    CREATE TABLE job_runners (owner TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, seen_at REAL NOT NULL);
+"""
 
 # Schema version 3: the local index of inbox message headers (see pec_mcp.inbox_index), per mailbox account.
 INBOX_INDEX_SCHEMA = """

@@ -6,6 +6,7 @@ import hmac
 import ipaddress
 import json
 
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,6 +17,8 @@ from pec_mcp.server.app import build
 from pec_mcp.server.webhooks import webhook_routes
 
 MCP_PATH = "/mcp"
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 def is_loopback(host: str) -> bool:
@@ -25,6 +28,26 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def transport_security(host: str) -> TransportSecuritySettings:
+    """DNS-rebinding protection (the Host and Origin checks) for the address the server listens on.
+
+    Loopback: only loopback names, as the SDK does (and also for 127.0.0.2 or [::1], which the SDK misses). A
+    specific non-loopback address or name: that name, on any port. A wildcard bind (0.0.0.0, ::) has no one name
+    to check, since clients reach it by any of the machine's names: there the bearer token, required beyond
+    loopback, is the protection (a page in a browser cannot learn it), and the Host check is off.
+    """
+    if host in WILDCARD_HOSTS:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    name = f"[{host.strip('[]')}]" if ":" in host else host
+    names = [*LOOPBACK_NAMES, name] if is_loopback(host) else [name]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[entry for n in dict.fromkeys(names) for entry in (n, f"{n}:*")],
+        allowed_origins=[entry for n in dict.fromkeys(names) for scheme in ("http", "https")
+                         for entry in (f"{scheme}://{n}", f"{scheme}://{n}:*")],
+    )
 
 
 class BearerAuth:
@@ -108,7 +131,8 @@ def build_http_app(settings: Settings, *, host: str) -> ASGIApp:
     built = build(settings)
     max_bytes = int(settings.http.max_body_mb * MB)
     mcp_app: Starlette = built.mcp.streamable_http_app(
-        streamable_http_path=MCP_PATH, host=host, max_request_body_size=max_bytes
+        streamable_http_path=MCP_PATH, host=host, max_request_body_size=max_bytes,
+        transport_security=transport_security(host),
     )
     for route in webhook_routes(settings, built.holder):
         mcp_app.router.routes.append(route)
@@ -122,4 +146,6 @@ def serve_http(settings: Settings, *, host: str, port: int) -> None:
     import uvicorn
 
     app = build_http_app(settings, host=host)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # log_config=None: uvicorn's records go to the root handler, where the redacting filter removes secrets (the
+    # access log, at INFO, is off at this level anyway; a webhook token in its query string would be a secret).
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)

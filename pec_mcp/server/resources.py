@@ -52,19 +52,6 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                 "environment": app.environment,
             })
 
-    @mcp.resource("pec://ledger", mime_type=JSON, title="Local ledger of sendings and paid actions")
-    def ledger() -> str:
-        """The last 50 sendings and the last 50 paid or destructive actions, from the local store."""
-        app = holder.get()
-        rows = app.store.find_sendings(limit=50)
-        audit = app.store.audit_log(limit=50)
-        return _dump({
-            "environment": app.environment,
-            "sendings": [sending_info(r).model_dump() for r in rows],
-            "audit": [{"at": iso(a.at), "action": a.action, "actor": a.actor, "environment": a.environment,
-                       "summary": a.summary, "outcome": a.outcome, "ref": a.ref} for a in audit],
-        })
-
     @mcp.resource("pec://inbox", mime_type=JSON, title="PEC inbox, first page")
     async def inbox() -> str:
         """The newest 25 messages of the PEC inbox, classified."""
@@ -79,3 +66,19 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             return _dump({"page": 1, "pages": page.pages, "total": page.total, "messages": messages,
                           "environment": app.environment})
 
+
+def register_ledger(mcp: MCPServer[Any], holder: StateHolder) -> None:
+    """Add ``pec://ledger``, the audit trail of every toolset: the server adds it whatever toolsets are enabled."""
+
+    @mcp.resource("pec://ledger", mime_type=JSON, title="Local ledger of sendings and paid actions")
+    def ledger() -> str:
+        """The last 50 sendings and the last 50 paid or destructive actions, from the local store."""
+        app = holder.get()
+        rows = app.store.find_sendings(limit=50)
+        audit = app.store.audit_log(limit=50)
+        return _dump({
+            "environment": app.environment,
+            "sendings": [sending_info(r).model_dump() for r in rows],
+            "audit": [{"at": iso(a.at), "action": a.action, "actor": a.actor, "environment": a.environment,
+                       "summary": a.summary, "outcome": a.outcome, "ref": a.ref} for a in audit],
+        })

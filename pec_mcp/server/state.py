@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -20,6 +20,7 @@ from pec_mcp.store import Store, StorePacer
 # answers its first tools/list sooner, and a toolset that is never called never pays for its provider.
 if TYPE_CHECKING:
     from pec_mcp.inbox_index import InboxIndex
+    from pec_mcp.jobs import FollowUpPolicy, JobRunner
     from pec_mcp.providers.mensatek import MensatekClient
     from pec_mcp.providers.openapi_pec import OpenapiPecClient
     from pec_mcp.providers.pecmassiva import Credentials
@@ -72,6 +73,7 @@ class AppState:
     redactor: Redactor
     clients: dict[ProviderName, httpx.AsyncClient] = field(default_factory=dict)
     offline: OfflineTransport | None = None
+    runner: JobRunner | None = None  # the bulk job runner, when the bulk toolset is enabled
     _pec: PecSender | None = None
     _mensatek: MensatekClient | None = None
     _inbox_index: InboxIndex | None = None
@@ -219,10 +221,17 @@ def base_url(settings: Settings, provider: ProviderName) -> str:
 
 @asynccontextmanager
 async def open_state(
-    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None,
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    publish: Callable[[str], Awaitable[None]] | None = None,
     client_options: ClientOptions | None = None,
 ) -> AsyncIterator[AppState]:
-    """Open the store and the provider clients; offline without a transport, start the in-process simulator."""
+    """Open the store and the provider clients; offline without a transport, start the in-process simulator.
+
+    With the bulk toolset, the job runner works in the background until the server stops (``publish`` tells
+    subscribers that a job resource changed).
+    """
     redactor = Redactor(settings.secret_values())
     store = Store(settings.store.path)
     offline = None
@@ -245,6 +254,15 @@ async def open_state(
                                   headers=_auth_headers(settings, provider),
                                   options=client_options or ClientOptions())
             state.clients[provider] = await stack.enter_async_context(client)
+        if "bulk" in settings.tools.enabled:
+            from pec_mcp.jobs import JobRunner
+
+            state.runner = JobRunner(store=store, settings=settings, sender=state.pec, publish=publish,
+                                     policy=follow_up_policy(settings))
+            tasks = await stack.enter_async_context(anyio.create_task_group())
+            tasks.start_soon(state.runner.run)
+            # Stop the runner first when the server closes (callbacks run last-in, first-out).
+            stack.callback(tasks.cancel_scope.cancel)
         yield state
 
 
@@ -289,7 +307,20 @@ def _auth_headers(settings: Settings, provider: ProviderName) -> dict[str, str]:
     return {}
 
 
+def follow_up_policy(settings: Settings) -> FollowUpPolicy:
+    """Receipts every 30 s per sending; offline the simulator is local and free, so every 2 s."""
+    from pec_mcp.jobs import FollowUpPolicy
+
+    return FollowUpPolicy(interval=2.0) if settings.env == "offline" else FollowUpPolicy()
+
+
 def send_pacer(settings: Settings, store: Store) -> Pacer:
     """The PEC Massiva /send pacer, shared with every process using the same store and account."""
     account = settings.pecmassiva.username or "simulator"
-    return StorePacer(store, f"pecmassiva-send:{settings.env}:{account}", settings.sending.requests_per_second)
+    # Slots are handed out when a request starts; it reaches the provider a few milliseconds later, more or less.
+    # A small margin keeps that jitter from bringing two arrivals closer than the provider's limit.
+    rate = settings.sending.requests_per_second / (1 + PACING_MARGIN)
+    return StorePacer(store, f"pecmassiva-send:{settings.env}:{account}", rate)
+
+
+PACING_MARGIN = 0.025

@@ -37,7 +37,7 @@ from pec_mcp.providers.openapi_pec import (
 from pec_mcp.sending import Action, environment_label
 from pec_mcp.server.annotations import CHANGE, DELETE, READ, SEND
 from pec_mcp.server.errors import resource_errors, tool_errors
-from pec_mcp.server.gate import Approval, Confirmation, gate, require_yes, state_of
+from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
 from pec_mcp.server.mailbox_models import (
     AddressCheckResult,
     DomainCheckResult,
@@ -178,12 +178,13 @@ def _read_documents(app: AppState, paths: list[str], kind: Literal["pdf", "p7m"]
     return contents
 
 
-async def _audited(app: AppState, plan: Plan, via: str, call: Awaitable[T], ref: str | None = None) -> T:
-    """Run a paid or destructive call and write its outcome to the audit trail, whatever it is."""
+async def _audited(ctx: Context[Any], plan: Plan, via: str, call: Awaitable[T], ref: str | None = None) -> T:
+    """Run a paid or destructive call and write its outcome to the audit trail (who asked, how approved)."""
+    app, actor = state_of(ctx), actor_of(ctx, via)
     summary = f"{plan.summary}; estimated €{plan.cost:.2f}"
 
     def record(outcome: str, reference: str | None) -> None:
-        app.store.record_audit(action=plan.action, actor="mcp", environment=app.environment, summary=summary,
+        app.store.record_audit(action=plan.action, actor=actor, environment=app.environment, summary=summary,
                                outcome=outcome, ref=reference)
 
     try:
@@ -556,7 +557,7 @@ def _register_lifecycle(mcp: MCPServer[Any]) -> None:
                 return _preview(app, plan)
             via = require_yes(approval)
             assert plan.registration is not None
-            box = await _audited(app, plan, via, app.openapi_pec().register_mailbox(registration=plan.registration))
+            box = await _audited(ctx, plan, via, app.openapi_pec().register_mailbox(registration=plan.registration))
             return _done(app, plan, box, "Registered and paid. " + MAILBOX_NEXT["registrata"])
 
     @mcp.tool(title="Activate a PEC mailbox", annotations=CHANGE)
@@ -594,7 +595,7 @@ def _register_lifecycle(mcp: MCPServer[Any]) -> None:
                 return _preview(app, plan)
             via = require_yes(approval)
             call = app.openapi_pec().renew_mailbox(mailbox_id=mailbox_id, years=years)
-            box = await _audited(app, plan, via, call, ref=mailbox_id)
+            box = await _audited(ctx, plan, via, call, ref=mailbox_id)
             return _done(app, plan, box, f"Renewed; paid until {box.expires_on or 'the date openapi.it shows'}.")
 
     @mcp.tool(title="Revoke a PEC mailbox", annotations=DELETE)
@@ -613,7 +614,7 @@ def _register_lifecycle(mcp: MCPServer[Any]) -> None:
             if dry_run:
                 return _preview(app, plan)
             via = require_yes(approval)
-            box = await _audited(app, plan, via, app.openapi_pec().revoke_mailbox(mailbox_id=mailbox_id),
+            box = await _audited(ctx, plan, via, app.openapi_pec().revoke_mailbox(mailbox_id=mailbox_id),
                                  ref=mailbox_id)
             return _done(app, plan, box, "Revoked. " + MAILBOX_NEXT["revocata"])
 
@@ -646,7 +647,7 @@ def _register_upgrades(mcp: MCPServer[Any]) -> None:
             call = app.openapi_pec().modify_mailbox(mailbox_id=mailbox_id, disk_space=disk_space_mb,
                                                     archive_space=archive_space_mb,
                                                     conservation_space=conservation_space_mb)
-            box = await _audited(app, plan, via, call, ref=mailbox_id)
+            box = await _audited(ctx, plan, via, call, ref=mailbox_id)
             return _done(app, plan, box, "Space added.")
 
     @mcp.tool(title="Upgrade the type of a PEC mailbox", annotations=SEND)
@@ -669,7 +670,7 @@ def _register_upgrades(mcp: MCPServer[Any]) -> None:
                 return _preview(app, plan)
             via = require_yes(approval)
             call = app.openapi_pec().transform_mailbox(mailbox_id=mailbox_id, mailbox_type=mailbox_type)
-            box = await _audited(app, plan, via, call, ref=mailbox_id)
+            box = await _audited(ctx, plan, via, call, ref=mailbox_id)
             return _done(app, plan, box, f"Now {box.mailbox_type}.")
 
     @mcp.tool(title="Enable legal conservation on a PEC mailbox", annotations=SEND)
@@ -696,7 +697,7 @@ def _register_upgrades(mcp: MCPServer[Any]) -> None:
             via = require_yes(approval)
             call = app.openapi_pec().enable_conservation(mailbox_id=mailbox_id, documents=plan.documents,
                                                          space_mb=space_mb)
-            box = await _audited(app, plan, via, call, ref=mailbox_id)
+            box = await _audited(ctx, plan, via, call, ref=mailbox_id)
             return _done(app, plan, box, "Legal conservation is on.")
 
 
@@ -733,7 +734,7 @@ def _register_business_register(mcp: MCPServer[Any]) -> None:
                                           + plan.question)
             via = require_yes(approval)
             assert plan.filing is not None
-            filing = await _audited(app, plan, via, app.openapi_pec().create_filing(filing=plan.filing))
+            filing = await _audited(ctx, plan, via, app.openapi_pec().create_filing(filing=plan.filing))
             return FilingActionResult(status="done", address=filing.address, filing=filing_info(filing),
                                       estimated_cost_eur=float(plan.cost), environment=_env(app),
                                       note="Filing started. " + filing_info(filing).state_meaning)

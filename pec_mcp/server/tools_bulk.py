@@ -1,0 +1,375 @@
+"""The ``bulk`` toolset: durable bulk PEC jobs (start, follow, cancel, list) and their resource ``pec://jobs/{id}``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from mcp.server.elicitation import ElicitationResult
+from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
+from pydantic import BaseModel, Field
+
+from pec_mcp.errors import InputError, NotFound
+from pec_mcp.jobs import BulkPlan, JobStore, Progress, account_of, inline_recipients, plan_bulk, read_recipients_csv
+from pec_mcp.sending import describe_files, describe_recipients, environment_label
+from pec_mcp.server.annotations import CHANGE, LOCAL_READ, SEND
+from pec_mcp.server.errors import resource_errors, tool_errors
+from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
+from pec_mcp.server.pec_models import ENV_FIELD, AttachmentInfo, Environment
+from pec_mcp.server.state import AppState, StateHolder
+from pec_mcp.store import iso
+
+PREVIEW_CHARS = 2000
+SHOWN_RECIPIENTS = 25
+
+
+class BulkRecipient(BaseModel):
+    address: str = Field(max_length=254, description="PEC address of the recipient")
+    variables: dict[str, str] = Field(default_factory=dict, description="Values for the {{variable}} placeholders "
+                                      "of subject and body, e.g. {\"nome\": \"Mario Rossi\"}")
+
+
+Recipients = Annotated[list[BulkRecipient] | None, Field(
+    max_length=10_000, description="The recipients, each with its own variables; or use recipients_csv")]
+RecipientsCsv = Annotated[str | None, Field(
+    max_length=4096, description="Full path of a CSV file inside attachments.allowed_dirs: a header row naming "
+    "'address' and the variables, then one recipient per row; ';' or ',' separated; UTF-8 or Latin-1")]
+Subject = Annotated[str, Field(min_length=1, max_length=1000, description="Subject line; may use {{variable}}")]
+Body = Annotated[str, Field(min_length=1, description="Message text, plain text or HTML; may use {{variable}}")]
+Attachments = Annotated[list[str], Field(description="Full paths of local files attached to every message; they "
+                                         "must be inside attachments.allowed_dirs")]
+IdempotencyKey = Annotated[str | None, Field(max_length=200, description="Any unique string for this intended job "
+                           "(e.g. 'solleciti-2026-03'); starting again with the same key returns the same job and "
+                           "sends nothing new. Strongly recommended")]
+DryRun = Annotated[bool, Field(description="true: check every row and return the plan, cost and a preview; nothing "
+                               "is sent")]
+Confirm = Annotated[bool, Field(description="Only for clients that cannot show a confirmation prompt: set true ONLY "
+                                "after the user explicitly said yes to this exact job in the conversation")]
+JobId = Annotated[str, Field(min_length=1, max_length=64, description="The job_id returned by start_bulk_pec")]
+
+
+class MessagePreview(BaseModel):
+    to: str = Field(description="The first recipient")
+    subject: str = Field(description="The subject as that recipient will see it")
+    body: str = Field(description="The body as that recipient will see it (cut at 2,000 characters)")
+
+
+class StartBulkResult(BaseModel):
+    status: Literal["started", "preview", "duplicate"] = Field(
+        description="started: the job is queued and runs in the background; preview: dry run, nothing sent; "
+        "duplicate: this idempotency key started a job before, nothing new was queued")
+    job_id: str | None = Field(description="Use with get_bulk_pec and cancel_bulk_pec (None for a preview)")
+    total_recipients: int
+    requests: int = Field(description="Requests to PEC Massiva: identical messages share a request, within the "
+                          "per-request recipient and size limits; personalised messages go one by one")
+    estimated_duration_seconds: float = Field(description="Requests at the provider's rate, plus requests queued "
+                                              "ahead by other jobs")
+    estimated_cost_eur: float = Field(description="Computed by the server from the list price")
+    attachments: list[AttachmentInfo]
+    preview: MessagePreview | None = Field(description="The first message rendered (None for a duplicate)")
+    environment: Environment = ENV_FIELD
+    note: str
+
+
+class RecipientOutcome(BaseModel):
+    row: int = Field(description="The CSV line, or the position in the recipients list")
+    address: str
+    state: str = Field(description="queued, sending, sent (awaiting a delivery receipt), delivered, not_delivered, "
+                       "failed (not sent), unknown (may or may not have been sent), cancelled")
+    reason: str | None = None
+
+
+class BulkCounts(BaseModel):
+    queued: int
+    sending: int
+    sent: int = Field(description="Sent, no delivery receipt yet")
+    delivered: int = Field(description="CONSEGNA receipt: legal proof of delivery")
+    not_delivered: int
+    failed: int = Field(description="Not sent (refused, or an error before sending)")
+    unknown: int = Field(description="May or may not have been sent; never resent automatically")
+    cancelled: int
+
+
+class BulkJobResult(BaseModel):
+    job_id: str
+    status: Literal["sending", "awaiting_receipts", "finished", "cancelled"]
+    cancelled: bool
+    created_at: str = Field(description="UTC")
+    subject: str = Field(description="The subject template")
+    total_recipients: int
+    requests: int
+    requests_done: int
+    counts: BulkCounts
+    achieved_rate_per_second: float | None = Field(description="Requests per second achieved so far")
+    limit_per_second: float = Field(description="The provider's send limit (sending.requests_per_second)")
+    eta_seconds: float | None = Field(description="Estimated seconds until every request is sent (None when done)")
+    first_errors: list[RecipientOutcome] = Field(description="The first recipients that failed or were not "
+                                                 "delivered, with the reason")
+    unknown_recipients: list[str] = Field(description="Recipients whose request may or may not have gone out")
+    recipients: list[RecipientOutcome] = Field(description="Per-recipient outcomes, first rows only")
+    estimated_cost_eur: float
+    environment: Environment = ENV_FIELD
+    note: str
+
+
+class CancelBulkResult(BaseModel):
+    job_id: str
+    cancelled_recipients: int = Field(description="Recipients that will not be sent to")
+    already_sent: int = Field(description="Recipients already sent to (or unknown): a PEC cannot be recalled")
+    status: str
+    environment: Environment = ENV_FIELD
+    note: str
+
+
+class BulkJobSummary(BaseModel):
+    job_id: str
+    created_at: str
+    subject: str
+    status: str
+    total_recipients: int
+    counts: BulkCounts
+    environment: Environment = ENV_FIELD
+
+
+class BulkJobList(BaseModel):
+    jobs: list[BulkJobSummary] = Field(description="Newest first")
+    note: str
+
+
+def _plan(app: AppState, recipients: list[BulkRecipient] | None, recipients_csv: str | None, subject: str,
+          body: str, attachments: list[str]) -> BulkPlan:
+    if (recipients is None) == (recipients_csv is None):
+        raise InputError("Give either recipients or recipients_csv (exactly one of them)")
+    app.pec()  # a clear ConfigError now rather than a failing job later
+    if recipients_csv is not None:
+        rows = read_recipients_csv(recipients_csv, app.settings.attachments.resolved_dirs())
+    else:
+        rows = inline_recipients([r.model_dump() for r in recipients or []])
+    return plan_bulk(recipients=rows, subject=subject, body=body, attachments=attachments, settings=app.settings,
+                     row_word="row" if recipients_csv is not None else "recipient")
+
+
+def _duration(app: AppState, requests: int) -> tuple[float, int]:
+    ahead = JobStore(app.store).queued_requests(account_of(app.settings))
+    return round((requests + ahead) / app.settings.sending.requests_per_second, 1), ahead
+
+
+def duration_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _question(app: AppState, plan: BulkPlan) -> str:
+    seconds, ahead = _duration(app, len(plan.requests))
+    rate = app.settings.sending.requests_per_second
+    queue = f", after {ahead} request(s) of other jobs already queued" if ahead else ""
+    return (
+        f"Start a bulk PEC job (certified email with legal value) to "
+        f"{describe_recipients([r.address for r in plan.recipients])}, in {len(plan.requests)} request(s). "
+        f"First message: subject \"{plan.preview.subject}\". Attachments: "
+        f"{describe_files([(a.name, a.size) for a in plan.attachments])}. Estimated duration: about "
+        f"{duration_text(seconds)} ({len(plan.requests)} requests at {rate:g} per second{queue}). Estimated cost: "
+        f"€{plan.cost_eur:.2f}. Environment: {environment_label(plan.environment)}."
+    )
+
+
+async def _approve_bulk(
+    ctx: Context[Any],
+    recipients: list[BulkRecipient] | None,
+    recipients_csv: str | None,
+    subject: str,
+    body: str,
+    attachments: list[str],
+    idempotency_key: str | None,
+    dry_run: bool,
+    confirm: bool,
+) -> Elicit[Confirmation] | Approval:
+    app = state_of(ctx)
+    with tool_errors(app.redactor):
+        if idempotency_key and not dry_run and JobStore(app.store).job_by_key(idempotency_key) is not None:
+            # The job exists: the tool returns it and queues nothing, so there is nothing to ask.
+            return Approval(True, "not_required", "")
+        plan = _plan(app, recipients, recipients_csv, subject, body, attachments)
+    return gate(ctx, "start_bulk_pec", _question(app, plan), recipients=plan.total, dry_run=dry_run, confirm=confirm)
+
+
+def job_report(app: AppState, job_id: str, *, shown: int = SHOWN_RECIPIENTS) -> BulkJobResult:
+    jobs = JobStore(app.store)
+    progress = jobs.progress(job_id)
+    if progress is None:
+        raise NotFound(f"There is no bulk job {job_id!r} in the local store", provider="pec-mcp",
+                       hint="list_bulk_pec shows the recent jobs.")
+    job, counts = progress.job, progress.counts
+    rate = app.settings.sending.requests_per_second
+    left = progress.requests_by_state.get("queued", 0) + progress.requests_by_state.get("sending", 0)
+    errors = jobs.recipients(job_id, states=("failed", "not_delivered"), limit=10)
+    unknown = jobs.recipients(job_id, states=("unknown",), limit=100)
+    return BulkJobResult(
+        job_id=job.id, status=progress.status, cancelled=job.cancelled_at is not None,
+        created_at=iso(job.created_at), subject=job.subject, total_recipients=job.total, requests=job.requests,
+        requests_done=job.requests - left, counts=BulkCounts(**counts),
+        achieved_rate_per_second=progress.achieved_rate, limit_per_second=rate,
+        eta_seconds=round((left + progress.queued_ahead) / rate, 1) if left else None,
+        first_errors=[_outcome(r) for r in errors], unknown_recipients=[r.address for r in unknown],
+        recipients=[_outcome(r) for r in jobs.recipients(job_id, limit=shown)], estimated_cost_eur=job.cost_eur,
+        environment=job.environment, note=_note(progress),
+    )
+
+
+def _outcome(row: Any) -> RecipientOutcome:
+    return RecipientOutcome(row=row.row, address=row.address, state=row.state, reason=row.reason)
+
+
+def _note(progress: Progress) -> str:
+    counts = progress.counts
+    parts = {
+        "sending": "The job is sending in the background at the provider's rate; call get_bulk_pec again later.",
+        "awaiting_receipts": "Everything is sent; delivery receipts are being collected (up to 24 hours).",
+        "finished": "The job is finished.",
+        "cancelled": "The job was cancelled; what was sent before stays sent.",
+    }
+    note = parts[progress.status]
+    if counts["unknown"]:
+        note += (f" {counts['unknown']} recipient(s) are unknown: their request may or may not have gone out. They "
+                 "are never resent automatically; check their receipts (find_pec_sendings) before sending again.")
+    if counts["delivered"]:
+        note += " Delivered means a CONSEGNA receipt: legal proof of delivery."
+    return note
+
+
+def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
+    """Add the bulk tools and the job resource to the server."""
+
+    @mcp.tool(title="Start a bulk PEC job", annotations=SEND)
+    async def start_bulk_pec(
+        ctx: Context[Any],
+        subject: Subject,
+        body: Body,
+        approval: Annotated[ElicitationResult[Confirmation], Resolve(_approve_bulk)],
+        recipients: Recipients = None,
+        recipients_csv: RecipientsCsv = None,
+        attachments: Attachments = [],  # noqa: B006 (pydantic copies defaults; the schema shows [])
+        idempotency_key: IdempotencyKey = None,
+        dry_run: DryRun = False,
+        confirm: Confirm = False,
+    ) -> StartBulkResult:
+        """Send PEC (certified email with legal value) to many recipients as a durable background job, at the
+        provider's rate, with {{variable}} personalisation of subject and body from the recipients list or a CSV.
+
+        Costs money per recipient and cannot be recalled once sent. Every row is checked before anything is sent
+        (a bad address, a duplicate or a missing variable refuses the whole job, naming the rows). Use dry_run=true
+        first to show the user the plan, duration, cost and a preview; the user is then asked to confirm (or, if
+        this client cannot ask, you must ask and pass confirm=true only after they said yes). Returns at once with
+        a job_id: follow it with get_bulk_pec. Always pass an idempotency_key.
+        """
+        app = state_of(ctx)
+        with tool_errors(app.redactor):
+            jobs = JobStore(app.store)
+            existing = jobs.job_by_key(idempotency_key) if idempotency_key and not dry_run else None
+            if existing is not None:
+                return _duplicate_result(app, existing.id)
+            plan = _plan(app, recipients, recipients_csv, subject, body, attachments)
+            seconds, _ = _duration(app, len(plan.requests))
+            if dry_run:
+                return _start_result(app, plan, "preview", None, seconds)
+            via = require_yes(approval)
+            job, created = jobs.create(plan, account=account_of(app.settings), idempotency_key=idempotency_key,
+                                       attachment_paths=attachments)
+            if not created:  # a concurrent start with the same key was first
+                return _duplicate_result(app, job.id)
+            _audit(app, ctx, via, plan, job.id)
+            if app.runner is not None:
+                app.runner.wake()
+            return _start_result(app, plan, "started", job.id, seconds)
+
+    @mcp.tool(title="Progress of a bulk PEC job", annotations=LOCAL_READ)
+    async def get_bulk_pec(ctx: Context[Any], job_id: JobId) -> BulkJobResult:
+        """How a bulk PEC job is going: recipients by state (queued, sent, delivered, not_delivered, failed,
+        unknown, cancelled), the rate achieved, the time left, the first errors with reasons, and the recipients
+        whose outcome is unknown (never resent automatically: check their receipts before sending again)."""
+        app = state_of(ctx)
+        with tool_errors(app.redactor):
+            return job_report(app, job_id)
+
+    @mcp.tool(title="Cancel a bulk PEC job", annotations=CHANGE)
+    async def cancel_bulk_pec(ctx: Context[Any], job_id: JobId) -> CancelBulkResult:
+        """Stop a bulk PEC job: recipients not yet sent are not sent. What was already sent stays sent (a PEC
+        cannot be recalled), and its delivery receipts are still collected."""
+        app = state_of(ctx)
+        with tool_errors(app.redactor):
+            jobs = JobStore(app.store)
+            if jobs.job(job_id) is None:
+                raise NotFound(f"There is no bulk job {job_id!r} in the local store", provider="pec-mcp",
+                               hint="list_bulk_pec shows the recent jobs.")
+            stopped = jobs.cancel(job_id)
+            app.store.record_audit(action="cancel_bulk_pec", actor=actor_of(ctx), environment=app.environment,
+                                   summary=f"bulk job {job_id}", outcome=f"{stopped} recipient(s) not sent",
+                                   ref=job_id)
+            report = job_report(app, job_id, shown=0)
+            counts = report.counts
+            sent = counts.sent + counts.delivered + counts.not_delivered + counts.unknown + counts.sending
+            return CancelBulkResult(job_id=job_id, cancelled_recipients=counts.cancelled, already_sent=sent,
+                                    status=report.status, environment=report.environment,
+                                    note=f"Cancelled: {stopped} recipient(s) will not be sent to; requests "
+                                    "waiting for their turn are stopped before they leave, and one already on its "
+                                    "way still completes.")
+
+    @mcp.tool(title="List bulk PEC jobs", annotations=LOCAL_READ)
+    async def list_bulk_pec(
+        ctx: Context[Any],
+        limit: Annotated[int, Field(ge=1, le=100, description="At most this many, newest first")] = 20,
+    ) -> BulkJobList:
+        """The recent bulk PEC jobs of this machine, newest first, with their status and counts."""
+        app = state_of(ctx)
+        with tool_errors(app.redactor):
+            summaries = []
+            for job in JobStore(app.store).recent(limit):
+                report = job_report(app, job.id, shown=0)
+                summaries.append(BulkJobSummary(job_id=job.id, created_at=report.created_at, subject=job.subject,
+                                                status=report.status, total_recipients=job.total,
+                                                counts=report.counts, environment=report.environment))
+            note = f"{len(summaries)} job(s)." if summaries else "No bulk job was started on this machine."
+            return BulkJobList(jobs=summaries, note=note)
+
+    @mcp.resource("pec://jobs/{job_id}", mime_type="application/json", title="A bulk PEC job")
+    async def job_resource(job_id: str, ctx: Context[Any]) -> str:
+        """Progress and per-recipient outcomes of one bulk PEC job (first 1,000 recipients); subscribers are told
+        when it changes."""
+        app = state_of(ctx)
+        with resource_errors(app.redactor):
+            return json.dumps(job_report(app, job_id, shown=1000).model_dump(), ensure_ascii=False, indent=2)
+
+
+def _audit(app: AppState, ctx: Context[Any], via: str, plan: BulkPlan, job_id: str) -> None:
+    app.store.record_audit(
+        action="start_bulk_pec", actor=actor_of(ctx, via), environment=app.environment,
+        summary=f"bulk job to {describe_recipients([r.address for r in plan.recipients])} in {len(plan.requests)} "
+        f"request(s): \"{plan.subject}\"", outcome="started", ref=job_id,
+    )
+
+
+def _start_result(app: AppState, plan: BulkPlan, status: str, job_id: str | None, seconds: float) -> StartBulkResult:
+    note = ("Preview only: nothing was sent. " + _question(app, plan) if status == "preview" else
+            "The job runs in the background at the provider's rate; follow it with get_bulk_pec.")
+    return StartBulkResult(
+        status=status, job_id=job_id, total_recipients=plan.total, requests=len(plan.requests),
+        estimated_duration_seconds=seconds, estimated_cost_eur=plan.cost_eur,
+        attachments=[AttachmentInfo(name=a.name, size_bytes=a.size) for a in plan.attachments],
+        preview=MessagePreview(to=plan.preview.to, subject=plan.preview.subject,
+                               body=plan.preview.body[:PREVIEW_CHARS]),
+        environment=app.environment, note=note,
+    )
+
+
+def _duplicate_result(app: AppState, job_id: str) -> StartBulkResult:
+    report = job_report(app, job_id, shown=0)
+    return StartBulkResult(
+        status="duplicate", job_id=job_id, total_recipients=report.total_recipients, requests=report.requests,
+        estimated_duration_seconds=report.eta_seconds or 0.0, estimated_cost_eur=report.estimated_cost_eur,
+        attachments=[], preview=None, environment=report.environment,
+        note=f"This idempotency key started job {job_id} before: nothing new was queued. It is {report.status}; "
+        "follow it with get_bulk_pec.",
+    )
