@@ -13,9 +13,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pec_mcp import __version__
 from pec_mcp.errors import ConfigError, PecError
+
+if TYPE_CHECKING:
+    from pec_mcp.config import Settings
 
 log = logging.getLogger("pec_mcp")
 
@@ -78,17 +82,17 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def _load(config: Path | None):  # type: ignore[no-untyped-def]
+def _load(config: Path | None) -> Settings:
     from pec_mcp.config import config_file_warning, config_path, environment_warnings, load_settings
     from pec_mcp.http import Redactor, install_log_redaction
 
-    for warning in environment_warnings(os.environ):  # before loading: a refused setting may explain the error
-        log.warning(warning)
+    for problem in environment_warnings(os.environ):  # before loading: a refused setting may explain the error
+        log.warning(problem)
     settings = load_settings(config)
     install_log_redaction(Redactor(settings.secret_values()))
-    warning = config_file_warning(config_path(config, os.environ))
-    if warning:
-        log.warning(warning)
+    readable = config_file_warning(config_path(config, os.environ))
+    if readable:
+        log.warning(readable)
     return settings
 
 
