@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--port", type=int, default=8025)
     simulate.add_argument("--delivery-delay", type=float, default=2.0, help="seconds until CONSEGNA (default 2)")
     simulate.add_argument("--rate", type=float, default=1.0, help="PEC Massiva sends per second (default 1)")
+    simulate.add_argument("--faults", default="", metavar="PLAN",
+                          help="inject faults, e.g. 'pecmassiva:/send:drop-after:0.1,*:*:503-html:0.05,seed=7' "
+                          "(rules provider:path:kind:chance[:option=value]; see pec_mcp/simulator/faults.py); "
+                          "POST /__simulator__/faults changes the plan while running")
     simulate.set_defaults(run=_simulate)
 
     demo = commands.add_parser("demo", help="offline end-to-end story through a real MCP client")
@@ -128,11 +132,20 @@ def _simulate(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pec_mcp.simulator import create_simulator
+    from pec_mcp.simulator.faults import FaultSpecError, QuietDrops
 
-    sim = create_simulator(delivery_delay=args.delivery_delay, rate=args.rate)
+    try:
+        sim = create_simulator(delivery_delay=args.delivery_delay, rate=args.rate, faults=args.faults)
+    except FaultSpecError as exc:
+        print(f"pec-mcp: --faults: {exc}", file=sys.stderr)
+        return 2
     print(f"pec-mcp simulator on http://{args.host}:{args.port} (PEC Massiva at /pecmassiva, openapi.it PEC at "
           "/openapi-pec, Mensatek at /mensatek/v7, stats at /__simulator__/stats)", file=sys.stderr)
-    uvicorn.run(sim.app, host=args.host, port=args.port, log_level="warning")
+    if sim.faults.rules:
+        print(f"faults: {json.dumps(sim.faults.describe()['rules'])}", file=sys.stderr)
+    config = uvicorn.Config(sim.app, host=args.host, port=args.port, log_level="warning")
+    logging.getLogger("uvicorn.error").addFilter(QuietDrops())  # after Config, which sets up uvicorn's logging
+    uvicorn.Server(config).run()
     return 0
 
 

@@ -5,6 +5,7 @@ Behaviour is added by wrapping httpx transports (outermost first)::
     ReadRetryTransport   GET retried on 429/5xx/connection errors, with backoff and Retry-After
     LoggingTransport     one redacted line per attempt
     PacedTransport       requests marked as paced (PEC Massiva POST /send) wait for their turn
+    DeadlineTransport    with ClientOptions.deadline: one attempt may take that long in all, then ReadTimeout
     base transport       the network, or the in-process simulator (httpx.ASGITransport)
 
 Sends are never retried here: once a POST may have reached the server, only the caller can decide, and the
@@ -31,6 +32,7 @@ log = logging.getLogger("pec_mcp.http")
 PACE = "pec_mcp.pace"  # True: wait for a slot of the send pacer before this request goes out
 ON_DISPATCH = "pec_mcp.on_dispatch"  # async callable awaited right before the request goes on the wire
 NO_RETRY = "pec_mcp.no_retry"  # True: a GET that changes state (a paid renewal) must never be repeated
+READ_ONLY = "pec_mcp.read_only"  # True: a POST that only reads (Mensatek's API is all POST) is retried like a GET
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_EXCEPTIONS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.RemoteProtocolError,
@@ -176,7 +178,8 @@ class ReadRetryTransport(httpx.AsyncBaseTransport):
         self._sleep = sleep
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method != "GET" or request.extensions.get(NO_RETRY):
+        reads = request.method == "GET" or request.extensions.get(READ_ONLY)
+        if not reads or request.extensions.get(NO_RETRY):
             return await self.inner.handle_async_request(request)
         for attempt in range(1, self.policy.attempts + 1):
             last = attempt == self.policy.attempts
@@ -216,6 +219,27 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
+class DeadlineTransport(httpx.AsyncBaseTransport):
+    """Gives one attempt ``seconds`` in all, then raises ReadTimeout as a silent server would.
+
+    httpx's own timeouts bound each network operation, not the whole exchange, and do not apply at all to an
+    in-process app (httpx.ASGITransport); this bounds both.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, seconds: float) -> None:
+        self.inner = inner
+        self.seconds = seconds
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        with anyio.move_on_after(self.seconds) as scope:
+            return await self.inner.handle_async_request(request)
+        assert scope.cancelled_caught
+        raise httpx.ReadTimeout(f"no complete answer within {self.seconds:g} s", request=request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 @dataclass(frozen=True)
 class ClientOptions:
     """How one provider's client behaves; the defaults suit the real services."""
@@ -224,6 +248,7 @@ class ClientOptions:
     connect_timeout: float = 10.0
     retry: RetryPolicy = RetryPolicy()
     sleep: Sleep | None = None  # injectable so tests of backoff never wait
+    deadline: float | None = None  # the longest one attempt may take in all; None: httpx's timeouts only
 
 
 def build_client(
@@ -237,6 +262,8 @@ def build_client(
 ) -> httpx.AsyncClient:
     """One AsyncClient for one provider, with the transport stack described in this module's docstring."""
     base = transport if transport is not None else httpx.AsyncHTTPTransport()
+    if options.deadline is not None:
+        base = DeadlineTransport(base, options.deadline)
     # Every client gets the paced layer: without a pacer it still runs the dispatch hook of a send.
     stack: httpx.AsyncBaseTransport = PacedTransport(base, pacer or _NoPacer())
     stack = LoggingTransport(stack, provider)

@@ -23,7 +23,7 @@ def allowed_file(raw: str, folders: Sequence[Path]) -> Path:
     """The real path of an existing regular file inside one of ``folders`` (already resolved), or PathNotAllowed."""
     if not raw or "\x00" in raw:
         raise PathNotAllowed("An empty or invalid file path was given")
-    candidate = Path(raw).expanduser()
+    candidate = _expanded(raw)
     if not candidate.is_absolute():
         raise PathNotAllowed(
             f"{raw!r} is a relative path; give the full path of a file inside {_folders_text(folders)}"
@@ -70,9 +70,17 @@ def allowed_target(raw: str, folders: Sequence[Path], *, default_name: str) -> P
     """
     if not raw or "\x00" in raw:
         raise PathNotAllowed("An empty or invalid save_to path was given")
-    candidate = Path(raw).expanduser()
+    candidate = _expanded(raw)
     if not candidate.is_absolute():
         raise PathNotAllowed(f"save_to {raw!r} is relative; give a full path inside {_folders_text(folders)}")
+    try:
+        return _new_target(raw, candidate, folders, default_name)
+    except (OSError, RuntimeError) as exc:  # a name too long for the file system, a symlink loop
+        raise PathNotAllowed(f"save_to {raw[:200]} cannot be used ({exc.strerror or type(exc).__name__})"
+                             if isinstance(exc, OSError) else f"save_to {raw[:200]} cannot be resolved") from None
+
+
+def _new_target(raw: str, candidate: Path, folders: Sequence[Path], default_name: str) -> Path:
     if candidate.is_dir():
         candidate = candidate / Path(default_name).name
     parent = candidate.parent.resolve()
@@ -84,6 +92,14 @@ def allowed_target(raw: str, folders: Sequence[Path], *, default_name: str) -> P
     if target.exists() or target.is_symlink():
         raise PathNotAllowed(f"{target} already exists", hint="Choose another file name; files are never overwritten.")
     return target
+
+
+def _expanded(raw: str) -> Path:
+    """``~`` expanded; ``~someone`` of an unknown user is refused instead of raising RuntimeError."""
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:
+        raise PathNotAllowed(f"{raw[:200]} names a home folder that does not exist") from None
 
 
 def write_new_file(target: Path, content: bytes) -> None:

@@ -31,10 +31,13 @@ from pec_mcp.errors import (
     InputError,
     InsufficientCredit,
     NotFound,
+    OutcomeUnknown,
     ProviderError,
     ProviderUnavailable,
+    RateLimited,
     Rejected,
 )
+from pec_mcp.http import READ_ONLY, retry_after_seconds
 from pec_mcp.providers.wire import call, read_json
 
 PROVIDER = "mensatek"
@@ -55,6 +58,7 @@ UNVERIFIED_FUNCTIONS: dict[str, str] = {
     "reschedule": "ReprogramarEMAILCERTIFICADO",  # [unverified] the pattern of CancelarEMAILCERTIFICADO
 }
 
+READS: dict[str, Any] = {READ_ONLY: True}  # request extensions of the functions that change nothing
 CREDITS_TTL = 30.0  # seconds a credits answer is reused
 REPORT_TTL = 10.0  # seconds a report answer is reused, per message id
 MAX_VARIABLES = 10  # Variable_1 .. Variable_10
@@ -317,6 +321,10 @@ def _envelope(response: httpx.Response, function: str) -> dict[str, Any]:
     """The answer's object: the doc shows it wrapped in a one-element list; a bare object is accepted too."""
     if response.status_code == 404:
         raise _missing_function(function)
+    if response.status_code == 429:
+        # Refused at the gate, before Mensatek handled anything: whatever the body says, nothing was done.
+        raise RateLimited(f"Mensatek {function} answered HTTP 429: too many requests", provider=PROVIDER, status=429,
+                          retry_after=retry_after_seconds(response.headers.get("Retry-After")))
     data = read_json(response, PROVIDER)
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
@@ -422,7 +430,7 @@ class MensatekClient:
         cached = self._cache.get(key)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
-        data, status = await self._post(FUNCTIONS["report"], {"Idmensaje": str(message_id)})
+        data, status = await self._post(FUNCTIONS["report"], {"Idmensaje": str(message_id)}, read_only=True)
         wire = _validate(WireReport, data, FUNCTIONS["report"], status)
         normalised, note = normalise_status(wire.estado, wire.estado_text)
         result = Report(message_id=str(message_id), status=normalised, status_code=wire.estado,
@@ -452,7 +460,7 @@ class MensatekClient:
         """The certificate ZIP (PDF certificates and a CSV of results) of a delivered message, as bytes."""
         function = FUNCTIONS["certificate"]
         response = await call(PROVIDER, is_send=False, request=lambda: self.http.post(
-            function, data={"Idmensaje": str(message_id), "Resp": "JSON"}))
+            function, data={"Idmensaje": str(message_id), "Resp": "JSON"}, extensions=READS))
         content_type = response.headers.get("content-type", "").lower()
         if response.content.startswith(ZIP_MAGIC):
             return response.content
@@ -469,7 +477,7 @@ class MensatekClient:
         cached = self._cache.get("credits")
         if cached is not None:
             return float(cached)
-        data, status = await self._post(FUNCTIONS["credits"], {})
+        data, status = await self._post(FUNCTIONS["credits"], {}, read_only=True)
         wire = _validate(WireCredits, data, FUNCTIONS["credits"], status)
         if wire.credits is None:
             raise BadResponse("Mensatek GetCreditos answered without Cred", provider=PROVIDER, status=status)
@@ -481,12 +489,24 @@ class MensatekClient:
         cached = self._cache.get("credits")
         return None if cached is None else float(cached)
 
-    async def _post(self, function: str, form: dict[str, str], *, is_send: bool = False
+    async def _post(self, function: str, form: dict[str, str], *, is_send: bool = False, read_only: bool = False
                     ) -> tuple[dict[str, Any], int]:
         # Resp goes in the body: in the query string it breaks authentication (Res -1), per one integrator.
         body = {**form, "Resp": "JSON"}
-        response = await call(PROVIDER, is_send=is_send, request=lambda: self.http.post(function, data=body))
-        data = _envelope(response, function)
+        # Every function is a POST; those that only read may be retried by the transport like a GET.
+        extensions = READS if read_only else None
+        response = await call(PROVIDER, is_send=is_send, request=lambda: self.http.post(
+            function, data=body, extensions=extensions))
+        try:
+            data = _envelope(response, function)
+        except (BadResponse, ProviderUnavailable) as exc:
+            if not is_send or not (response.is_success or response.status_code >= 500):
+                raise
+            # Not Mensatek's own answer (a proxy's page, a garbled body): the send may have happened behind it.
+            raise OutcomeUnknown(
+                f"{exc.message.rstrip('.')}, not its own answer: the request may have been processed behind it, "
+                "so the email may or may not have been sent", provider=PROVIDER,
+            ) from exc
         raise_for_res(data, function=function, status=response.status_code)
         return data, response.status_code
 

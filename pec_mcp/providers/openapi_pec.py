@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -543,6 +543,7 @@ def _json_or_none(response: httpx.Response) -> Any:
 
 
 Model = TypeVar("Model", bound=BaseModel)
+_T = TypeVar("_T")
 
 
 def _parse(model: type[Model], payload: Any) -> Model:
@@ -553,6 +554,10 @@ def _parse(model: type[Model], payload: Any) -> Model:
             f"{PROVIDER} answered with data of an unexpected shape ({exc.error_count()} problems)",
             provider=PROVIDER,
         ) from None
+
+
+def _read_filing(payload: Any) -> BusinessRegisterFiling:
+    return _filing(_parse(_WireFiling, _data(payload)))
 
 
 def _data(payload: Any) -> Any:
@@ -636,7 +641,30 @@ class OpenapiPecClient:
         return _raise_for_answer(await self._request(method, path, **kwargs))
 
     async def _mailbox_call(self, method: str, path: str, **kwargs: Any) -> Mailbox:
-        return _mailbox(_parse(_WireMailbox, _data(await self._json(method, path, **kwargs))))
+        def read(payload: Any) -> Mailbox:
+            return _mailbox(_parse(_WireMailbox, _data(payload)))
+
+        if kwargs.get("changes") is not None:
+            return await self._change(method, path, read, **kwargs)
+        return read(await self._json(method, path, **kwargs))
+
+    async def _change(self, method: str, path: str, read: Callable[[Any], _T], *, changes: str, **kwargs: Any
+                      ) -> _T:
+        """A state-changing call. An answer that cannot be read (a 2xx that is garbled, empty or of the wrong
+        shape, a proxy's 5xx page) may hide a change that was carried out, and paid: OutcomeUnknown, never an
+        error that invites a retry."""
+        response = await self._request(method, path, changes=changes, **kwargs)
+        try:
+            return read(_raise_for_answer(response))
+        except (BadResponse, ProviderUnavailable) as exc:
+            if not (response.is_success or (response.status_code >= 500 and _json_or_none(response) is None)):
+                raise
+            raise OutcomeUnknown(
+                f"The request to {changes} reached {PROVIDER}, but its answer could not be read ({exc.message}): "
+                "it may or may not have happened", provider=PROVIDER,
+                hint="Look at the current state (get_mailbox, list_mailboxes, list_business_register_filings) "
+                "before trying again.",
+            ) from exc
 
     async def _pdf(self, path: str) -> bytes:
         response = await self._request("GET", path)
@@ -810,9 +838,8 @@ class OpenapiPecClient:
 
     async def create_filing(self, *, filing: BusinessRegisterFilingRequest) -> BusinessRegisterFiling:
         """POST /comunica_pec: start filing a PEC address with the business register (paid)."""
-        payload = await self._json("POST", "/comunica_pec", json=filing.to_wire(),
-                                   changes=f"file {filing.address} with the business register")
-        return _filing(_parse(_WireFiling, _data(payload)))
+        return await self._change("POST", "/comunica_pec", _read_filing, json=filing.to_wire(),
+                                  changes=f"file {filing.address} with the business register")
 
     async def get_filing(self, *, filing_id: str) -> BusinessRegisterFiling:
         """GET /comunica_pec/{id}: one filing and its state."""
@@ -824,9 +851,8 @@ class OpenapiPecClient:
     ) -> BusinessRegisterFiling:
         """PATCH /comunica_pec/{id}: upload the digitally signed power of attorney (.p7m bytes)."""
         body = {"documenti": _encode_documents(documents, kind="p7m")}
-        payload = await self._json("PATCH", f"/comunica_pec/{_segment(filing_id, 'filing_id')}", json=body,
-                                   changes=f"upload documents to filing {filing_id}")
-        return _filing(_parse(_WireFiling, _data(payload)))
+        return await self._change("PATCH", f"/comunica_pec/{_segment(filing_id, 'filing_id')}", _read_filing,
+                                  json=body, changes=f"upload documents to filing {filing_id}")
 
     async def download_filing_proxy(self, *, filing_id: str) -> bytes:
         """GET /comunica_pec/{id}/procura_registro_imprese: the power of attorney PDF to sign."""

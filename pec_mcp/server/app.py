@@ -15,6 +15,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 
 from pec_mcp import __version__
 from pec_mcp.config import Settings
+from pec_mcp.http import ClientOptions
 from pec_mcp.sending import environment_label
 from pec_mcp.server import resources
 from pec_mcp.server.state import AppState, StateHolder, open_state
@@ -82,16 +83,23 @@ class Built:
     holder: StateHolder
 
 
-def build_server(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> MCPServer[AppState]:
+def build_server(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None,
+    client_options: ClientOptions | None = None,
+) -> MCPServer[AppState]:
     """The pec-mcp MCP server for these settings.
 
     ``transport`` replaces the network for every provider client (tests pass the simulator's ASGITransport);
-    without it, the offline environment starts its own in-process simulator.
+    without it, the offline environment starts its own in-process simulator. ``client_options`` changes how
+    the provider clients time out and retry (tests: a short deadline, a sleep that does not wait).
     """
-    return build(settings, transport=transport).mcp
+    return build(settings, transport=transport, client_options=client_options).mcp
 
 
-def build(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> Built:
+def build(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None,
+    client_options: ClientOptions | None = None,
+) -> Built:
     """:func:`build_server`, also returning the state holder."""
     holder = StateHolder()
     # Kept so that the bulk job runner, outside any request, can tell subscribers that a job changed.
@@ -102,7 +110,8 @@ def build(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = No
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        async with open_state(settings, transport=transport, publish=publish) as state:
+        async with open_state(settings, transport=transport, publish=publish,
+                              client_options=client_options) as state:
             holder.set(state)
             try:
                 yield state

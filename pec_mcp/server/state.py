@@ -13,7 +13,7 @@ import httpx
 
 from pec_mcp.config import ProviderName, Settings
 from pec_mcp.errors import ConfigError
-from pec_mcp.http import Pacer, Redactor, build_client
+from pec_mcp.http import ClientOptions, Pacer, Redactor, build_client
 from pec_mcp.store import Store, StorePacer
 
 # Provider clients, the send path and the simulator are imported when first used, not at start-up: a server
@@ -225,6 +225,7 @@ async def open_state(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     publish: Callable[[str], Awaitable[None]] | None = None,
+    client_options: ClientOptions | None = None,
 ) -> AsyncIterator[AppState]:
     """Open the store and the provider clients; offline without a transport, start the in-process simulator.
 
@@ -250,7 +251,8 @@ async def open_state(
                 continue  # that provider's tools explain the missing host when they are used
             pacer: Pacer | None = send_pacer(settings, store) if provider == "pecmassiva" else None
             client = build_client(provider=provider, base_url=url, transport=transport, pacer=pacer,
-                                  headers=_auth_headers(settings, provider))
+                                  headers=_auth_headers(settings, provider),
+                                  options=client_options or ClientOptions())
             state.clients[provider] = await stack.enter_async_context(client)
         if "bulk" in settings.tools.enabled:
             from pec_mcp.jobs import JobRunner

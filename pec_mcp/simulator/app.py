@@ -5,11 +5,14 @@ Base URLs, as the offline environment and ``pec-mcp simulate`` use them::
     /pecmassiva        PEC Massiva (ws.pecmassiva.com)
     /openapi-pec       openapi.it PEC (pec.openapi.it)
     /mensatek/v7       Mensatek API v7 (api.mensatek.com/v7)
-    /__simulator__     stats, time travel, reset (not part of any provider)
+    /__simulator__     stats, time travel, faults (not part of any provider)
+
+Faults (``pec_mcp.simulator.faults``) wrap the whole app: ``sim.faults`` is the plan in force.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -18,6 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from pec_mcp.simulator.clock import Clock
+from pec_mcp.simulator.faults import FaultInjector, FaultPlan, FaultSpecError
 from pec_mcp.simulator.mensatek import MensatekSim
 from pec_mcp.simulator.openapi_pec import OpenapiPecSim
 from pec_mcp.simulator.pecmassiva import GATEWAY, Incoming, PecMassivaSim
@@ -35,6 +39,7 @@ class SimulatorOptions:
     delivery_delay: float = 2.0  # seconds from ACCETTAZIONE to CONSEGNA
     rate: float = 1.0  # PEC Massiva POST /send requests per second
     seed_inbox: bool = True  # a few incoming PEC messages, so an inbox is never empty on first look
+    faults: str = ""  # a fault plan (pec_mcp.simulator.faults syntax); empty: no faults
 
 
 class Simulator:
@@ -47,7 +52,8 @@ class Simulator:
         self.pecmassiva = PecMassivaSim(self)
         self.openapi_pec = OpenapiPecSim(self)
         self.mensatek = MensatekSim(self)
-        self.app = Starlette(
+        self.faults = FaultPlan.parse(options.faults)
+        routes = Starlette(
             routes=[
                 Mount(MOUNTS["pecmassiva"], app=self.pecmassiva.app),
                 Mount(MOUNTS["openapi_pec"], app=self.openapi_pec.app),
@@ -55,14 +61,27 @@ class Simulator:
                 Route("/__simulator__/stats", self._stats, methods=["GET"]),
                 Route("/__simulator__/advance", self._advance, methods=["POST"]),
                 Route("/__simulator__/pecmassiva/seed", self._seed, methods=["POST"]),
+                Route("/__simulator__/faults", self._faults, methods=["GET", "POST"]),
             ]
         )
+        self.app = FaultInjector(routes, MOUNTS, lambda: self.faults, self.stats)
 
     def base_url(self, provider: str, origin: str = "http://simulator") -> str:
         return origin.rstrip("/") + MOUNTS[provider]
 
     async def _stats(self, request: Request) -> JSONResponse:
         return JSONResponse(self.stats.as_dict())
+
+    async def _faults(self, request: Request) -> JSONResponse:
+        """GET: the plan in force. POST ``{"faults": "<plan>"}`` (or the plan as plain text): replace it."""
+        if request.method == "POST":
+            raw = (await request.body()).decode("utf-8", "replace")
+            try:
+                text = json.loads(raw).get("faults", "") if raw.lstrip().startswith("{") else raw
+                self.faults = FaultPlan.parse(str(text))
+            except (FaultSpecError, ValueError, AttributeError) as exc:
+                return JSONResponse({"success": False, "message": str(exc)}, status_code=400)
+        return JSONResponse({"success": True, **self.faults.describe(), "injected": dict(self.stats.faults)})
 
     async def _seed(self, request: Request) -> JSONResponse:
         """Fill the PEC Massiva INBOX with ``count`` messages (benchmarks)."""
@@ -101,6 +120,8 @@ def seed_messages(count: int, now: float) -> list[Incoming]:
 
 
 def create_simulator(
-    *, delivery_delay: float = 2.0, rate: float = 1.0, clock: Clock | None = None, seed_inbox: bool = True
+    *, delivery_delay: float = 2.0, rate: float = 1.0, clock: Clock | None = None, seed_inbox: bool = True,
+    faults: str = "",
 ) -> Simulator:
-    return Simulator(SimulatorOptions(delivery_delay=delivery_delay, rate=rate, seed_inbox=seed_inbox), clock=clock)
+    options = SimulatorOptions(delivery_delay=delivery_delay, rate=rate, seed_inbox=seed_inbox, faults=faults)
+    return Simulator(options, clock=clock)

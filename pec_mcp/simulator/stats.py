@@ -7,12 +7,13 @@ from typing import Any
 
 
 class Stats:
-    """Accepted requests per endpoint, rate-limit rejections, and how often each recipient was sent to."""
+    """Accepted requests per endpoint, rate-limit rejections, how often each recipient was sent to, faults."""
 
     def __init__(self) -> None:
         self.accepted: Counter[str] = Counter()
         self.rate_limited = 0
         self.recipients: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()  # "provider:kind" -> faults injected (pec_mcp.simulator.faults)
 
     def count_accepted(self, endpoint: str, recipients: list[str] = ()) -> None:  # type: ignore[assignment]
         self.accepted[endpoint] += 1
@@ -20,8 +21,11 @@ class Stats:
             self.recipients[address.lower()] += 1
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        counts: dict[str, Any] = {
             "accepted": dict(self.accepted),
             "rate_limited": self.rate_limited,
             "recipients": dict(self.recipients),
         }
+        if self.faults:  # only with a fault plan, so the documented shape stays as it is without one
+            counts["faults"] = dict(self.faults)
+        return counts
