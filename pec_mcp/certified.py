@@ -236,25 +236,32 @@ def madrid_text(scheduled_for: str | None) -> str:
     return f"{scheduled_for} Spanish time (Europe/Madrid)" if scheduled_for else "now"
 
 
-def certified_question(plan: CertifiedPlan, credits_left: float | None) -> str:
-    """The confirmation question, built from what the server checked."""
+def certified_question(plan: CertifiedPlan) -> str:
+    """The confirmation question, built from what the server checked.
+
+    Only facts of this send: the question must read the same when the client comes back with the answer (a changed
+    question is asked again), and the credits left change with every other send.
+    """
     shown = ", ".join(f"{r.name} <{r.email}>" if r.name else r.email for r in plan.recipients[:3])
     more = len(plan.recipients) - 3
     people = f"{len(plan.recipients)} recipient{'s' if len(plan.recipients) != 1 else ''}: {shown}" + (
         f" and {more} more" if more > 0 else "")
     acceptance = (f"the recipient must accept it within {plan.acceptance_days} days" if plan.require_acceptance
                   else "no acceptance required")
-    if credits_left is None:
-        credit_text = "credits left: not checked"
-    else:
-        short = " (NOT ENOUGH)" if credits_left < plan.credits_needed else ""
-        credit_text = f"credits left: {credits_left:g}{short}"
     return (
         f"Send a Mensatek certified email to {people}. Subject: \"{plan.preview_subject}\". Attachments: "
         f"{describe_files([(p.name, size) for p, size in plan.files])}. Sending: {madrid_text(plan.scheduled_for)}; "
-        f"{acceptance}. Credits needed: {plan.credits_needed} (1 per recipient), {credit_text}. "
+        f"{acceptance}. Credits needed: {plan.credits_needed} (1 per recipient). "
         f"Environment: {environment_label(plan.environment)}."
     )
+
+
+def credits_text(plan: CertifiedPlan, credits_left: float | None) -> str:
+    """What the preview says of the account's credits, when they are known without asking Mensatek."""
+    if credits_left is None:
+        return "Credits left: not checked (get_certified_email_credits tells)."
+    short = " NOT ENOUGH for this send." if credits_left < plan.credits_needed else ""
+    return f"Credits left: {credits_left:g}.{short}"
 
 
 # -- the ledger and the provider -------------------------------------------------------------------------------

@@ -163,9 +163,11 @@ def duration_text(seconds: float) -> str:
 
 
 def _question(app: AppState, plan: BulkPlan) -> str:
-    seconds, ahead = _duration(app, len(plan.requests))
+    # Only facts of this job: the question must read the same when the client comes back with the answer (a
+    # changed question is asked again), while other jobs' queues move on every second.
     rate = app.settings.sending.requests_per_second
-    queue = f", after {ahead} request(s) of other jobs already queued" if ahead else ""
+    seconds = round(len(plan.requests) / rate, 1)
+    queue = ", plus any requests of other jobs already queued"
     return (
         f"Start a bulk PEC job (certified email with legal value) to "
         f"{describe_recipients([r.address for r in plan.recipients])}, in {len(plan.requests)} request(s). "

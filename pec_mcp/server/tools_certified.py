@@ -20,6 +20,7 @@ from pec_mcp.certified import (
     CertifiedSender,
     RecipientSpec,
     certified_question,
+    credits_text,
     madrid_text,
     message_by_id,
     plan_certified,
@@ -92,7 +93,7 @@ async def _approve_send(
     with tool_errors(app.redactor):
         plan = _plan(app, recipients, subject, message, attachments, scheduled_at, require_acceptance,
                      acceptance_days, reference, idempotency_key)
-        question = certified_question(plan, app.mensatek().known_credits())
+        question = certified_question(plan)
     if idempotency_key and not dry_run and app.store.key_used(PROVIDER, idempotency_key):
         return Approval(True, "not_required", question)  # a repeat: the tool sends nothing, so nothing to ask
     return gate(ctx, "send_certified_email", question, recipients=len(plan.recipients), dry_run=dry_run,
@@ -177,8 +178,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                          acceptance_days, reference, idempotency_key)
             if dry_run:
                 credits = app.mensatek().known_credits()
-                return _send_result("preview", plan, [], credits, "Preview only: nothing was sent. "
-                                    + certified_question(plan, credits), app.environment)
+                note = f"Preview only: nothing was sent. {certified_question(plan)} {credits_text(plan, credits)}"
+                return _send_result("preview", plan, [], credits, note, app.environment)
             via = require_yes(approval)
             outcome = await _sender(app).send(plan, idempotency_key=idempotency_key, actor=actor_of(ctx, via))
             return _send_result(outcome.status, plan, outcome.messages, outcome.credits_left,

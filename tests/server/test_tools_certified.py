@@ -102,7 +102,7 @@ async def test_a_dry_run_previews_with_the_credits_and_sends_nothing(settings, c
         data(await client.call_tool("get_certified_email_credits", {}))
         preview = data(await client.call_tool("send_certified_email", {**SEND, "dry_run": True}))
     assert preview["status"] == "preview" and preview["message_id"] is None
-    assert "Credits needed: 2 (1 per recipient), credits left: 100" in preview["note"]
+    assert "Credits needed: 2 (1 per recipient)" in preview["note"] and "Credits left: 100." in preview["note"]
     assert sends(simulator) == 0
 
 
