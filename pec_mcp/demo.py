@@ -20,11 +20,14 @@ import mcp.types as t
 from mcp import Client
 
 from pec_mcp.config import load_settings
+from pec_mcp.receipts import STANDARD_PREFIXES
 from pec_mcp.server.app import build
 from pec_mcp.simulator import Simulator
 
 RECIPIENT = "ufficio.legale@pec-cliente.it"
 RECEIPT_TIMEOUT = 30.0
+# The name each receipt has in the PEC rules (its subject prefix), for the story.
+RECEIPT_NAMES = {kind.value: prefix.rstrip(":") for prefix, kind in STANDARD_PREFIXES}
 DEMO_RATE = 5.0
 
 
@@ -129,7 +132,8 @@ async def watch_receipts(story: Story) -> None:
             if key not in seen:
                 seen.add(key)
                 who = f" for {receipt['recipient']}" if receipt["recipient"] else ""
-                show(f"receipt {receipt['kind'].upper()}{who}", receipt["meaning"])
+                name = RECEIPT_NAMES.get(receipt["kind"], receipt["kind"])
+                show(f"receipt {name} ({receipt['kind']}){who}", receipt["meaning"])
         if receipts["status"] == "delivered":
             show("status", f"{receipts['status']}: {receipts['summary']}")
             return
