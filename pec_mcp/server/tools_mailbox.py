@@ -10,34 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar, cast
-from urllib.parse import urlencode
 
 from mcp.server.elicitation import ElicitationResult
-from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
-from pydantic import BaseModel, Field, ValidationError
+from mcp.server.mcpserver import Context, MCPServer, Resolve
+from pydantic import Field
 
-from pec_mcp.errors import InputError, OutcomeUnknown, ProviderError
-from pec_mcp.paths import allowed_files, allowed_target, write_new_file
-from pec_mcp.providers.openapi_pec import (
-    SUBTYPES_OF,
-    ApplicantRole,
-    BusinessRegisterFiling,
-    BusinessRegisterFilingRequest,
-    Callback,
-    CallbackMethod,
-    CustomerSubtype,
-    CustomerType,
-    IdDocumentType,
-    Mailbox,
-    MailboxRegistration,
-)
-from pec_mcp.sending import Action, environment_label
+from pec_mcp.errors import OutcomeUnknown, ProviderError
+from pec_mcp.paths import allowed_target, write_new_file
+from pec_mcp.providers.openapi_pec import BusinessRegisterFiling, Mailbox
 from pec_mcp.server.annotations import CHANGE, DELETE, READ, SEND
 from pec_mcp.server.errors import resource_errors, tool_errors
-from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
+from pec_mcp.server.gate import Confirmation, actor_of, require_yes, state_of
 from pec_mcp.server.mailbox_models import (
     AddressCheckResult,
     DomainCheckResult,
@@ -53,21 +37,30 @@ from pec_mcp.server.mailbox_models import (
     mailbox_info,
     mailbox_result,
 )
-from pec_mcp.server.mailbox_prices import (
-    PRICE_NOTE,
-    check_revocable,
-    conservation_cost,
-    filing_cost,
-    registration_cost,
-    renewal_cost,
-    space_plan,
-    type_change_cost,
+
+# The plans and approvals are named inside the tools' Annotated[..., Resolve(...)] parameters, which the SDK
+# resolves against this module's globals: every one of them must be imported here.
+from pec_mcp.server.mailbox_plans import (
+    Plan,
+    _approve_conservation,
+    _approve_filing,
+    _approve_register,
+    _approve_renew,
+    _approve_revoke,
+    _approve_space,
+    _approve_type,
+    _conservation_plan,
+    _filing_plan,
+    _fits,
+    _read_documents,
+    _register_plan,
+    _renew_plan,
+    _revoke_plan,
+    _space_plan,
+    _type_plan,
 )
 from pec_mcp.server.pec_models import Environment
 from pec_mcp.server.state import AppState, StateHolder
-
-# The in-process simulator hands callbacks straight to the webhook handler; this address is never dialled.
-IN_PROCESS_CALLBACK_URL = "http://pec-mcp.offline/webhooks/openapi"
 
 MailboxTypeName = Literal["STANDARD", "BRONZE", "SILVER", "GOLD", "DOMICILIODIGITALE", "PECMASSIVA"]
 UpgradeTypeName = Literal["STANDARD", "BRONZE", "SILVER", "GOLD"]
@@ -85,11 +78,6 @@ ApplicantRoleName = Literal["director", "judicial_commissioner", "bankruptcy_tru
                             "liquidator", "partner", "owner"]
 
 ItalianDate = r"^\d{2}/\d{2}/\d{4}$"
-
-
-def _fits() -> str:
-    return "; ".join(f"{kind.name.lower()}: {', '.join(sorted(s.name.lower() for s in subtypes))}"
-                     for kind, subtypes in SUBTYPES_OF.items())
 
 
 def _text(description: str, *, max_length: int = 200) -> Any:
@@ -111,71 +99,6 @@ T = TypeVar("T")
 
 def _env(app: AppState) -> Environment:
     return cast(Environment, app.environment)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A paid or destructive action, checked and priced before the user is asked; deterministic per request."""
-
-    action: Action
-    summary: str
-    address: str
-    cost: Decimal
-    question: str
-    mailbox: Mailbox | None = None
-    registration: MailboxRegistration | None = None
-    filing: BusinessRegisterFilingRequest | None = None
-    documents: list[bytes] = field(default_factory=list)
-
-
-def _plan(app: AppState, action: Action, summary: str, address: str, cost: Decimal, *, free_note: str = "",
-          **extra: Any) -> Plan:
-    price = f"Estimated cost: €{cost:.2f} ({PRICE_NOTE})." if cost else free_note
-    question = f"{summary}. {price} Environment: {environment_label(app.environment)}."
-    return Plan(action=action, summary=summary, address=address, cost=cost, question=question, **extra)
-
-
-def _invalid(exc: ValidationError, model: type[BaseModel], renamed: dict[str, str], what: str) -> InputError:
-    """A pydantic error on a request model, told with the tool's argument names."""
-    by_alias = {info.alias: name for name, info in model.model_fields.items() if info.alias}
-    problems = []
-    for error in exc.errors():
-        raw = str(error["loc"][0]) if error["loc"] else ""
-        name = by_alias.get(raw, raw)
-        message = str(error["msg"]).removeprefix("Value error, ")
-        problems.append(f"{renamed.get(name, name)}: {message}" if name else message)
-    return InputError(f"The {what} is not valid: " + "; ".join(problems), hint="Correct these arguments.")
-
-
-def _callback(app: AppState) -> Callback | None:
-    """Where openapi.it reports state changes: openapi_pec.callback_url (plus the webhook token), or in-process."""
-    url = app.settings.openapi_pec.callback_url
-    if not url:
-        return Callback(url=IN_PROCESS_CALLBACK_URL, method=CallbackMethod.JSON) if app.simulator else None
-    token = app.settings.http.webhook_token
-    if token is not None and "token=" not in url:
-        url += ("&" if "?" in url else "?") + urlencode({"token": token.get_secret_value()})
-    return Callback(url=url, method=CallbackMethod.JSON)
-
-
-def _read_documents(app: AppState, paths: list[str], kind: Literal["pdf", "p7m"]) -> list[bytes]:
-    """The files' bytes, each inside the allowed folders and of the kind openapi.it accepts."""
-    attachments = app.settings.attachments
-    files = allowed_files(paths, attachments.resolved_dirs(), max_total_mb=attachments.max_total_mb)
-    contents = []
-    for path, _size in files:
-        content = path.read_bytes()
-        if kind == "pdf" and not content.startswith(b"%PDF"):
-            raise InputError(f"{path.name} is not a PDF file (it does not start with %PDF): openapi.it refuses it "
-                             "(wrong file format, pdf required)",
-                             hint="Export or scan the signed form and the identity document as PDF files.")
-        # A CAdES .p7m is DER (first byte 0x30) or, less often, PEM.
-        if kind == "p7m" and not content.startswith((b"\x30", b"-----BEGIN")):
-            raise InputError(f"{path.name} is not a digitally signed .p7m file: openapi.it refuses it "
-                             "(wrong file format, p7m required)",
-                             hint="Sign the documents digitally (CAdES) and pass the .p7m files.")
-        contents.append(content)
-    return contents
 
 
 async def _audited(ctx: Context[Any], plan: Plan, via: str, call: Awaitable[T], ref: str | None = None) -> T:
@@ -214,176 +137,6 @@ def _preview(app: AppState, plan: Plan) -> MailboxActionResult:
 def _done(app: AppState, plan: Plan, box: Mailbox, note: str) -> MailboxActionResult:
     return MailboxActionResult(status="done", action=plan.summary, address=box.address, mailbox=mailbox_info(box),
                                estimated_cost_eur=float(plan.cost), environment=_env(app), note=note)
-
-
-# -- plans (resolvers: they run before the tool body, possibly more than once) ---------------------------------
-
-
-async def _register_plan(
-    ctx: Context[Any], address: str, mailbox_type: str, customer_type: str, customer_subtype: str | None,
-    customer_subtype_other: str | None, applicant_first_name: str, applicant_last_name: str,
-    applicant_tax_code: str, applicant_birth_date: str, applicant_gender: str, applicant_birth_country: str,
-    applicant_birth_city: str | None, applicant_birth_province: str | None, applicant_email: str,
-    applicant_phone: str, applicant_mobile: str | None, holder_name: str | None, holder_tax_id: str | None,
-    holder_address: str, holder_city: str, holder_postal_code: str, holder_province: str, holder_country: str,
-    id_document_type: str | None, id_document_number: str | None, id_document_expiry: str | None,
-    id_document_issuer: str | None, id_document_issue_date: str | None, auto_renew: bool,
-) -> Plan:
-    app = state_of(ctx)
-    with tool_errors(app.redactor):
-        kind = CustomerType[customer_type.upper()]
-        subtype = CustomerSubtype[customer_subtype.upper()] if customer_subtype else None
-        if subtype is not None and subtype not in SUBTYPES_OF.get(kind, frozenset()):
-            raise InputError(f"customer_subtype '{customer_subtype}' does not fit customer_type '{customer_type}'",
-                             hint=f"Subtypes per customer type: {_fits()}; other customer types take none.")
-        values = dict(
-            address=address, mailbox_type=mailbox_type, customer_type=kind, customer_subtype=subtype,
-            customer_subtype_other=customer_subtype_other, applicant_first_name=applicant_first_name,
-            applicant_last_name=applicant_last_name, applicant_tax_code=applicant_tax_code,
-            applicant_birth_date=applicant_birth_date, applicant_gender=applicant_gender,
-            applicant_birth_country=applicant_birth_country.upper(), applicant_birth_city=applicant_birth_city,
-            applicant_birth_province=applicant_birth_province, email=applicant_email, phone=applicant_phone,
-            mobile=applicant_mobile, holder_name=holder_name, holder_tax_id=holder_tax_id,
-            holder_address=holder_address, holder_city=holder_city, holder_postal_code=holder_postal_code,
-            holder_province=holder_province, holder_country=holder_country.upper(), auto_renew=auto_renew,
-            id_document_type=IdDocumentType[id_document_type.upper()] if id_document_type else None,
-            id_document_number=id_document_number, id_document_expiry=id_document_expiry,
-            id_document_issuer=id_document_issuer, id_document_issue_date=id_document_issue_date,
-            callback=_callback(app),
-        )
-        try:
-            registration = MailboxRegistration.model_validate(values)
-        except ValidationError as exc:
-            renamed = {"email": "applicant_email", "phone": "applicant_phone", "mobile": "applicant_mobile"}
-            raise _invalid(exc, MailboxRegistration, renamed, "registration") from None
-        check = await app.openapi_pec().check_address(address=registration.address)
-        if not check.available:
-            raise InputError(f"{registration.address} is not available: openapi.it says it is already taken",
-                             hint="Choose another address and check it with check_pec_address.")
-        holder = holder_name or f"{applicant_first_name} {applicant_last_name}"
-        summary = (f"Register the PEC mailbox {registration.address} ({registration.mailbox_type}) for {holder}, "
-                   f"auto-renewal {'on' if auto_renew else 'off'}; it is paid now, for its first year")
-        return _plan(app, "register_mailbox", summary, registration.address,
-                     registration_cost(str(registration.mailbox_type)), registration=registration)
-
-
-async def _renew_plan(ctx: Context[Any], mailbox_id: str, years: int) -> Plan:
-    app = state_of(ctx)
-    with tool_errors(app.redactor):
-        box = await app.openapi_pec().get_mailbox(mailbox_id=mailbox_id)
-        cost = renewal_cost(box, years)
-        again = " (this re-activates the revoked mailbox)" if box.state == "revocata" else ""
-        summary = (f"Renew the PEC mailbox {box.address} ({box.mailbox_type}) for {years} year"
-                   f"{'s' if years > 1 else ''}{again}")
-        return _plan(app, "renew_mailbox", summary, box.address, cost, mailbox=box)
-
-
-async def _revoke_plan(ctx: Context[Any], mailbox_id: str) -> Plan:
-    app = state_of(ctx)
-    with tool_errors(app.redactor):
-        box = await app.openapi_pec().get_mailbox(mailbox_id=mailbox_id)
-        check_revocable(box)
-        until = f", paid until {box.expires_on:%d/%m/%Y}" if box.expires_on else ""
-        summary = (f"Revoke the PEC mailbox {box.address} ({box.mailbox_type}{until}): it stops receiving PEC at "
-                   "once, and only a paid renewal brings it back")
-        return _plan(app, "revoke_mailbox", summary, box.address, Decimal(0), mailbox=box,
-                     free_note="No charge, and no refund of the paid period.")
-
-
-async def _space_plan(ctx: Context[Any], mailbox_id: str, disk_space_mb: int | None, archive_space_mb: int | None,
-                      conservation_space_mb: int | None) -> Plan:
-    app = state_of(ctx)
-    with tool_errors(app.redactor):
-        box = await app.openapi_pec().get_mailbox(mailbox_id=mailbox_id)
-        planned = space_plan(box, disk_space_mb=disk_space_mb, archive_space_mb=archive_space_mb,
-                             conservation_space_mb=conservation_space_mb)
-        summary = f"Add space to the PEC mailbox {box.address}: {', '.join(planned.changes)} (cannot be reduced later)"
-        return _plan(app, "upgrade_mailbox_space", summary, box.address, planned.cost, mailbox=box)
-
-
-async def _type_plan(ctx: Context[Any], mailbox_id: str, mailbox_type: str) -> Plan:
-    app = state_of(ctx)
-    with tool_errors(app.redactor):
-        box = await app.openapi_pec().get_mailbox(mailbox_id=mailbox_id)
-        cost = type_change_cost(box, mailbox_type)
-        summary = (f"Upgrade the PEC mailbox {box.address} from {box.mailbox_type} to {mailbox_type} "
-                   "(cannot be downgraded later)")
-        return _plan(app, "upgrade_mailbox_type", summary, box.address, cost, mailbox=box)
-
-
-async def _conservation_plan(ctx: Context[Any], mailbox_id: str, documents: list[str], space_mb: int) -> Plan:
-    app = state_of(ctx)
-    with tool_errors(app.redactor):
-        contents = _read_documents(app, documents, "pdf")
-        box = await app.openapi_pec().get_mailbox(mailbox_id=mailbox_id)
-        cost = conservation_cost(box, space_mb)
-        summary = f"Enable legal conservation ({space_mb} MB) on the PEC mailbox {box.address}"
-        return _plan(app, "enable_mailbox_conservation", summary, box.address, cost, mailbox=box,
-                     documents=contents)
-
-
-async def _filing_plan(
-    ctx: Context[Any], address: str, company_name: str, company_tax_id: str, company_city: str,
-    company_province: str, applicant_first_name: str, applicant_last_name: str, applicant_tax_code: str,
-    applicant_role: str, applicant_email: str, applicant_mobile: str, administrator_pec: bool,
-) -> Plan:
-    app = state_of(ctx)
-    with tool_errors(app.redactor):
-        values = dict(
-            address=address.strip().lower(), company_name=company_name, company_tax_id=company_tax_id,
-            company_city=company_city, company_province=company_province, applicant_first_name=applicant_first_name,
-            applicant_last_name=applicant_last_name, applicant_tax_code=applicant_tax_code,
-            applicant_role=ApplicantRole[applicant_role.upper()], email=applicant_email, mobile=applicant_mobile,
-            administrator_pec=administrator_pec, callback=_callback(app),
-        )
-        try:
-            request = BusinessRegisterFilingRequest.model_validate(values)
-        except ValidationError as exc:
-            renamed = {"email": "applicant_email", "mobile": "applicant_mobile"}
-            raise _invalid(exc, BusinessRegisterFilingRequest, renamed, "filing") from None
-        summary = (f"File the PEC address {request.address} of {company_name} ({company_tax_id}) with the Italian "
-                   f"business register, on behalf of {applicant_first_name} {applicant_last_name} "
-                   f"({applicant_role.replace('_', ' ')})")
-        return _plan(app, "file_pec_with_business_register", summary, request.address, filing_cost(),
-                     filing=request)
-
-
-# -- approvals: one per gated tool (the resolver's dependency names its plan) ----------------------------------
-
-
-async def _approve_register(ctx: Context[Any], plan: Annotated[Plan, Resolve(_register_plan)], dry_run: bool,
-                            confirm: bool) -> Elicit[Confirmation] | Approval:
-    return gate(ctx, plan.action, plan.question, recipients=1, dry_run=dry_run, confirm=confirm)
-
-
-async def _approve_renew(ctx: Context[Any], plan: Annotated[Plan, Resolve(_renew_plan)], dry_run: bool,
-                         confirm: bool) -> Elicit[Confirmation] | Approval:
-    return gate(ctx, plan.action, plan.question, recipients=1, dry_run=dry_run, confirm=confirm)
-
-
-async def _approve_revoke(ctx: Context[Any], plan: Annotated[Plan, Resolve(_revoke_plan)], dry_run: bool,
-                          confirm: bool) -> Elicit[Confirmation] | Approval:
-    return gate(ctx, plan.action, plan.question, recipients=1, dry_run=dry_run, confirm=confirm)
-
-
-async def _approve_space(ctx: Context[Any], plan: Annotated[Plan, Resolve(_space_plan)], dry_run: bool,
-                         confirm: bool) -> Elicit[Confirmation] | Approval:
-    return gate(ctx, plan.action, plan.question, recipients=1, dry_run=dry_run, confirm=confirm)
-
-
-async def _approve_type(ctx: Context[Any], plan: Annotated[Plan, Resolve(_type_plan)], dry_run: bool,
-                        confirm: bool) -> Elicit[Confirmation] | Approval:
-    return gate(ctx, plan.action, plan.question, recipients=1, dry_run=dry_run, confirm=confirm)
-
-
-async def _approve_conservation(ctx: Context[Any], plan: Annotated[Plan, Resolve(_conservation_plan)],
-                                dry_run: bool, confirm: bool) -> Elicit[Confirmation] | Approval:
-    return gate(ctx, plan.action, plan.question, recipients=1, dry_run=dry_run, confirm=confirm)
-
-
-async def _approve_filing(ctx: Context[Any], plan: Annotated[Plan, Resolve(_filing_plan)], dry_run: bool,
-                          confirm: bool) -> Elicit[Confirmation] | Approval:
-    return gate(ctx, plan.action, plan.question, recipients=1, dry_run=dry_run, confirm=confirm)
 
 
 def _mailbox_view(app: AppState, box: Mailbox, note: str = "") -> MailboxResult:

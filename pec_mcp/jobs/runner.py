@@ -1,0 +1,282 @@
+"""The job runner: sends the queued requests of bulk jobs, recovers those left by a stopped server, follows receipts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import anyio
+
+from pec_mcp.config import Settings
+from pec_mcp.errors import LimitExceeded, PecError, RateLimited
+from pec_mcp.jobs.notify import Notifier, Publish
+from pec_mcp.jobs.planning import account_of, render
+from pec_mcp.jobs.store import CANCELLED_REASON, Claim, FollowTarget, JobStore, ledger_key
+from pec_mcp.paths import MB
+from pec_mcp.receipts import RecipientState
+from pec_mcp.sending import PecMessage, PecSender, load_attachments, message_size
+from pec_mcp.store import Store
+
+log = logging.getLogger("pec_mcp.jobs")
+
+NO_RECEIPT_REASON = "no delivery receipt within 24 hours"
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class FollowUpPolicy:
+    """How receipts are followed: each sending read at most every ``interval`` s, all reads within
+    ``reads_per_second``, until delivered, not delivered, or ``timeout`` s after sending (the PEC rules' 24 h)."""
+
+    interval: float = 30.0
+    reads_per_second: float = 2.0
+    timeout: float = 24 * 3600.0
+    batch: int = 20
+
+
+# Seconds between heartbeats, and after how long without one a runner counts as gone (another host, or a hang).
+HEARTBEAT = 5.0
+LEASE = 60.0
+IDLE = 1.0  # a runner with nothing to send looks again this often (jobs of other processes, recovery)
+RATE_LIMIT_ATTEMPTS = 5
+
+
+class JobCancelled(PecError):
+    """The job was cancelled while this request waited for its turn: nothing was sent."""
+
+
+@dataclass
+class JobRunner:
+    """Sends the queued requests of this account's jobs and follows their receipts, until cancelled."""
+
+    store: Store
+    settings: Settings
+    sender: Callable[[], PecSender]
+    publish: Publish | None = None
+    policy: FollowUpPolicy = FollowUpPolicy()
+    clock: Callable[[], float] | None = None
+    sleep: Sleep = anyio.sleep
+    workers: int = 2
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
+
+    def __post_init__(self) -> None:
+        self.jobs = JobStore(self.store)
+        self.account = account_of(self.settings)
+        self.now = self.clock or self.store.clock
+        self.notifier = Notifier(self.publish, self.now)
+        self._wake = anyio.Event()
+        self._next_read = 0.0
+
+    def wake(self) -> None:
+        """A job was started: look for work now rather than at the next idle check."""
+        self._wake.set()
+        self._wake = anyio.Event()
+
+    async def run(self) -> None:
+        self.jobs.heartbeat(self.owner)
+        try:
+            self.recover()
+            async with anyio.create_task_group() as tg:
+                for _ in range(self.workers):
+                    tg.start_soon(self._send_loop)
+                tg.start_soon(self._follow_loop)
+                tg.start_soon(self._housekeeping)
+        finally:
+            # A clean stop: the requests this runner held are settled, so others need not wait for its lease.
+            self.jobs.forget_runner(self.owner)
+
+    async def _send_loop(self) -> None:
+        while True:
+            try:
+                busy = await self.send_next()
+            except Exception:
+                log.exception("the bulk job runner met an unexpected problem; it carries on")
+                busy = False
+            if not busy:
+                await self._nap(IDLE)
+
+    async def _follow_loop(self) -> None:
+        while True:
+            try:
+                await self.follow_due()
+                due = self.jobs.next_followup_at(self.account)
+            except Exception:
+                log.exception("the receipt follow-up met an unexpected problem; it carries on")
+                due = None
+            wait = IDLE if due is None else min(max(due - self.now(), 0.05), self.policy.interval)
+            await self._nap(wait)
+
+    async def _housekeeping(self) -> None:
+        beats = 0.0
+        while True:
+            await self.sleep(0.25)
+            await self.notifier.flush()
+            if self.now() - beats >= HEARTBEAT:
+                beats = self.now()
+                try:
+                    self.jobs.heartbeat(self.owner)
+                    self.recover()
+                except Exception:
+                    log.exception("job runner housekeeping failed; it carries on")
+
+    async def _nap(self, seconds: float) -> None:
+        event = self._wake
+        with anyio.move_on_after(seconds):
+            await event.wait()
+
+    # -- sending
+
+    async def send_next(self) -> bool:
+        """Send the next queued request of this account, if any; returns whether there was one."""
+        claim = self.jobs.claim_next(self.owner, self.account)
+        if claim is None:
+            return False
+        await self.notifier.changed(claim.job.id)
+        await self._send(claim)
+        await self.notifier.changed(claim.job.id)
+        return True
+
+    async def _send(self, claim: Claim) -> None:
+        job_id, seq = claim.job.id, claim.seq
+        try:
+            message = self._message(claim)
+        except PecError as exc:
+            self.jobs.finish(job_id, seq, "failed", reason=exc.message)
+            return
+        dispatched = False
+
+        async def before_dispatch() -> None:
+            nonlocal dispatched
+            if self.jobs.is_cancelled(job_id):
+                raise JobCancelled("the job was cancelled before this request was sent")
+            dispatched = True
+
+        try:
+            outcome = await self.sender().send(message, idempotency_key=ledger_key(job_id, seq),
+                                               actor=f"bulk job {job_id}", job_id=job_id,
+                                               before_dispatch=before_dispatch)
+        except JobCancelled:
+            self.jobs.finish(job_id, seq, "cancelled", reason=CANCELLED_REASON)
+            return
+        except RateLimited as exc:
+            # A 429 means the provider refused the request: nothing was sent, so it goes back to the queue (a crash
+            # during the wait then loses nothing) and this worker pauses as the provider asked.
+            if claim.attempts >= RATE_LIMIT_ATTEMPTS:
+                self.jobs.finish(job_id, seq, "failed", reason=exc.message)
+                return
+            self.jobs.release(job_id, seq)
+            wait = min(max(exc.retry_after or 1.0, 0.1), 60.0)
+            log.warning("PEC Massiva refused request %d of job %s as too many (429); retrying in %.1f s",
+                        seq, job_id, wait)
+            await self.sleep(wait)
+            return
+        except PecError as exc:
+            self.jobs.finish(job_id, seq, "failed", reason=exc.message)
+            return
+        except BaseException:
+            # Stopped (server closing) mid-request: if it never left it goes back to the queue, else unknown.
+            if dispatched:
+                self.jobs.finish(job_id, seq, "unknown", reason="interrupted while the request was on its way")
+            else:
+                self.jobs.release(job_id, seq)
+            raise
+        self._record(job_id, seq, outcome.sending.state, outcome.sending.message_id, outcome.sending.id,
+                     outcome.sending.error)
+
+    def _record(self, job_id: str, seq: int, ledger_state: str, message_id: str | None, sending_id: int,
+                error: str | None) -> None:
+        if ledger_state == "sent":
+            self.jobs.finish(job_id, seq, "sent", message_id=message_id, sending_id=sending_id,
+                             next_check_at=self.now() + self.policy.interval)
+        elif ledger_state in ("unknown", "sending"):
+            self.jobs.finish(job_id, seq, "unknown", sending_id=sending_id,
+                             reason=error or "the answer was lost: it may or may not have been sent")
+        else:
+            self.jobs.finish(job_id, seq, "failed", sending_id=sending_id, reason=error or "not sent")
+
+    def _message(self, claim: Claim) -> PecMessage:
+        """The request's message, rendered again from the job's templates and rechecked against the limits."""
+        job = claim.job
+        variables = {"address": claim.addresses[0], **claim.variables}
+        subject, body = render(job.subject, variables).strip(), render(job.body, variables)
+        files = load_attachments(job.attachments, self.settings)
+        size = message_size(subject, body, files)
+        if size * len(claim.addresses) > self.settings.sending.max_request_mb * MB:
+            raise LimitExceeded("the attachments grew since the job was planned; this request is now over "
+                                f"{self.settings.sending.max_request_mb:g} MB")
+        return PecMessage(recipients=claim.addresses, subject=subject, body=body, attachments=files,
+                          message_bytes=size, cost_eur=round(len(claim.addresses) *
+                                                             self.settings.sending.price_per_message_eur, 2),
+                          environment=job.environment)
+
+    # -- recovery
+
+    def recover(self) -> int:
+        """Requests left ``sending`` by a runner that is gone: queued again if they never left, else settled from
+        the ledger (``sent``, ``failed``, or ``unknown``: never resent by the runner)."""
+        orphans = self.jobs.orphaned(self.owner, lease=LEASE)
+        for job_id, seq in orphans:
+            row = self.jobs.ledger_row(job_id, seq)
+            if row is None or row["state"] == "queued":
+                if row is not None:
+                    # Let the next attempt reuse this ledger row (begin_send requeues a failed row).
+                    self.store.mark_failed(row["id"], "interrupted before the request was sent")
+                self.jobs.release(job_id, seq)
+            elif row["state"] == "failed" and (row["error"] or "").startswith("interrupted before"):
+                self.jobs.release(job_id, seq)
+            elif row["state"] == "sending":
+                reason = "the server stopped while this request was on its way; it may or may not have been sent"
+                self.store.mark_unknown(row["id"], reason)
+                self.jobs.finish(job_id, seq, "unknown", reason=reason, sending_id=row["id"])
+            else:
+                self._record(job_id, seq, row["state"], row["message_id"], row["id"], row["error"])
+        if orphans:
+            log.warning("resumed %d request(s) left unfinished by a server that stopped", len(orphans))
+        return len(orphans)
+
+    # -- delivery follow-up
+
+    async def follow_due(self) -> int:
+        """Read the receipts of the sent requests that are due a check; returns how many were read."""
+        targets = self.jobs.due_followups(self.account, limit=self.policy.batch)
+        for target in targets:
+            await self._read_turn()
+            try:
+                report = await self.sender().status(target.message_id)
+                outcomes = {o.address.lower(): (o.state, o.reason) for o in report.status.recipients}
+            except PecError as exc:
+                log.warning("could not read the receipts of %s: %s", target.message_id, exc.message)
+                outcomes = {}
+            timed_out = self.now() - target.sent_at >= self.policy.timeout
+            settled = self._settle(target, outcomes, timed_out=timed_out)
+            if self.jobs.record_delivery(target.job_id, target.seq, settled, self.now() + self.policy.interval):
+                await self.notifier.changed(target.job_id)
+        return len(targets)
+
+    def _settle(self, target: FollowTarget, outcomes: Mapping[str, tuple[RecipientState, str | None]], *,
+                timed_out: bool) -> dict[str, tuple[str, str | None]]:
+        settled: dict[str, tuple[str, str | None]] = {}
+        members = self.jobs.recipients_of(target.job_id, target.seq)
+        for address in members:
+            state, reason = outcomes.get(address.lower(), (RecipientState.PENDING, None))
+            if state == RecipientState.DELIVERED:
+                settled[address] = ("delivered", None)
+            elif state == RecipientState.NOT_DELIVERED:
+                settled[address] = ("not_delivered", reason)
+            elif state == RecipientState.NOT_ACCEPTED:
+                settled[address] = ("failed", f"not accepted by the provider: {reason}" if reason else "not accepted")
+            elif timed_out:
+                settled[address] = ("not_delivered", NO_RECEIPT_REASON)
+        return settled
+
+    async def _read_turn(self) -> None:
+        now = self.now()
+        start = max(now, self._next_read)
+        self._next_read = start + 1.0 / self.policy.reads_per_second
+        if start > now:
+            await self.sleep(start - now)

@@ -1,0 +1,359 @@
+"""The job tables (jobs, their requests, recipients and runners) and every read and write of them."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pec_mcp.jobs.planning import BulkPlan
+from pec_mcp.store import Store
+
+PROVIDER = "pecmassiva"
+RECIPIENT_STATES = ("queued", "sending", "sent", "failed", "unknown", "delivered", "not_delivered", "cancelled")
+CANCELLED_REASON = "the job was cancelled before this was sent"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    environment: str
+    account: str
+    idempotency_key: str | None
+    subject: str
+    body: str
+    attachments: list[str]
+    total: int
+    requests: int
+    cost_eur: float
+    created_at: float
+    cancelled_at: float | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a job has done so far, from its tables."""
+
+    job: Job
+    counts: dict[str, int]
+    requests_by_state: dict[str, int]
+    first_sent_at: float | None
+    last_sent_at: float | None
+    dispatched_requests: int
+    queued_ahead: int  # queued requests of older jobs on the same account
+
+    @property
+    def status(self) -> str:
+        if self.counts["queued"] or self.counts["sending"]:
+            return "sending"
+        if self.counts["sent"]:
+            return "awaiting_receipts"
+        return "cancelled" if self.job.cancelled_at is not None else "finished"
+
+    @property
+    def achieved_rate(self) -> float | None:
+        """Requests per second between the first and the last request sent."""
+        if self.dispatched_requests < 2 or not self.first_sent_at or not self.last_sent_at:
+            return None
+        span = self.last_sent_at - self.first_sent_at
+        return round((self.dispatched_requests - 1) / span, 3) if span > 0 else None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A group taken by a runner: the recipients of one request and the job it belongs to."""
+
+    job: Job
+    seq: int
+    addresses: list[str]
+    variables: dict[str, str]  # of the first recipient: every recipient of a group has the same message
+    attempts: int  # including this one
+
+
+@dataclass(frozen=True)
+class FollowTarget:
+    job_id: str
+    seq: int
+    message_id: str
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class RecipientInfo:
+    row: int
+    address: str
+    state: str
+    reason: str | None
+
+
+def _job(row: Any) -> Job:
+    return Job(id=row["id"], environment=row["environment"], account=row["account"],
+               idempotency_key=row["idempotency_key"], subject=row["subject"], body=row["body"],
+               attachments=json.loads(row["attachments"]), total=row["total"], requests=row["requests"],
+               cost_eur=row["cost_eur"], created_at=row["created_at"], cancelled_at=row["cancelled_at"])
+
+
+def ledger_key(job_id: str, seq: int) -> str:
+    return f"bulk:{job_id}:{seq}"
+
+
+class JobStore:
+    """The job tables of a :class:`Store`; every method is one short transaction."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def create(self, plan: BulkPlan, *, account: str, idempotency_key: str | None,
+               attachment_paths: Sequence[str]) -> tuple[Job, bool]:
+        """Write the job, its requests and its recipients, all queued; the same key gives back the first job."""
+        now = self.store.clock()
+        job_id = f"job-{time.strftime('%Y%m%d', time.gmtime(now))}-{secrets.token_hex(4)}"
+        group_of = {}
+        for seq, members in enumerate(plan.requests, start=1):
+            for index in members:
+                group_of[index] = seq
+        with self.store.transaction(immediate=True) as db:
+            if idempotency_key is not None:
+                existing = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+                if existing is not None:
+                    return _job(existing), False
+            db.execute(
+                """INSERT INTO jobs (id, provider, environment, account, idempotency_key, subject, body, attachments,
+                       total, requests, cost_eur, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (job_id, PROVIDER, plan.environment, account, idempotency_key, plan.subject, plan.body,
+                 json.dumps([str(a.path) for a in plan.attachments] or list(attachment_paths)), plan.total,
+                 len(plan.requests), plan.cost_eur, now),
+            )
+            db.executemany(
+                """INSERT INTO job_groups (job_id, seq, state, recipients, message_bytes, updated_at)
+                   VALUES (?, ?, 'queued', ?, ?, ?)""",
+                [(job_id, seq, len(m), size, now)
+                 for seq, (m, size) in enumerate(zip(plan.requests, plan.request_bytes, strict=True), start=1)],
+            )
+            db.executemany(
+                """INSERT INTO job_recipients (job_id, row, address, variables, group_seq, state, updated_at)
+                   VALUES (?, ?, ?, ?, ?, 'queued', ?)""",
+                [(job_id, r.row, r.address, json.dumps(r.variables, ensure_ascii=False), group_of[i], now)
+                 for i, r in enumerate(plan.recipients)],
+            )
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row), True
+
+    def job(self, job_id: str) -> Job | None:
+        with self.store.transaction() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    def job_by_key(self, idempotency_key: str) -> Job | None:
+        with self.store.transaction() as db:
+            row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+        return _job(row) if row else None
+
+    def recent(self, limit: int) -> list[Job]:
+        with self.store.transaction() as db:
+            rows = db.execute("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
+        return [_job(r) for r in rows]
+
+    def queued_requests(self, account: str, *, before: float | None = None) -> int:
+        """Requests waiting to be sent on this account (of jobs created before ``before``, when given)."""
+        sql = """SELECT COUNT(*) FROM job_groups g JOIN jobs j ON j.id = g.job_id
+                 WHERE g.state IN ('queued', 'sending') AND j.account = ?"""
+        args: tuple[Any, ...] = (account,)
+        if before is not None:
+            sql += " AND j.created_at < ?"
+            args = (account, before)
+        with self.store.transaction() as db:
+            return int(db.execute(sql, args).fetchone()[0])
+
+    def progress(self, job_id: str) -> Progress | None:
+        with self.store.transaction() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            job = _job(row)
+            counts = dict.fromkeys(RECIPIENT_STATES, 0)
+            for state, n in db.execute(
+                "SELECT state, COUNT(*) FROM job_recipients WHERE job_id = ? GROUP BY state", (job_id,)
+            ):
+                counts[state] = n
+            groups = dict(db.execute(
+                "SELECT state, COUNT(*) FROM job_groups WHERE job_id = ? GROUP BY state", (job_id,)
+            ).fetchall())
+            first, last, dispatched = db.execute(
+                "SELECT MIN(sent_at), MAX(sent_at), COUNT(sent_at) FROM job_groups WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            ahead = db.execute(
+                """SELECT COUNT(*) FROM job_groups g JOIN jobs j ON j.id = g.job_id WHERE g.state = 'queued'
+                   AND j.account = ? AND j.created_at < ? AND j.id != ?""",
+                (job.account, job.created_at, job_id),
+            ).fetchone()[0]
+        return Progress(job, counts, groups, first, last, dispatched, ahead)
+
+    def recipients(self, job_id: str, *, states: Sequence[str] = (), limit: int = 100) -> list[RecipientInfo]:
+        sql = "SELECT row, address, state, reason FROM job_recipients WHERE job_id = ?"
+        args: list[Any] = [job_id]
+        if states:
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            args.extend(states)
+        with self.store.transaction() as db:
+            rows = db.execute(sql + " ORDER BY row LIMIT ?", (*args, limit)).fetchall()
+        return [RecipientInfo(r["row"], r["address"], r["state"], r["reason"]) for r in rows]
+
+    def is_cancelled(self, job_id: str) -> bool:
+        with self.store.transaction() as db:
+            row = db.execute("SELECT cancelled_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row is not None and row[0] is not None
+
+    def cancel(self, job_id: str) -> int:
+        """Stop what is not yet sent; returns how many recipients will not be sent to."""
+        now = self.store.clock()
+        with self.store.transaction(immediate=True) as db:
+            db.execute("UPDATE jobs SET cancelled_at = COALESCE(cancelled_at, ?) WHERE id = ?", (now, job_id))
+            db.execute("UPDATE job_groups SET state = 'cancelled', updated_at = ? WHERE job_id = ? AND "
+                       "state = 'queued'", (now, job_id))
+            return db.execute(
+                """UPDATE job_recipients SET state = 'cancelled', reason = 'the job was cancelled before this was sent',
+                       updated_at = ? WHERE job_id = ? AND state = 'queued'""",
+                (now, job_id),
+            ).rowcount
+
+    # -- the runner's side
+
+    def claim_next(self, owner: str, account: str) -> Claim | None:
+        """Take the oldest queued request of this account: its group and recipients become ``sending``."""
+        now = self.store.clock()
+        with self.store.transaction(immediate=True) as db:
+            row = db.execute(
+                """SELECT g.job_id, g.seq, g.attempts FROM job_groups g JOIN jobs j ON j.id = g.job_id
+                   WHERE g.state = 'queued' AND j.account = ? AND j.cancelled_at IS NULL
+                   ORDER BY j.created_at, j.rowid, g.seq LIMIT 1""",
+                (account,),
+            ).fetchone()
+            if row is None:
+                return None
+            job_id, seq = row[0], row[1]
+            db.execute("UPDATE job_groups SET state = 'sending', owner = ?, attempts = attempts + 1, updated_at = ? "
+                       "WHERE job_id = ? AND seq = ?", (owner, now, job_id, seq))
+            db.execute("UPDATE job_recipients SET state = 'sending', updated_at = ? WHERE job_id = ? AND group_seq = ?",
+                       (now, job_id, seq))
+            members = db.execute("SELECT address, variables FROM job_recipients WHERE job_id = ? AND group_seq = ? "
+                                 "ORDER BY row", (job_id, seq)).fetchall()
+            job = _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+        return Claim(job, seq, [m["address"] for m in members], json.loads(members[0]["variables"]), row[2] + 1)
+
+    def finish(self, job_id: str, seq: int, state: str, *, reason: str | None = None, message_id: str | None = None,
+               sending_id: int | None = None, next_check_at: float | None = None) -> None:
+        """Record how a request ended; its recipients take the same state (and the reason)."""
+        now = self.store.clock()
+        dispatched = state in ("sent", "unknown")
+        with self.store.transaction(immediate=True) as db:
+            db.execute(
+                """UPDATE job_groups SET state = ?, error = ?, message_id = COALESCE(?, message_id),
+                       sending_id = COALESCE(?, sending_id), sent_at = CASE WHEN ? THEN ? ELSE sent_at END,
+                       next_check_at = ?, followed = ?, owner = NULL, updated_at = ?
+                   WHERE job_id = ? AND seq = ?""",
+                (state, reason, message_id, sending_id, dispatched, now, next_check_at, 0 if state == "sent" else 1,
+                 now, job_id, seq),
+            )
+            db.execute("UPDATE job_recipients SET state = ?, reason = ?, updated_at = ? WHERE job_id = ? AND "
+                       "group_seq = ? AND state IN ('sending', 'queued')", (state, reason, now, job_id, seq))
+
+    def release(self, job_id: str, seq: int) -> None:
+        """A request that certainly never left goes back to the queue (or is cancelled with its job)."""
+        now = self.store.clock()
+        with self.store.transaction(immediate=True) as db:
+            cancelled = db.execute("SELECT cancelled_at FROM jobs WHERE id = ?", (job_id,)).fetchone()[0] is not None
+            state, reason = ("cancelled", CANCELLED_REASON) if cancelled else ("queued", None)
+            db.execute("UPDATE job_groups SET state = ?, owner = NULL, updated_at = ? WHERE job_id = ? AND seq = ?",
+                       (state, now, job_id, seq))
+            db.execute("UPDATE job_recipients SET state = ?, reason = ?, updated_at = ? WHERE job_id = ? AND "
+                       "group_seq = ? AND state = 'sending'", (state, reason, now, job_id, seq))
+
+    def due_followups(self, account: str, *, limit: int) -> list[FollowTarget]:
+        now = self.store.clock()
+        with self.store.transaction() as db:
+            rows = db.execute(
+                """SELECT g.job_id, g.seq, g.message_id, g.sent_at FROM job_groups g JOIN jobs j ON j.id = g.job_id
+                   WHERE g.followed = 0 AND g.state = 'sent' AND g.next_check_at <= ? AND j.account = ?
+                   ORDER BY g.next_check_at LIMIT ?""",
+                (now, account, limit),
+            ).fetchall()
+        return [FollowTarget(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def recipients_of(self, job_id: str, seq: int) -> list[str]:
+        with self.store.transaction() as db:
+            rows = db.execute("SELECT address FROM job_recipients WHERE job_id = ? AND group_seq = ? ORDER BY row",
+                              (job_id, seq)).fetchall()
+        return [r[0] for r in rows]
+
+    def next_followup_at(self, account: str) -> float | None:
+        with self.store.transaction() as db:
+            row = db.execute(
+                """SELECT MIN(g.next_check_at) FROM job_groups g JOIN jobs j ON j.id = g.job_id
+                   WHERE g.followed = 0 AND g.state = 'sent' AND j.account = ?""", (account,)).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def record_delivery(self, job_id: str, seq: int, outcomes: Mapping[str, tuple[str, str | None]],
+                        next_check_at: float) -> bool:
+        """Per-recipient outcomes of a sent request; returns whether any changed. Done when none is pending."""
+        now = self.store.clock()
+        changed = False
+        with self.store.transaction(immediate=True) as db:
+            for address, (state, reason) in outcomes.items():
+                changed |= db.execute(
+                    """UPDATE job_recipients SET state = ?, reason = ?, updated_at = ? WHERE job_id = ? AND
+                           group_seq = ? AND lower(address) = ? AND state = 'sent'""",
+                    (state, reason, now, job_id, seq, address.lower()),
+                ).rowcount > 0
+            pending = db.execute("SELECT COUNT(*) FROM job_recipients WHERE job_id = ? AND group_seq = ? AND "
+                                 "state = 'sent'", (job_id, seq)).fetchone()[0]
+            db.execute("UPDATE job_groups SET next_check_at = ?, followed = ?, updated_at = ? WHERE job_id = ? AND "
+                       "seq = ?", (next_check_at, 0 if pending else 1, now, job_id, seq))
+        return changed
+
+    # -- runners and recovery
+
+    def heartbeat(self, owner: str) -> None:
+        with self.store.transaction(immediate=True) as db:
+            db.execute("INSERT INTO job_runners (owner, host, pid, seen_at) VALUES (?, ?, ?, ?) ON CONFLICT (owner) "
+                       "DO UPDATE SET seen_at = excluded.seen_at",
+                       (owner, socket.gethostname(), os.getpid(), self.store.clock()))
+
+    def forget_runner(self, owner: str) -> None:
+        with self.store.transaction(immediate=True) as db:
+            db.execute("DELETE FROM job_runners WHERE owner = ?", (owner,))
+
+    def orphaned(self, owner: str, *, lease: float) -> list[tuple[str, int]]:
+        """Requests left ``sending`` by a runner that is gone (its process died, or it stopped beating)."""
+        with self.store.transaction() as db:
+            rows = db.execute("SELECT job_id, seq, owner FROM job_groups WHERE state = 'sending' AND "
+                              "(owner IS NULL OR owner != ?)", (owner,)).fetchall()
+            runners = {r["owner"]: r for r in db.execute("SELECT * FROM job_runners").fetchall()}
+        now = self.store.clock()
+        return [(r["job_id"], r["seq"]) for r in rows if _gone(runners.get(r["owner"]), now, lease)]
+
+    def ledger_row(self, job_id: str, seq: int) -> Any:
+        with self.store.transaction() as db:
+            return db.execute("SELECT id, state, message_id, error FROM sendings WHERE provider = ? AND "
+                              "idempotency_key = ?", (PROVIDER, ledger_key(job_id, seq))).fetchone()
+
+
+def _gone(runner: Any, now: float, lease: float) -> bool:
+    if runner is None or now - runner["seen_at"] > lease:
+        return True
+    return runner["host"] == socket.gethostname() and not _pid_alive(int(runner["pid"]))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
