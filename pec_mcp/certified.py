@@ -41,7 +41,14 @@ from pec_mcp.providers.mensatek import (
     normalise_status,
     scheduled_time_to_madrid,
 )
-from pec_mcp.sending import check_domains, check_subject, describe_files, environment_label, normalise_address
+from pec_mcp.sending import (
+    check_call_size,
+    check_domains,
+    check_subject,
+    describe_files,
+    environment_label,
+    normalise_address,
+)
 from pec_mcp.store import Sending, Store
 
 PROVIDER = "mensatek"
@@ -157,10 +164,7 @@ def plan_certified(
 def _check_recipients(recipients: Sequence[RecipientSpec], settings: Settings) -> list[str]:
     if not recipients:
         raise InputError("No recipient was given", hint="Give at least one recipient with an email address.")
-    limit = settings.sending.max_recipients_per_call
-    if len(recipients) > limit:
-        raise InputError(f"{len(recipients)} recipients is more than the {limit} allowed in one call "
-                         "(sending.max_recipients_per_call)", hint="Split the list into several sends.")
+    check_call_size(len(recipients), settings, what="call", split_into="sends")
     emails, seen = [], set()
     for spec in recipients:
         email = normalise_address(spec.email)

@@ -41,16 +41,21 @@ def normalise_address(raw: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
+def check_call_size(count: int, settings: Settings, *, what: str, split_into: str) -> None:
+    """Hold any one call (a send, a job) to ``sending.max_recipients_per_call`` recipients."""
+    limit = settings.sending.max_recipients_per_call
+    if count > limit:
+        raise LimitExceeded(
+            f"{count} recipients is more than the {limit} allowed in one {what} (sending.max_recipients_per_call)",
+            hint=f"Split the list into several {split_into}.",
+        )
+
+
 def check_recipients(raws: Sequence[str], settings: Settings) -> list[str]:
     """Recipients validated, without duplicates (case-insensitive), within the allowed domains and the call limit."""
     if not raws:
         raise InputError("No recipient was given", hint="Give at least one PEC address.")
-    if len(raws) > settings.sending.max_recipients_per_call:
-        raise LimitExceeded(
-            f"{len(raws)} recipients is more than the {settings.sending.max_recipients_per_call} allowed in one call "
-            "(sending.max_recipients_per_call)",
-            hint="Split the list into several jobs.",
-        )
+    check_call_size(len(raws), settings, what="call", split_into="jobs")
     seen: dict[str, str] = {}
     bad: list[str] = []
     for raw in raws:

@@ -12,7 +12,7 @@ from pec_mcp.errors import InputError, LimitExceeded
 from pec_mcp.jobs.recipients import RecipientRow
 from pec_mcp.paths import MB
 from pec_mcp.providers.pecmassiva import Attachment
-from pec_mcp.sending import MAX_SUBJECT, load_attachments, normalise_address
+from pec_mcp.sending import MAX_SUBJECT, check_call_size, load_attachments, normalise_address
 
 SHOWN_PROBLEMS = 20
 
@@ -107,10 +107,7 @@ def plan_bulk(
     """Check every recipient and render every message before anything is sent; InputError names the bad rows."""
     if not recipients:
         raise InputError("No recipient was given", hint="Give recipients or a CSV file with at least one row.")
-    limit = settings.sending.max_recipients_per_call
-    if len(recipients) > limit:
-        raise LimitExceeded(f"{len(recipients)} recipients is more than the {limit} allowed in one job "
-                            "(sending.max_recipients_per_call)", hint="Split the list into several jobs.")
+    check_call_size(len(recipients), settings, what="job", split_into="jobs")
     if not subject.strip():
         raise InputError("The subject is empty", hint="A PEC needs a subject.")
     if not body.strip():
