@@ -6,13 +6,16 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pec_mcp.config import Settings
 from pec_mcp.errors import InputError, LimitExceeded
 from pec_mcp.jobs.recipients import RecipientRow
 from pec_mcp.paths import MB
-from pec_mcp.providers.pecmassiva import Attachment
 from pec_mcp.sending import MAX_SUBJECT, check_call_size, load_attachments, normalise_address
+
+if TYPE_CHECKING:
+    from pec_mcp.providers.pecmassiva import Attachment
 
 SHOWN_PROBLEMS = 20
 

@@ -72,6 +72,9 @@ class AppState:
     store: Store
     redactor: Redactor
     clients: dict[ProviderName, httpx.AsyncClient] = field(default_factory=dict)
+    # Makes a provider's client on first use: a client for a real host loads the CA bundle into an SSL context
+    # (about 20 ms each), which a server that never calls that provider need not pay, least of all at start-up.
+    connect: Callable[[ProviderName, str], httpx.AsyncClient] | None = None
     offline: OfflineTransport | None = None
     runner: JobRunner | None = None  # the bulk job runner, when the bulk toolset is enabled
     _pec: PecSender | None = None
@@ -91,9 +94,16 @@ class AppState:
         """The HTTP client of a provider; ConfigError when it has no host in this environment."""
         client = self.clients.get(provider)
         if client is None:
-            base_url(self.settings, provider)  # raises the ConfigError that explains what is missing
-            raise ConfigError(f"{provider} is not available")
+            url = base_url(self.settings, provider)  # raises the ConfigError that explains what is missing
+            if self.connect is None:
+                raise ConfigError(f"{provider} is not available")
+            client = self.clients[provider] = self.connect(provider, url)
         return client
+
+    async def close_clients(self) -> None:
+        clients, self.clients = list(self.clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
     def openapi_pec(self) -> OpenapiPecClient:
         """The openapi.it PEC client; ConfigError when its token or host is missing."""
@@ -227,7 +237,7 @@ async def open_state(
     publish: Callable[[str], Awaitable[None]] | None = None,
     client_options: ClientOptions | None = None,
 ) -> AsyncIterator[AppState]:
-    """Open the store and the provider clients; offline without a transport, start the in-process simulator.
+    """Open the store (provider clients are made on first use); offline without a transport, the simulator too.
 
     With the bulk toolset, the job runner works in the background until the server stops (``publish`` tells
     subscribers that a job resource changed).
@@ -239,21 +249,18 @@ async def open_state(
         transport = offline = OfflineTransport(settings)
     # A request that was on its way when a previous process died is unknown from now on, never resent.
     store.recover_interrupted()
-    state = AppState(settings=settings, store=store, redactor=redactor, offline=offline)
+
+    def connect(provider: ProviderName, url: str) -> httpx.AsyncClient:
+        pacer: Pacer | None = send_pacer(settings, store) if provider == "pecmassiva" else None
+        return build_client(provider=provider, base_url=url, transport=transport, pacer=pacer,
+                            headers=_auth_headers(settings, provider), options=client_options or ClientOptions())
+
+    state = AppState(settings=settings, store=store, redactor=redactor, offline=offline, connect=connect)
     async with AsyncExitStack() as stack:
         stack.callback(store.close)
+        stack.push_async_callback(state.close_clients)
         if offline is not None:
             await _start_offline_callbacks(stack, state, offline)
-        for provider in PROVIDERS:
-            try:
-                url = base_url(settings, provider)
-            except ConfigError:
-                continue  # that provider's tools explain the missing host when they are used
-            pacer: Pacer | None = send_pacer(settings, store) if provider == "pecmassiva" else None
-            client = build_client(provider=provider, base_url=url, transport=transport, pacer=pacer,
-                                  headers=_auth_headers(settings, provider),
-                                  options=client_options or ClientOptions())
-            state.clients[provider] = await stack.enter_async_context(client)
         if "bulk" in settings.tools.enabled:
             from pec_mcp.jobs import JobRunner
 
@@ -266,28 +273,29 @@ async def open_state(
         yield state
 
 
-PROVIDERS: tuple[ProviderName, ...] = ("pecmassiva", "openapi_pec", "mensatek")
 
 
 async def _start_offline_callbacks(stack: AsyncExitStack, state: AppState, offline: OfflineTransport) -> None:
     """Offline, the simulator's callbacks reach the webhook handlers directly, without an HTTP server.
 
     openapi.it callbacks go out as state changes; Mensatek's report webhooks are flushed by a small background task.
+    Both are wired when the simulator is created, at the first provider request.
     """
-    from pec_mcp.server.webhooks import (  # webhooks imports this module
-        in_process_sender,
-        pump_offline_reports,
-        wire_offline_reports,
-    )
+    tasks = await stack.enter_async_context(anyio.create_task_group())
+    stack.callback(tasks.cancel_scope.cancel)  # runs before the task group waits for its task
 
     def wire(simulator: Simulator) -> None:
+        from pec_mcp.server.webhooks import (  # webhooks imports this module
+            in_process_sender,
+            pump_offline_reports,
+            wire_offline_reports,
+        )
+
         simulator.openapi_pec.send_callback = in_process_sender(lambda: state)
         wire_offline_reports(state, simulator)
+        tasks.start_soon(pump_offline_reports, simulator)
 
     offline.on_create = wire
-    tasks = await stack.enter_async_context(anyio.create_task_group())
-    tasks.start_soon(pump_offline_reports, lambda: offline.created)
-    stack.callback(tasks.cancel_scope.cancel)  # runs before the task group waits for its task
 
 
 def _auth_headers(settings: Settings, provider: ProviderName) -> dict[str, str]:

@@ -188,18 +188,14 @@ def wire_offline_reports(state: AppState, simulator: Simulator) -> None:
     simulator.mensatek.report_sender = deliver
 
 
-async def pump_offline_reports(simulator: Callable[[], Simulator | None]) -> None:
+async def pump_offline_reports(simulator: Simulator) -> None:
     """Flush the simulator's due reports twice a second, as the real service pushes them without being asked.
 
     Bounded work: each flush looks at the simulator's messages once and sends only the status changes now due.
-    The simulator is created on first use; until then there is nothing to flush.
     """
     while True:
         await anyio.sleep(REPORT_PUMP_SECONDS)
-        current = simulator()
-        if current is None:
-            continue
         try:
-            await current.mensatek.flush_reports()
+            await simulator.mensatek.flush_reports()
         except Exception:  # the top of a background task: one bad flush must not stop the server
             log.exception("offline Mensatek report flush failed")
