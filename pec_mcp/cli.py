@@ -110,8 +110,10 @@ def _serve(args: argparse.Namespace) -> int:
             serve_http(settings, host=args.host or settings.http.host, port=args.port or settings.http.port)
             return 0
         from pec_mcp.server import build_server
+        from pec_mcp.server.catalogue import default_dir
 
-        server = build_server(settings)
+        # A stdio server is spawned per window and per session: remember its tool list between starts.
+        server = build_server(settings, catalogue_dir=default_dir(os.environ))
     finally:
         _end_startup()
     server.run()

@@ -63,6 +63,20 @@ async def test_the_server_over_stdio_lists_tools_sends_with_confirm_and_reads_re
     assert message_id in ledger.contents[0].text  # type: ignore[union-attr]
 
 
+async def test_a_second_start_lists_the_remembered_catalogue_and_its_tools_work(tmp_path: Path) -> None:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "pec_mcp", "serve"], cwd=str(tmp_path),
+                                   env=child_env(tmp_path))
+    listed = []
+    with anyio.fail_after(60):
+        for _ in range(2):
+            async with Client(params) as client:
+                listed.append([tool.model_dump(by_alias=True) for tool in (await client.list_tools()).tools])
+                quota = await client.call_tool("get_pec_quota", {})
+                assert not quota.is_error
+    assert listed[0] == listed[1] and len(listed[0]) > 30
+    assert len(list((tmp_path / ".cache" / "pec-mcp").glob("tools-*.json"))) == 1
+
+
 def test_check_config_prints_the_settings_with_secrets_masked(tmp_path: Path) -> None:
     done = run_cli(tmp_path, "check-config", PEC_MCP_PECMASSIVA__TOKEN=SECRET, PEC_MCP_HTTP__AUTH_TOKEN=SECRET)
     assert done.returncode == 0, done.stderr

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from mcp.server.mcpserver import MCPServer
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
+from mcp.types import (
+    CallToolResult,
+    GetPromptResult,
+    InputRequiredResult,
+    Prompt,
+    Resource,
+    ResourceTemplate,
+    Tool,
+)
+from pydantic import AnyUrl
 
 from pec_mcp import __version__
 from pec_mcp.config import Settings
 from pec_mcp.http import ClientOptions
 from pec_mcp.sending import environment_label
-from pec_mcp.server import resources
+from pec_mcp.server.catalogue import Catalogue, fingerprint
 from pec_mcp.server.state import AppState, StateHolder, open_state
 
 # Each toolset is a module with ``register(mcp, holder)`` adding its tools, resources and prompts. Modules are
@@ -48,10 +60,16 @@ def instructions(settings: Settings) -> str:
 
 
 class PecMcpServer(MCPServer[AppState]):
-    """MCPServer whose tool, resource and prompt descriptions come from docstrings without their indentation.
+    """MCPServer whose descriptions come from docstrings without their indentation, and whose tools may wait.
 
     The SDK copies ``__doc__`` as it is; a model reading eight spaces before every line sees noise.
+
+    With a remembered catalogue (see :mod:`pec_mcp.server.catalogue`), the toolsets are imported and registered
+    at the first request that needs them, and ``tools/list`` answers from the catalogue until then.
     """
+
+    _catalogue: Catalogue | None = None
+    _register_later: Callable[[], None] | None = None
 
     def tool(self, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:
         return _cleaning_doc(super().tool(*args, **kwargs))
@@ -61,6 +79,58 @@ class PecMcpServer(MCPServer[AppState]):
 
     def prompt(self, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:
         return _cleaning_doc(super().prompt(*args, **kwargs))
+
+    def register_with(self, register: Callable[[], None], catalogue: Catalogue | None) -> None:
+        """Run ``register`` now, or, when ``catalogue`` remembers the tools already, at the first need."""
+        self._catalogue = catalogue
+        if catalogue is not None and catalogue.tools is not None:
+            self._register_later = register
+        else:
+            register()
+
+    def _registered(self) -> None:
+        if self._register_later is not None:
+            register, self._register_later = self._register_later, None
+            register()
+
+    async def list_tools(self) -> list[Tool]:
+        if self._register_later is not None and self._catalogue is not None and self._catalogue.tools is not None:
+            return [Tool.model_validate(tool) for tool in self._catalogue.tools]
+        tools = await super().list_tools()
+        if self._catalogue is not None and self._catalogue.tools is None:
+            self._catalogue.remember([tool.model_dump(mode="json", by_alias=True, exclude_none=True)
+                                      for tool in tools])
+        return tools
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        self._registered()
+        return await super().call_tool(name, arguments, context)
+
+    async def list_resources(self) -> list[Resource]:
+        self._registered()
+        return await super().list_resources()
+
+    async def list_resource_templates(self) -> list[ResourceTemplate]:
+        self._registered()
+        return await super().list_resource_templates()
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[AppState, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        self._registered()
+        return await super().read_resource(uri, context)
+
+    async def list_prompts(self) -> list[Prompt]:
+        self._registered()
+        return await super().list_prompts()
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        self._registered()
+        return await super().get_prompt(name, arguments, context)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -85,20 +155,22 @@ class Built:
 
 def build_server(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None,
-    client_options: ClientOptions | None = None,
+    client_options: ClientOptions | None = None, catalogue_dir: Path | None = None,
 ) -> MCPServer[AppState]:
     """The pec-mcp MCP server for these settings.
 
     ``transport`` replaces the network for every provider client (tests pass the simulator's ASGITransport);
     without it, the offline environment starts its own in-process simulator. ``client_options`` changes how
     the provider clients time out and retry (tests: a short deadline, a sleep that does not wait).
+    ``catalogue_dir`` keeps the ``tools/list`` answer between starts, so that the toolsets are registered at
+    the first request that needs them rather than before the first answer.
     """
-    return build(settings, transport=transport, client_options=client_options).mcp
+    return build(settings, transport=transport, client_options=client_options, catalogue_dir=catalogue_dir).mcp
 
 
 def build(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None,
-    client_options: ClientOptions | None = None,
+    client_options: ClientOptions | None = None, catalogue_dir: Path | None = None,
 ) -> Built:
     """:func:`build_server`, also returning the state holder."""
     holder = StateHolder()
@@ -118,7 +190,7 @@ def build(
             finally:
                 holder.set(None)
 
-    mcp: MCPServer[AppState] = PecMcpServer(
+    mcp = PecMcpServer(
         "pec-mcp",
         title="PEC certified email",
         version=__version__,
@@ -127,13 +199,16 @@ def build(
         log_level="WARNING",
         subscriptions=bus,
     )
-    for name in settings.tools.enabled:
-        try:
-            module = importlib.import_module(TOOLSETS[name])
-        except ModuleNotFoundError as exc:
-            if exc.name != TOOLSETS[name]:
-                raise
-            continue  # a toolset not built yet
-        module.register(mcp, holder)
-    resources.register_ledger(mcp, holder)  # the audit trail of paid actions, whichever toolsets are enabled
+    enabled = settings.tools.enabled
+    catalogue = None if catalogue_dir is None else Catalogue(catalogue_dir, fingerprint(enabled))
+    mcp.register_with(lambda: register_toolsets(mcp, holder, enabled), catalogue)
     return Built(mcp, holder)
+
+
+def register_toolsets(mcp: MCPServer[AppState], holder: StateHolder, enabled: Iterable[str]) -> None:
+    """Add the tools, resources and prompts of the enabled toolsets, and the audit trail of paid actions."""
+    from pec_mcp.server import resources
+
+    for name in enabled:
+        importlib.import_module(TOOLSETS[name]).register(mcp, holder)
+    resources.register_ledger(mcp, holder)  # whichever toolsets are enabled
