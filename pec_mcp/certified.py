@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import anyio
 
-from pec_mcp.config import Settings
+from pec_mcp.config import Settings, environment_label
 from pec_mcp.errors import BadResponse, InputError, OutcomeUnknown, PecError, Rejected
 from pec_mcp.paths import allowed_files
 from pec_mcp.providers.mensatek import (
@@ -46,7 +46,6 @@ from pec_mcp.sending import (
     check_domains,
     check_subject,
     describe_files,
-    environment_label,
     normalise_address,
 )
 from pec_mcp.store import Sending, Store

@@ -84,7 +84,7 @@ def _configure_logging(level: str) -> None:
 
 def _load(config: Path | None) -> Settings:
     from pec_mcp.config import config_file_warning, config_path, environment_warnings, load_settings
-    from pec_mcp.http import Redactor, install_log_redaction
+    from pec_mcp.redaction import Redactor, install_log_redaction
 
     for problem in environment_warnings(os.environ):  # before loading: a refused setting may explain the error
         log.warning(problem)

@@ -216,6 +216,15 @@ class _MappingEnvSource(EnvSettingsSource):
         return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
 
+def environment_label(environment: str) -> str:
+    """How an environment is named wherever a user must not mistake it (instructions, confirmation questions)."""
+    if environment == "production":
+        return "PRODUCTION: real, paid, with legal value"
+    if environment == "sandbox":
+        return "sandbox (the provider's test service)"
+    return "offline (built-in simulator, nothing leaves this machine)"
+
+
 def config_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
     """Which TOML file to read: ``--config``, else ``$PEC_MCP_CONFIG``, else the default if it exists."""
     if explicit is not None:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from pec_mcp.config import Settings
+from pec_mcp.config import Settings, environment_label
 from pec_mcp.errors import InputError, LimitExceeded, NotFound, OutcomeUnknown, PecError
 from pec_mcp.paths import MB, allowed_files
 from pec_mcp.receipts import ClassifiedReceipt, SendingStatus, classify, recipients_in_acceptance, sending_status
@@ -182,14 +182,6 @@ def needs_confirmation(settings: Settings, action: Action, recipients: int = 1) 
     if mode == "never":
         return False
     return action in BULK_ACTIONS or action == "revoke_mailbox" or recipients > 1
-
-
-def environment_label(environment: str) -> str:
-    if environment == "production":
-        return "PRODUCTION: real, paid, with legal value"
-    if environment == "sandbox":
-        return "sandbox (the provider's test service)"
-    return "offline (built-in simulator, nothing leaves this machine)"
 
 
 def describe_recipients(addresses: Sequence[str], shown: int = 3) -> str:

@@ -15,14 +15,12 @@ from pec_mcp.http import (
     PACE,
     ClientOptions,
     LocalPacer,
-    RedactingFilter,
-    Redactor,
     RetryPolicy,
     build_client,
-    install_log_redaction,
     retry_after_seconds,
     safe_url,
 )
+from pec_mcp.redaction import RedactingFilter, Redactor, install_log_redaction
 
 pytestmark = pytest.mark.anyio
 

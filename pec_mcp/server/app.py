@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
@@ -26,11 +25,14 @@ from mcp.types import (
 from pydantic import AnyUrl
 
 from pec_mcp import __version__
-from pec_mcp.config import Settings
-from pec_mcp.http import ClientOptions
-from pec_mcp.sending import environment_label
+from pec_mcp.config import Settings, environment_label
 from pec_mcp.server.catalogue import Catalogue, fingerprint
 from pec_mcp.server.state import AppState, StateHolder, open_state
+
+if TYPE_CHECKING:
+    import httpx
+
+    from pec_mcp.http import ClientOptions
 
 # Each toolset is a module with ``register(mcp, holder)`` adding its tools, resources and prompts. Modules are
 # imported only when enabled, so a server with fewer toolsets starts faster.

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 
 from pec_mcp.errors import NotFound, PecError
-from pec_mcp.http import Redactor
+from pec_mcp.redaction import Redactor
 
 log = logging.getLogger("pec_mcp.server")
 

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from pydantic import BaseModel, ValidationError
 
+from pec_mcp.config import environment_label
 from pec_mcp.errors import InputError
 from pec_mcp.paths import allowed_files
 from pec_mcp.providers.openapi_pec import (
@@ -24,7 +25,7 @@ from pec_mcp.providers.openapi_pec import (
     Mailbox,
     MailboxRegistration,
 )
-from pec_mcp.sending import Action, environment_label
+from pec_mcp.sending import Action
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, gate, state_of
 from pec_mcp.server.mailbox_prices import (

@@ -13,7 +13,8 @@ import httpx
 
 from pec_mcp.config import ProviderName, Settings
 from pec_mcp.errors import ConfigError
-from pec_mcp.http import ClientOptions, Pacer, Redactor, build_client
+from pec_mcp.http import ClientOptions, Pacer, build_client
+from pec_mcp.redaction import Redactor
 from pec_mcp.store import Store, StorePacer
 
 # Provider clients, the send path and the simulator are imported when first used, not at start-up: a server

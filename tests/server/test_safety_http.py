@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from pec_mcp.config import Settings
-from pec_mcp.http import RedactingFilter, Redactor, install_log_redaction
+from pec_mcp.redaction import RedactingFilter, Redactor, install_log_redaction
 from pec_mcp.server.http_app import build_http_app, transport_security
 from pec_mcp.server.webhooks import MAX_WEBHOOK_BYTES
 
