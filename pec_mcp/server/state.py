@@ -9,60 +9,32 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
-import httpx
 
 from pec_mcp.config import ProviderName, Settings
 from pec_mcp.errors import ConfigError
-from pec_mcp.http import ClientOptions, Pacer, build_client
 from pec_mcp.redaction import Redactor
 from pec_mcp.store import Store, StorePacer
 
-# Provider clients, the send path and the simulator are imported when first used, not at start-up: a server
-# answers its first tools/list sooner, and a toolset that is never called never pays for its provider.
+# The HTTP stack, provider clients, the send path, the job runner and the simulator are imported when first used,
+# not at start-up: a server answers its first requests sooner, and a provider never called costs nothing.
 if TYPE_CHECKING:
+    import httpx
+
+    from pec_mcp.http import ClientOptions, Pacer
     from pec_mcp.inbox_index import InboxIndex
     from pec_mcp.jobs import FollowUpPolicy, JobRunner
     from pec_mcp.providers.mensatek import MensatekClient
     from pec_mcp.providers.openapi_pec import OpenapiPecClient
     from pec_mcp.providers.pecmassiva import Credentials
     from pec_mcp.sending import PecSender
+    from pec_mcp.server.offline import OfflineTransport
     from pec_mcp.simulator import Simulator
 
 SIMULATOR_ORIGIN = "http://simulator"
+RUNNER_GRACE = 1.0  # seconds after start-up when the bulk job runner starts if no job was started before
 # Where each provider is mounted in the simulator (the same as pec_mcp.simulator.app.MOUNTS, without importing it).
 SIMULATOR_MOUNTS: dict[str, str] = {"pecmassiva": "/pecmassiva", "openapi_pec": "/openapi-pec",
                                     "mensatek": "/mensatek/v7"}
-
-
-class OfflineTransport(httpx.AsyncBaseTransport):
-    """The in-process simulator as an httpx transport, created on the first request (offline environment)."""
-
-    def __init__(self, settings: Settings, on_create: Callable[[Simulator], None] | None = None) -> None:
-        self._settings = settings
-        self._simulator: Simulator | None = None
-        self._inner: httpx.ASGITransport | None = None
-        self.on_create = on_create  # wires the new simulator's callbacks to this server
-
-    @property
-    def created(self) -> Simulator | None:
-        """The simulator if it exists already (never creates it)."""
-        return self._simulator
-
-    @property
-    def simulator(self) -> Simulator:
-        if self._simulator is None:
-            from pec_mcp.simulator import create_simulator
-
-            options = self._settings.simulator
-            self._simulator = create_simulator(delivery_delay=options.delivery_delay, rate=options.rate)
-            if self.on_create is not None:
-                self.on_create(self._simulator)
-        return self._simulator
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._inner is None:
-            self._inner = httpx.ASGITransport(app=self.simulator.app)
-        return await self._inner.handle_async_request(request)
 
 
 @dataclass
@@ -76,8 +48,11 @@ class AppState:
     # Makes a provider's client on first use: a client for a real host loads the CA bundle into an SSL context
     # (about 20 ms each), which a server that never calls that provider need not pay, least of all at start-up.
     connect: Callable[[ProviderName, str], httpx.AsyncClient] | None = None
-    offline: OfflineTransport | None = None
-    runner: JobRunner | None = None  # the bulk job runner, when the bulk toolset is enabled
+    simulated: bool = False  # offline without an injected transport: the providers are an in-process simulator
+    on_simulator: Callable[[Simulator], None] | None = None  # wires a new simulator's callbacks to this server
+    runner: JobRunner | None = None  # the bulk job runner, once started (bulk toolset)
+    _runner_wanted: anyio.Event = field(default_factory=anyio.Event)
+    _offline: OfflineTransport | None = None
     _pec: PecSender | None = None
     _mensatek: MensatekClient | None = None
     _inbox_index: InboxIndex | None = None
@@ -89,7 +64,35 @@ class AppState:
     @property
     def simulator(self) -> Simulator | None:
         """The in-process simulator (offline environment without an injected transport), created on first use."""
-        return self.offline.simulator if self.offline is not None else None
+        return self.offline_transport().simulator if self.simulated else None
+
+    def offline_transport(self) -> OfflineTransport:
+        """The transport to the in-process simulator, for the provider clients of the offline environment."""
+        if self._offline is None:
+            from pec_mcp.server.offline import OfflineTransport
+
+            self._offline = OfflineTransport(self.settings, on_create=self.on_simulator)
+        return self._offline
+
+    def wake_runner(self) -> None:
+        """A bulk job was started: start the job runner if it still waits, and have it look for work now."""
+        self._runner_wanted.set()
+        if self.runner is not None:
+            self.runner.wake()
+
+    async def run_jobs(self, publish: Callable[[str], Awaitable[None]] | None) -> None:
+        """Run the bulk job runner until cancelled, from the first job started here or RUNNER_GRACE after start-up.
+
+        Resuming what an earlier process left can wait a second; importing and starting the runner at once would
+        delay the client's first answers for nothing.
+        """
+        with anyio.move_on_after(RUNNER_GRACE):
+            await self._runner_wanted.wait()
+        from pec_mcp.jobs import JobRunner
+
+        self.runner = JobRunner(store=self.store, settings=self.settings, sender=self.pec, publish=publish,
+                                policy=follow_up_policy(self.settings))
+        await self.runner.run()
 
     def client(self, provider: ProviderName) -> httpx.AsyncClient:
         """The HTTP client of a provider; ConfigError when it has no host in this environment."""
@@ -238,45 +241,40 @@ async def open_state(
     publish: Callable[[str], Awaitable[None]] | None = None,
     client_options: ClientOptions | None = None,
 ) -> AsyncIterator[AppState]:
-    """Open the store (provider clients are made on first use); offline without a transport, the simulator too.
+    """Open the store; provider clients, and offline without a transport the simulator, are made on first use.
 
     With the bulk toolset, the job runner works in the background until the server stops (``publish`` tells
-    subscribers that a job resource changed).
+    subscribers that a job resource changed), from the first job started or ``RUNNER_GRACE`` after start-up.
     """
     redactor = Redactor(settings.secret_values())
     store = Store(settings.store.path)
-    offline = None
-    if transport is None and settings.env == "offline":
-        transport = offline = OfflineTransport(settings)
     # A request that was on its way when a previous process died is unknown from now on, never resent.
     store.recover_interrupted()
+    simulated = transport is None and settings.env == "offline"
 
     def connect(provider: ProviderName, url: str) -> httpx.AsyncClient:
+        from pec_mcp.http import ClientOptions, build_client
+
         pacer: Pacer | None = send_pacer(settings, store) if provider == "pecmassiva" else None
-        return build_client(provider=provider, base_url=url, transport=transport, pacer=pacer,
+        return build_client(provider=provider, base_url=url, pacer=pacer,
+                            transport=state.offline_transport() if simulated else transport,
                             headers=_auth_headers(settings, provider), options=client_options or ClientOptions())
 
-    state = AppState(settings=settings, store=store, redactor=redactor, offline=offline, connect=connect)
+    state = AppState(settings=settings, store=store, redactor=redactor, connect=connect, simulated=simulated)
     async with AsyncExitStack() as stack:
         stack.callback(store.close)
         stack.push_async_callback(state.close_clients)
-        if offline is not None:
-            await _start_offline_callbacks(stack, state, offline)
+        if simulated:
+            await _start_offline_callbacks(stack, state)
         if "bulk" in settings.tools.enabled:
-            from pec_mcp.jobs import JobRunner
-
-            state.runner = JobRunner(store=store, settings=settings, sender=state.pec, publish=publish,
-                                     policy=follow_up_policy(settings))
             tasks = await stack.enter_async_context(anyio.create_task_group())
-            tasks.start_soon(state.runner.run)
+            tasks.start_soon(state.run_jobs, publish)
             # Stop the runner first when the server closes (callbacks run last-in, first-out).
             stack.callback(tasks.cancel_scope.cancel)
         yield state
 
 
-
-
-async def _start_offline_callbacks(stack: AsyncExitStack, state: AppState, offline: OfflineTransport) -> None:
+async def _start_offline_callbacks(stack: AsyncExitStack, state: AppState) -> None:
     """Offline, the simulator's callbacks reach the webhook handlers directly, without an HTTP server.
 
     openapi.it callbacks go out as state changes; Mensatek's report webhooks are flushed by a small background task.
@@ -296,7 +294,7 @@ async def _start_offline_callbacks(stack: AsyncExitStack, state: AppState, offli
         wire_offline_reports(state, simulator)
         tasks.start_soon(pump_offline_reports, simulator)
 
-    offline.on_create = wire
+    state.on_simulator = wire
 
 
 def _auth_headers(settings: Settings, provider: ProviderName) -> dict[str, str]:

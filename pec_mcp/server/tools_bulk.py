@@ -284,8 +284,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             if not created:  # a concurrent start with the same key was first
                 return _duplicate_result(app, job.id)
             _audit(app, ctx, via, plan, job.id)
-            if app.runner is not None:
-                app.runner.wake()
+            app.wake_runner()
             return _start_result(app, plan, "started", job.id, seconds)
 
     @mcp.tool(title="Progress of a bulk PEC job", annotations=LOCAL_READ)
