@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
@@ -61,6 +62,10 @@ def instructions(settings: Settings) -> str:
     )
 
 
+# Seconds after start-up when a server answering from its remembered catalogue registers its toolsets anyway.
+REGISTER_AFTER = 0.5
+
+
 class PecMcpServer(MCPServer[AppState]):
     """MCPServer whose descriptions come from docstrings without their indentation, and whose tools may wait.
 
@@ -90,10 +95,18 @@ class PecMcpServer(MCPServer[AppState]):
         else:
             register()
 
-    def _registered(self) -> None:
+    def _register_now(self) -> None:
         if self._register_later is not None:
             register, self._register_later = self._register_later, None
             register()
+
+    async def register_soon(self) -> None:
+        """Register the toolsets a moment after start-up, once the first answers are out, if no request did.
+
+        A model rarely calls a tool within a second of listing them; by then its first call finds them ready.
+        """
+        await anyio.sleep(REGISTER_AFTER)
+        self._register_now()
 
     async def list_tools(self) -> list[Tool]:
         if self._register_later is not None and self._catalogue is not None and self._catalogue.tools is not None:
@@ -107,31 +120,31 @@ class PecMcpServer(MCPServer[AppState]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
-        self._registered()
+        self._register_now()
         return await super().call_tool(name, arguments, context)
 
     async def list_resources(self) -> list[Resource]:
-        self._registered()
+        self._register_now()
         return await super().list_resources()
 
     async def list_resource_templates(self) -> list[ResourceTemplate]:
-        self._registered()
+        self._register_now()
         return await super().list_resource_templates()
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[AppState, Any] | None = None
     ) -> Iterable[ReadResourceContents] | InputRequiredResult:
-        self._registered()
+        self._register_now()
         return await super().read_resource(uri, context)
 
     async def list_prompts(self) -> list[Prompt]:
-        self._registered()
+        self._register_now()
         return await super().list_prompts()
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
     ) -> GetPromptResult | InputRequiredResult:
-        self._registered()
+        self._register_now()
         return await super().get_prompt(name, arguments, context)
 
 
@@ -185,12 +198,14 @@ def build(
     @asynccontextmanager
     async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
         async with open_state(settings, transport=transport, publish=publish,
-                              client_options=client_options) as state:
+                              client_options=client_options) as state, anyio.create_task_group() as tasks:
+            tasks.start_soon(mcp.register_soon)
             holder.set(state)
             try:
                 yield state
             finally:
                 holder.set(None)
+                tasks.cancel_scope.cancel()
 
     mcp = PecMcpServer(
         "pec-mcp",

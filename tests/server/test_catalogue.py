@@ -9,12 +9,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from mcp import Client
 
 from pec_mcp.config import Settings
-from pec_mcp.server import build_server
+from pec_mcp.server import app, build_server
 from pec_mcp.server.app import TOOLSETS
 from pec_mcp.server.catalogue import KEEP, Catalogue, _stamps, fingerprint
 from pec_mcp.simulator import Simulator
@@ -59,22 +60,43 @@ async def test_a_remembered_catalogue_lists_exactly_what_a_fresh_build_lists(
         assert await _listed(plain) == built  # and a server without a catalogue lists the same
 
 
+def _tamper(cache: Path) -> str:
+    """Change the first remembered description, so that an answer from the catalogue shows; returns the real one."""
+    remembered = _remembered(cache)
+    tools = json.loads(remembered.read_text())
+    real: str = tools[0]["description"]
+    tools[0]["description"] = "remembered"
+    remembered.write_text(json.dumps(tools))
+    return real
+
+
 async def test_tools_list_answers_from_the_catalogue_until_a_tool_is_called(
     make_settings: Callable[..., Settings], open_client: Callable[..., Any], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(app, "REGISTER_AFTER", 3600.0)
     settings = make_settings()
     async with open_client(settings) as first:
         await first.list_tools()
-    remembered = _remembered(tmp_path / "cache")
-    tools = json.loads(remembered.read_text())
-    real = tools[0]["description"]
-    tools[0]["description"] = "remembered"
-    remembered.write_text(json.dumps(tools))
+    real = _tamper(tmp_path / "cache")
     async with open_client(settings) as client:
         assert (await client.list_tools()).tools[0].description == "remembered"
         quota = await client.call_tool("get_pec_quota", {})
         assert not quota.is_error and quota.structured_content is not None
         assert (await client.list_tools()).tools[0].description == real  # registered now: the live answer
+
+
+async def test_the_toolsets_are_registered_a_moment_after_start_up_without_any_request(
+    settings: Settings, open_client: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with open_client(settings) as first:
+        await first.list_tools()
+    real = _tamper(tmp_path / "cache")
+    monkeypatch.setattr(app, "REGISTER_AFTER", 0.0)
+    async with open_client(settings) as client:
+        with anyio.fail_after(10):
+            while (await client.list_tools()).tools[0].description != real:  # noqa: ASYNC110 (no event to wait on)
+                await anyio.sleep(0.01)
 
 
 @pytest.mark.parametrize("first_request", ["call", "resources", "templates", "read", "prompts", "prompt"])
