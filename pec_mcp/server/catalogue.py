@@ -3,8 +3,9 @@
 Registering a tool with the SDK builds a pydantic model and JSON schemas from the function's signature, about 3 ms
 a tool: a tenth of a second for the whole catalogue, paid by every IDE window that spawns the server. The answer
 depends only on the installed code and the enabled toolsets, so it is kept in a small JSON file named after a
-fingerprint of those, the way Python keeps bytecode: file sizes and modification times, no reading of sources.
-Any change to pec-mcp, the SDK or pydantic gives a new name, and the next start builds and remembers afresh.
+fingerprint of those: the installed versions of the SDK and pydantic, and the sizes and modification times of
+pec-mcp's sources (the way Python checks bytecode, without reading them). Any change to pec-mcp, the SDK or
+pydantic gives a new name, and the next start builds and remembers afresh.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import mcp
+import mcp_types
 import pydantic
 
 log = logging.getLogger(__name__)
@@ -38,8 +41,24 @@ def default_dir(environ: Mapping[str, str]) -> Path:
 def fingerprint(toolsets: Sequence[str]) -> str:
     """A name for the catalogue of these toolsets as built by the code installed now."""
     parts = [FORMAT, sys.version, pydantic.VERSION, ",".join(toolsets), *_stamps(PACKAGE)]
-    parts.append(_stamp(Path(mcp.__file__).resolve()))  # reinstalling the SDK, in any version, rewrites it
+    parts += [_installed(mcp), _installed(mcp_types)]  # the SDK builds the schemas, mcp_types holds the Tool model
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def _installed(package: ModuleType) -> str:
+    """A package's installed version (the name of its metadata folder) and the stamp of its package file.
+
+    ``importlib.metadata`` would take tens of milliseconds to find the version; the folder sits beside the package.
+    """
+    assert package.__file__ is not None
+    path = Path(package.__file__).resolve()
+    prefix = package.__name__ + "-"
+    try:
+        names = [entry.name for entry in os.scandir(path.parents[1])]
+    except OSError:
+        names = []
+    versions = sorted(name for name in names if name.startswith(prefix) and name.endswith(".dist-info"))
+    return ",".join([*versions, _stamp(path)])
 
 
 def _stamps(folder: Path) -> Iterator[str]:

@@ -6,18 +6,21 @@ import json
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
+import mcp
+import mcp_types
 import pytest
 from mcp import Client
 
 from pec_mcp.config import Settings
 from pec_mcp.server import app, build_server
 from pec_mcp.server.app import TOOLSETS
-from pec_mcp.server.catalogue import KEEP, Catalogue, _stamps, fingerprint
+from pec_mcp.server.catalogue import KEEP, Catalogue, _installed, _stamps, fingerprint
 from pec_mcp.simulator import Simulator
 
 pytestmark = pytest.mark.anyio
@@ -154,6 +157,11 @@ def test_a_changed_source_file_or_toolset_choice_names_another_catalogue(tmp_pat
     assert list(_stamps(tmp_path / "pkg")) != before and len(before) == 1
     assert fingerprint(["pec"]) != fingerprint(["pec", "bulk"]) != fingerprint(["bulk", "pec"])
     assert fingerprint(["pec"]) == fingerprint(["pec"])
+
+
+def test_the_fingerprint_follows_the_installed_versions_of_the_sdk() -> None:
+    for package in (mcp, mcp_types):
+        assert f"{package.__name__}-{version(package.__name__)}.dist-info" in _installed(package)
 
 
 def test_only_the_newest_catalogues_are_kept(tmp_path: Path) -> None:
