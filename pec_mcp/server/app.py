@@ -109,7 +109,8 @@ class PecMcpServer(MCPServer[AppState]):
         self._register_now()
 
     async def list_tools(self) -> list[Tool]:
-        if self._register_later is not None and self._catalogue is not None and self._catalogue.tools is not None:
+        if self._register_later is not None:  # set only when the catalogue remembers the tools
+            assert self._catalogue is not None and self._catalogue.tools is not None
             return [Tool.model_validate(tool) for tool in self._catalogue.tools]
         tools = await super().list_tools()
         if self._catalogue is not None and self._catalogue.tools is None:
