@@ -27,6 +27,7 @@ from pydantic import AnyUrl
 
 from pec_mcp import __version__
 from pec_mcp.config import Settings, environment_label
+from pec_mcp.server.app_views import views_extension
 from pec_mcp.server.catalogue import Catalogue, fingerprint
 from pec_mcp.server.state import AppState, StateHolder, open_state
 
@@ -216,6 +217,7 @@ def build(
         lifespan=lifespan,
         log_level="WARNING",
         subscriptions=bus,
+        extensions=[views_extension(settings.tools.enabled)],
     )
     enabled = settings.tools.enabled
     catalogue = None if catalogue_dir is None else Catalogue(catalogue_dir, fingerprint(enabled))
