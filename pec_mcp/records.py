@@ -226,16 +226,14 @@ class Records:
     def __init__(self, store: Store, *, price_per_message_eur: float) -> None:
         self.store = store
         self.price = price_per_message_eur
-        self._columns: dict[str, frozenset[str]] = {}
+        with store.transaction() as db:
+            self._columns = {table: frozenset(r[1] for r in db.execute(f"PRAGMA table_info({table})").fetchall())
+                             for table in ("sendings", "receipts")}
 
     # -- what the store's tables hold (the ledger gained columns over time)
 
     def _has(self, table: str, column: str | None = None) -> bool:
-        if table not in self._columns:
-            with self.store.transaction() as db:
-                names = [r[1] for r in db.execute(f"PRAGMA table_info({table})").fetchall()]
-            self._columns[table] = frozenset(names)
-        columns = self._columns[table]
+        columns = self._columns.get(table, frozenset())
         return bool(columns) if column is None else column in columns
 
     def _account_sql(self) -> str:

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from pec_mcp.receipts import MEANING, ClassifiedReceipt
 from pec_mcp.sending import pec_question, plan_pec
-from pec_mcp.server import prompts, resources
+from pec_mcp.server import prompts, resources, tools_export
 from pec_mcp.server.app_views import RECEIPTS_VIEW, view_meta
 from pec_mcp.server.annotations import DELETE, LOCAL_READ, READ, SEND
 from pec_mcp.server.errors import tool_errors
@@ -82,6 +82,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
     """Add the pec tools, the PEC resources and the prompts to the server."""
     resources.register(mcp, holder)
     prompts.register(mcp)
+    tools_export.register(mcp, holder)  # exports read the PEC ledger: they belong with the PEC tools
 
     @mcp.tool(title="Send a PEC", annotations=SEND)
     async def send_pec(
