@@ -29,6 +29,7 @@ from pec_mcp.records import ExportRow, ReceiptRow, Records, SendingFilter, Sendi
 Format = Literal["csv", "json"]
 Progress = Callable[[int, int], None]  # (rows written, rows in all)
 PROGRESS_EVERY = 5000
+FORMULA_STARTS = frozenset("=+-@\t\r")
 
 
 @dataclass(frozen=True)
@@ -88,16 +89,16 @@ def _csv_rows(text: io.TextIOWrapper) -> Iterator[None]:
     try:
         while True:
             row: ExportRow = yield
-            writer.writerow([_cell(v) for v in row.values()])
+            writer.writerow(map(_cell, row.values()))
     except GeneratorExit:
         return
 
 
 def _cell(value: Any) -> Any:
     # A spreadsheet runs a cell that starts with = + - @ as a formula: subjects are written by people.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    if value.__class__ is str and value and value[0] in FORMULA_STARTS:
         return "'" + value
-    return "" if value is None else value
+    return value
 
 
 def _json_rows(text: io.TextIOWrapper) -> Iterator[None]:

@@ -472,6 +472,7 @@ class Records:
 
     def _export_rows(self, sending: SendingRow, receipts: list[ReceiptRow]) -> Iterator[ExportRow]:
         paid = sending.state in SPENT_STATES
+        created = sending.created
         for address in sending.recipients:
             mine = [r for r in receipts if r.recipient is None or r.recipient.lower() == address.lower()]
             accepted = _first(mine, {"accepted"})
@@ -479,7 +480,7 @@ class Records:
             failed = _first(mine, {"not_delivered", "not_delivered_virus", "not_delivered_timeout", "not_accepted",
                                    "not_accepted_virus"})
             yield ExportRow(
-                sending.id, sending.message_id, sending.created, sending.account, sending.environment, sending.subject,
+                sending.id, sending.message_id, created, sending.account, sending.environment, sending.subject,
                 address, _outcome(sending, mine), accepted.date if accepted else None,
                 delivered.date if delivered else None, failed.date if failed else None,
                 sending.error if sending.state in ("failed", "unknown") else None,
