@@ -15,7 +15,7 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,13 +64,12 @@ def export_sendings(records: Records, flt: SendingFilter, fmt: Format, out: IO[b
                     progress: Progress | None = None) -> int:
     """Write one row per recipient of every sending that matches, oldest first; returns the rows written."""
     total = records.count_export_rows(flt) if progress else 0
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="")
     written = 0
     try:
-        writer = _csv_rows(text) if fmt == "csv" else _json_rows(text)
-        next(writer)
+        writer: CsvRows | JsonRows = CsvRows(text) if fmt == "csv" else JsonRows(text)
         for row in records.export_rows(flt):
-            writer.send(row)
+            writer.write(row)
             written += 1
             if progress and written % PROGRESS_EVERY == 0:
                 progress(written, total)
@@ -83,15 +82,18 @@ def export_sendings(records: Records, flt: SendingFilter, fmt: Format, out: IO[b
     return written
 
 
-def _csv_rows(text: io.TextIOWrapper) -> Iterator[None]:
-    writer = csv.writer(text)
-    writer.writerow(ExportRow.FIELDS)
-    try:
-        while True:
-            row: ExportRow = yield
-            writer.writerow(map(_cell, row.values()))
-    except GeneratorExit:
-        return
+class CsvRows:
+    """A header, then one line per row; text that a spreadsheet would run as a formula is quoted."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self.writer = csv.writer(text)
+        self.writer.writerow(ExportRow.FIELDS)
+
+    def write(self, row: ExportRow) -> None:
+        self.writer.writerow(map(_cell, row.values()))
+
+    def close(self) -> None:
+        pass
 
 
 def _cell(value: Any) -> Any:
@@ -101,18 +103,21 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _json_rows(text: io.TextIOWrapper) -> Iterator[None]:
-    text.write("[")
-    first = True
-    try:
-        while True:
-            row: ExportRow = yield
-            text.write(("\n" if first else ",\n") + json.dumps(dict(zip(ExportRow.FIELDS, row.values(), strict=True)),
-                                                               ensure_ascii=False))
-            first = False
-    except GeneratorExit:
-        text.write("\n]\n")
-        return
+class JsonRows:
+    """One JSON array, written an object at a time."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self.text = text
+        self.first = True
+        text.write("[")
+
+    def write(self, row: ExportRow) -> None:
+        item = json.dumps(dict(zip(ExportRow.FIELDS, row.values(), strict=True)), ensure_ascii=False)
+        self.text.write(("\n" if self.first else ",\n") + item)
+        self.first = False
+
+    def close(self) -> None:
+        self.text.write("\n]\n")
 
 
 def export_sendings_to(records: Records, flt: SendingFilter, fmt: Format, target: Path, *,

@@ -402,8 +402,8 @@ class Records:
                   FROM sendings s WHERE {where} GROUP BY period ORDER BY period DESC LIMIT ?"""
         with self.store.transaction() as db:
             rows = db.execute(sql, (*args, limit)).fetchall()
-        return [CostLine(r["period"], r["sendings"], r["recipients"] or 0, round((r["recipients"] or 0) * self.price, 2))
-                for r in rows]
+        return [CostLine(r["period"], r["sendings"], r["recipients"] or 0,
+                         round((r["recipients"] or 0) * self.price, 2)) for r in rows]
 
     def job_costs(self, *, environment: str | None = None, limit: int = 60) -> list[CostLine]:
         """Per bulk job: recipients sent to (or maybe sent to) and their cost; the estimate is on the job page."""

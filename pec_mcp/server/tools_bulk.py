@@ -13,8 +13,8 @@ from pec_mcp.config import environment_label
 from pec_mcp.errors import InputError, NotFound
 from pec_mcp.jobs import BulkPlan, JobStore, Progress, account_of, inline_recipients, plan_bulk, read_recipients_csv
 from pec_mcp.sending import describe_files, describe_recipients
-from pec_mcp.server.app_views import BULK_JOB_VIEW, view_meta
 from pec_mcp.server.annotations import CHANGE, LOCAL_READ, SEND
+from pec_mcp.server.app_views import BULK_JOB_VIEW, view_meta
 from pec_mcp.server.errors import resource_errors, tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
 from pec_mcp.server.pec_models import ENV_FIELD, AttachmentInfo, Environment

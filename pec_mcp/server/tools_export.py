@@ -110,7 +110,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             return EvidenceResult(path=str(pack.path), size_bytes=pack.bytes, message_id=message_id, files=pack.files,
                                   receipts=pack.receipts, signed_originals=pack.originals,
                                   environment=pack.sending.environment,
-                                  note=note + "Open summary.html for a one-page account; only CONSEGNA proves delivery.")
+                                  note=f"{note}Open summary.html for a one-page account; only CONSEGNA proves "
+                                  "delivery.")
 
 
 async def _refresh(app: AppState, message_id: str) -> bool:

@@ -12,8 +12,8 @@ from pydantic import Field
 from pec_mcp.receipts import MEANING, ClassifiedReceipt
 from pec_mcp.sending import pec_question, plan_pec
 from pec_mcp.server import prompts, resources, tools_export
-from pec_mcp.server.app_views import RECEIPTS_VIEW, view_meta
 from pec_mcp.server.annotations import DELETE, LOCAL_READ, READ, SEND
+from pec_mcp.server.app_views import RECEIPTS_VIEW, view_meta
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
 from pec_mcp.server.pec_models import (

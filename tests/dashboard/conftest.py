@@ -27,8 +27,8 @@ class Seeded:
 
 
 async def send(client: Any, recipients: list[str], subject: str, key: str) -> str:
-    result = await client.call_tool("send_pec", {"recipients": recipients, "subject": subject, "body": "Gentile cliente",
-                                                 "idempotency_key": key, "confirm": True})
+    result = await client.call_tool("send_pec", {"recipients": recipients, "subject": subject,
+                                                 "body": "Gentile cliente", "idempotency_key": key, "confirm": True})
     assert not result.is_error, result.content
     return str(result.structured_content["message_id"])
 

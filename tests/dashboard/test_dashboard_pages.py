@@ -114,7 +114,8 @@ async def test_planted_html_is_shown_as_text_everywhere(seeded: Seeded, browserl
     assert PLANTED not in detail.text and "&lt;script&gt;" in detail.text
 
 
-async def test_one_sending_shows_each_recipient_with_its_outcome(seeded: Seeded, browserless: httpx.AsyncClient) -> None:
+async def test_one_sending_shows_each_recipient_with_its_outcome(seeded: Seeded,
+                                                                 browserless: httpx.AsyncClient) -> None:
     await sign_in(browserless)
     listing = (await browserless.get("/dashboard/sendings", params={"q": "Fattura"})).text
     link = re.search(r'href="(/dashboard/sendings/\d+)"', listing)
@@ -125,7 +126,8 @@ async def test_one_sending_shows_each_recipient_with_its_outcome(seeded: Seeded,
     assert "delivered" in detail
 
 
-async def test_pages_forbid_scripts_and_styles_from_anywhere_else(seeded: Seeded, browserless: httpx.AsyncClient) -> None:
+async def test_pages_forbid_scripts_and_styles_from_anywhere_else(seeded: Seeded,
+                                                                  browserless: httpx.AsyncClient) -> None:
     await sign_in(browserless)
     response = await browserless.get("/dashboard/sendings")
     policy = response.headers["content-security-policy"]

@@ -20,6 +20,14 @@ pytestmark = pytest.mark.anyio
 PLANTED = "<script>alert('x')</script>"
 
 
+def _csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+
+
+def _empty(folder: Path) -> bool:
+    return not list(folder.iterdir())
+
+
 async def _send(client: Any, recipients: list[str], subject: str) -> str:
     result = await client.call_tool("send_pec", {"recipients": recipients, "subject": subject, "body": "Testo",
                                                  "confirm": True})
@@ -44,7 +52,7 @@ async def test_csv_export_has_one_row_per_recipient(settings: Settings, connect:
     assert not result.is_error, result.content
     data = result.structured_content
     assert data["rows"] == 3 and data["environment"] == "offline"
-    rows = list(csv.DictReader(io.StringIO(Path(data["path"]).read_text(encoding="utf-8"))))
+    rows = _csv(Path(data["path"]))
     assert [r["recipient"] for r in rows] == ["mario@pec.example.it", "fail-anna@pec.example.it",
                                                "luca@pec.example.it"]
     assert {r["message_id"] for r in rows} == set(ids.values())
@@ -126,4 +134,4 @@ async def test_evidence_of_an_unknown_sending_is_a_clear_error(settings: Setting
     async with connect(settings) as client:
         result = await client.call_tool("export_pec_evidence", {"message_id": "999", "save_to": str(files)})
     assert result.is_error and "not in the local ledger" in result.content[0].text
-    assert not list(files.iterdir())
+    assert _empty(files)
