@@ -19,12 +19,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal
-
-from jinja2 import Environment, PackageLoader
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pec_mcp.errors import NotFound, PathNotAllowed
 from pec_mcp.records import ExportRow, ReceiptRow, Records, SendingFilter, SendingRow, step_label, step_meaning
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 Format = Literal["csv", "json"]
 Progress = Callable[[int, int], None]  # (rows written, rows in all)
@@ -131,6 +132,8 @@ def export_sendings_to(records: Records, flt: SendingFilter, fmt: Format, target
 
 
 def _templates() -> Environment:
+    from jinja2 import Environment, PackageLoader  # only when a pack is made: a stdio server need not load it
+
     return Environment(loader=PackageLoader("pec_mcp", "templates"), autoescape=True, trim_blocks=True,
                        lstrip_blocks=True)
 

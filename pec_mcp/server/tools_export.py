@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 import anyio.from_thread
@@ -11,14 +11,15 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
 from pec_mcp.errors import InputError, PecError
-from pec_mcp.exports import evidence_pack, export_sendings_to
 from pec_mcp.paths import allowed_target
-from pec_mcp.records import Records, SendingFilter
 from pec_mcp.server.annotations import LOCAL_READ, READ
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import state_of
 from pec_mcp.server.pec_models import ENV_FIELD, Environment
 from pec_mcp.server.state import AppState, StateHolder
+
+if TYPE_CHECKING:
+    from pec_mcp.records import Records
 
 SaveTo = Annotated[str, Field(min_length=1, max_length=4096, description="Where to save: a full path of a new file, or "
                               "of a folder (a file name is chosen), inside attachments.allowed_dirs; never overwrites")]
@@ -49,6 +50,9 @@ class EvidenceResult(BaseModel):
 
 
 def _records(app: AppState) -> Records:
+    # The exports' modules are loaded at the first export, not when the toolset is registered at start-up.
+    from pec_mcp.records import Records
+
     return Records(app.store, price_per_message_eur=app.settings.sending.price_per_message_eur)
 
 
@@ -78,6 +82,9 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             name = f"pec-sendings-{datetime.now(UTC):%Y%m%d-%H%M%S}.{format}"
             target = allowed_target(save_to, app.settings.attachments.resolved_dirs(), default_name=name)
             env = environment or app.environment
+            from pec_mcp.exports import export_sendings_to
+            from pec_mcp.records import SendingFilter
+
             flt = SendingFilter(account=account, environment=env, since=since, until=until)
             done = await anyio.to_thread.run_sync(
                 lambda: export_sendings_to(_records(app), flt, format, target, progress=_reporter(ctx)))
@@ -103,6 +110,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             name = f"pec-evidence-{_safe(message_id)}.zip"
             target = allowed_target(save_to, app.settings.attachments.resolved_dirs(), default_name=name)
             refreshed = await _refresh(app, message_id)
+            from pec_mcp.exports import evidence_pack
+
             pack = await anyio.to_thread.run_sync(
                 lambda: evidence_pack(_records(app), message_id, target, environment=app.environment))
             note = "Receipts were read again from the provider first. " if refreshed else (
