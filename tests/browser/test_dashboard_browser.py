@@ -52,6 +52,7 @@ def test_sign_in_filter_and_open_a_sending_without_leaving_the_origin(context: A
     assert page.get_by_role("heading", name="giulia@pec.other.it").is_visible()
     assert served.message_ids["two"] in page.content()
     assert TOKEN not in page.content() and TOKEN not in page.url
+    assert TOKEN not in (served.folder / "server.log").read_text()
     assert seen and all(url.startswith(served.origin + "/") for url in seen), seen
 
 

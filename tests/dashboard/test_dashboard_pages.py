@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 
+from pec_mcp.config import Settings
 from pec_mcp.dashboard.auth import COOKIE
 from tests.dashboard.conftest import PLANTED, TOKEN, FakeClock, Seeded, sign_in
 
@@ -154,3 +157,25 @@ async def test_an_unknown_sending_or_job_is_a_plain_404(seeded: Seeded, browserl
     assert (await browserless.get("/dashboard/sendings/99999")).status_code == 404
     assert (await browserless.get("/dashboard/jobs/job-nope")).status_code == 404
     assert (await browserless.get("/dashboard/jobs/job-nope/progress")).status_code == 404
+
+
+async def test_a_bulk_job_has_its_page_and_a_progress_feed(
+    dashboard_settings: Settings, connect: Callable[..., Any], browserless: httpx.AsyncClient
+) -> None:
+    async with connect(dashboard_settings) as client:
+        started = await client.call_tool("start_bulk_pec", {
+            "recipients": [{"address": "a@pec.example.it", "variables": {"n": PLANTED}},
+                           {"address": "b@pec.example.it", "variables": {"n": "2"}}],
+            "subject": "Avviso {{n}}", "body": "Testo {{n}}", "confirm": True})
+        job_id = started.structured_content["job_id"]
+        await client.call_tool("cancel_bulk_pec", {"job_id": job_id})
+    await sign_in(browserless)
+    jobs = (await browserless.get("/dashboard/jobs")).text
+    assert job_id in jobs and "Avviso {{n}}" in jobs
+    page = (await browserless.get(f"/dashboard/jobs/{job_id}")).text
+    assert "a@pec.example.it" in page and f"/dashboard/jobs/{job_id}/progress" in page
+    progress = (await browserless.get(f"/dashboard/jobs/{job_id}/progress")).json()
+    assert progress["total"] == 2 and sum(progress["counts"].values()) == 2
+    assert [r["row"] for r in progress["recipients"]] == [1, 2]
+    browserless.cookies.clear()
+    assert (await browserless.get(f"/dashboard/jobs/{job_id}/progress")).status_code == 401
