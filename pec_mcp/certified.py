@@ -368,10 +368,11 @@ def certified_content(plan: CertifiedPlan) -> dict[str, Any]:
     """What an idempotency key of a certified email stands for: recipients with their names and variables,
     subject, message, schedule and acceptance, attachments by name, size and SHA-256."""
     details = [[r.email.lower(), r.name, list(r.variables)] for r in plan.recipients]
-    options = f"{plan.scheduled_for}|{plan.require_acceptance}|{plan.acceptance_days}"
+    acceptance = f"acceptance within {plan.acceptance_days} days" if plan.require_acceptance else "no acceptance"
+    options = f"sending {madrid_text(plan.scheduled_for)}, {acceptance}, reference {plan.reference or 'none'}"
     files = [(p.name, size, file_sha256(p)) for p, size in plan.files]
-    return describe(recipients=plan.emails, subject=plan.subject, body=plan.message + "\x00" + options, files=files,
-                    recipient_details=details)
+    return describe(recipients=plan.emails, subject=plan.subject, body=plan.message, files=files,
+                    recipient_details=details, options=options)
 
 
 def check_key(store: Store, plan: CertifiedPlan, idempotency_key: str | None, content: dict[str, Any]) -> None:

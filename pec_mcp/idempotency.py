@@ -36,9 +36,11 @@ def describe(
     body: str,
     files: Sequence[tuple[str, int, str]],
     recipient_details: Sequence[Any] = (),
+    options: str = "",
 ) -> dict[str, Any]:
     """The content of a send as the ledger keeps it: ``files`` are (name, size, sha256); ``recipient_details``
-    (per-recipient variables of a bulk job or a certified email) count in the hash but are not shown."""
+    (per-recipient variables of a bulk job or a certified email) count in the hash but are not shown; ``options``
+    (a certified email's schedule and acceptance) count and are shown."""
     addresses = sorted(a.strip().lower() for a in recipients)
     everyone = json.dumps([addresses, _canonical(recipient_details)], sort_keys=True, ensure_ascii=False)
     return {
@@ -47,13 +49,14 @@ def describe(
         "subject": subject,
         "body": {"sha256": hashlib.sha256(body.encode()).hexdigest(), "start": body[:BODY_START]},
         "attachments": [{"name": n, "size": s, "sha256": h} for n, s, h in files],
+        "options": options,
     }
 
 
 def content_hash(content: Mapping[str, Any]) -> str:
     """The hash of a described content: everything but the shown excerpts."""
     basis = [content["recipients"]["sha256"], content["subject"], content["body"]["sha256"],
-             [(a["name"], a["size"], a["sha256"]) for a in content["attachments"]]]
+             [(a["name"], a["size"], a["sha256"]) for a in content["attachments"]], content.get("options", "")]
     return hashlib.sha256(json.dumps(basis, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -101,6 +104,8 @@ def differ(first: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     files_a, files_b = _files(first["attachments"]), _files(now["attachments"])
     if files_a != files_b:
         out.append(f"attachments: first {files_a}, now {files_b}")
+    if first.get("options", "") != now.get("options", ""):
+        out.append(f"options: first {first.get('options', '')!r}, now {now.get('options', '')!r}")
     return out
 
 
