@@ -6,7 +6,6 @@ Everything goes through a real MCP client. Sandbox and production are pointed at
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from pec_mcp.server import build_server
 from pec_mcp.simulator import Simulator, create_simulator
 from pec_mcp.simulator import credentials as sim
 from pec_mcp.store import MIGRATIONS, Store
+from tests.server.test_tools_pec import call, fails, read
 
 pytestmark = pytest.mark.anyio
 
@@ -57,26 +57,6 @@ class Asked:
         if self.answer == "accept":
             return t.ElicitResult(action="accept", content={"confirm": True})
         return t.ElicitResult(action="decline")
-
-
-async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    with anyio.fail_after(10):
-        result = await client.call_tool(tool, args)
-    assert not result.is_error, result.content[0].text  # type: ignore[union-attr]
-    return result.structured_content or {}
-
-
-async def fails(client: Client, tool: str, args: dict[str, Any]) -> str:
-    with anyio.fail_after(10):
-        result = await client.call_tool(tool, args)
-    assert result.is_error, result.structured_content
-    return str(result.content[0].text)  # type: ignore[union-attr]
-
-
-async def read(client: Client, uri: str) -> Any:
-    with anyio.fail_after(10):
-        result = await client.read_resource(uri)
-    return json.loads(result.contents[0].text)  # type: ignore[union-attr]
 
 
 def sent_to(simulator: Simulator) -> dict[str, int]:
