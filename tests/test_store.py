@@ -209,3 +209,21 @@ def test_an_unusable_store_path_is_a_config_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ConfigError, match=r"store\.path"):
         Store(blocker / "sub" / "s.sqlite3")
+
+
+def test_receipts_are_kept_once_per_environment_and_account_and_marked_when_deleted(store: Store, tick: Tick) -> None:
+    from pec_mcp.store import Receipt
+
+    accepted = Receipt(kind="accepted", date="d1", provider_text="ACCETTAZIONE: Diffida 1", source="pecmassiva")
+    delivered = Receipt(kind="delivered", date="d2", provider_text="CONSEGNA: Diffida 1", source="pecmassiva",
+                        recipient="mario.rossi@pec.it", raw=b"signed bytes")
+    where = dict(environment="offline", account="pecmassiva", message_id="1")
+    assert store.record_receipts(**where, sending_id=None, receipts=[accepted, delivered]) == 2
+    tick.now += 10
+    assert store.record_receipts(**where, sending_id=None, receipts=[accepted]) == 0  # seen again: kept once
+    assert store.receipts_of(environment="production", account="pecmassiva", message_id="1") == []
+    assert store.mark_receipts_deleted(**where, dedup_keys=[delivered.dedup_key]) == 1
+    kept = store.receipts_of(**where)
+    assert [(r.kind, r.last_seen_at, r.deleted_at) for r in kept] == [("accepted", T0 + 10, None),
+                                                                      ("delivered", T0, T0 + 10)]
+    assert kept[1].raw == b"signed bytes" and kept[1].signature is None
