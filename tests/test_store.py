@@ -85,13 +85,13 @@ def test_a_reused_key_gives_back_the_first_row_unless_that_attempt_failed(store:
         store.mark_unknown(row.id, "lost")
     again, created = _begin(store, recipients=["other@pec.it"])
     assert not created and again.id == row.id and again.state == first_end
-    assert store.key_used("pecmassiva", "k1")
+    assert store.key_used("offline", "pecmassiva", "k1")
 
 
 def test_a_failed_first_attempt_is_retried_on_the_same_row(store: Store, tick: Tick) -> None:
     row, _ = _begin(store)
     store.mark_failed(row.id, "401 refused")
-    assert not store.key_used("pecmassiva", "k1")
+    assert not store.key_used("offline", "pecmassiva", "k1")
     tick.now += 60
     retry, created = _begin(store)
     assert created and retry.id == row.id
@@ -122,7 +122,7 @@ def test_after_a_crash_requests_on_their_way_become_unknown_and_queued_ones_fail
     assert store.sending_by_id(queued.id).state == "failed"  # type: ignore[union-attr]
     assert store.sending_by_id(done.id).state == "sent"  # type: ignore[union-attr]
     assert store.sending_by_id(job_row.id).state == "sending"  # type: ignore[union-attr] # the job runner's business
-    assert store.key_used("pecmassiva", "wire") and not store.key_used("pecmassiva", "queued")
+    assert store.key_used("offline", "pecmassiva", "wire") and not store.key_used("offline", "pecmassiva", "queued")
 
 
 def test_recovery_can_be_limited_to_one_provider(store: Store) -> None:
