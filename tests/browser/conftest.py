@@ -126,7 +126,7 @@ def _wait_for(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError("the server did not start listening")
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The server, with three PEC sent through it and their receipts read once they arrived."""
     chromium_path()
@@ -169,7 +169,7 @@ def _seed(served: Served) -> None:
         assert not served.call_tool("get_pec_receipts", {"message_id": message_id}).get("isError")
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser(served: Served) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
