@@ -111,10 +111,12 @@ def test_screenshots_for_the_readme(browser: Any, served: Served) -> None:
     if not SCREENSHOTS:
         pytest.skip("set PEC_MCP_UPDATE_SCREENSHOTS=1 to write docs/*.png")
     DOCS.mkdir(exist_ok=True)
-    for name, viewport in (("dashboard-desktop", DESKTOP), ("dashboard-phone", PHONE)):
+    shots = (("dashboard-desktop", DESKTOP, "Convocazione assemblea soci"), ("dashboard-phone", PHONE, "Sollecito"))
+    for name, viewport, link in shots:
         context = browser.new_context(viewport=viewport)
         page = context.new_page()
         sign_in(page, served)
-        page.get_by_role("link", name="Sollecito", exact=False).click()
+        page.get_by_role("link", name=link, exact=False).click()
+        page.wait_for_load_state()
         page.screenshot(path=str(DOCS / f"{name}.png"), full_page=viewport is PHONE)
         context.close()
