@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -27,7 +28,7 @@ from pec_mcp.dashboard.auth import (
     same_token,
     sign_in_possible,
 )
-from pec_mcp.records import DELIVERY_STATES, SEND_STATES, Records, SendingFilter
+from pec_mcp.records import DELIVERY_STATES, SEND_STATES, Records, SendingFilter, split_actor
 from pec_mcp.server.state import StateHolder
 
 # Nothing but our own origin: no CDN, no inline script, no framing by other sites.
@@ -48,6 +49,8 @@ FILTERS = ("account", "environment", "recipient", "q", "status", "since", "until
 # A failed sign-in answers after this pause, so that guessing tokens over the network is slow.
 FAILED_SIGNIN_PAUSE = 0.5
 
+ISO_DATE = re.compile(r"\d{4}-\d\d-\d\dT")
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -55,7 +58,20 @@ def _templates() -> Environment:
     env = Environment(loader=PackageLoader("pec_mcp.dashboard", "templates"), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     env.globals["environment_label"] = environment_label
+    env.filters["when"] = when
+    env.filters["actor"] = actor
     return env
+
+
+def when(text: str) -> str:
+    """An ISO timestamp as "2026-03-10 09:00:00"; a provider's own date format is shown as it came."""
+    return text.replace("T", " ", 1) if ISO_DATE.match(text) else text
+
+
+def actor(text: str) -> str:
+    """Who acted and how it was approved, in words: "Claude 1.2 (approved: user confirmed)"."""
+    who, how = split_actor(text)
+    return f"{who} (approved: {how.replace('_', ' ')})" if how else who
 
 
 class Dashboard:
