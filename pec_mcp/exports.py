@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pec_mcp.errors import NotFound, PathNotAllowed
-from pec_mcp.records import ExportRow, ReceiptRow, Records, SendingFilter, SendingRow, step_label, step_meaning
+from pec_mcp.records import ExportRow, ReceiptRow, Records, SendingFilter, SendingRow, step_meaning
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 Format = Literal["csv", "json"]
 Progress = Callable[[int, int], None]  # (rows written, rows in all)
 PROGRESS_EVERY = 5000
+# Where a receipt's raw bytes are the signed message itself (an IMAP mailbox), not a provider's text.
+MESSAGE_SOURCES = frozenset({"imap"})
 FORMULA_STARTS = frozenset("=+-@\t\r")
 
 
@@ -146,7 +148,6 @@ def evidence_pack(records: Records, message_id: str, target: Path, *, environmen
         raise NotFound(f"The sending {message_id!r} is not in the local ledger", provider="pec-mcp",
                        hint="Only sendings made through pec-mcp on this store can be exported; find_pec_sendings "
                        "lists them.")
-    receipts = records.receipts(sending.id)
     audit = records.audit(ref=message_id, limit=1000)
     hashes: dict[str, str] = {}
     with open_new(target) as out, zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as pack:
@@ -155,15 +156,20 @@ def evidence_pack(records: Records, message_id: str, target: Path, *, environmen
             hashes[name] = hashlib.sha256(data).hexdigest()
             pack.writestr(name, data)
 
-        originals: dict[int, str] = {}
-        for number, (receipt_id, kind, recipient, raw) in enumerate(records.raw_receipts(sending.id), start=1):
-            name = f"receipts/{number:02d}-{_slug(step_label(kind))}{'-' + _slug(recipient) if recipient else ''}.eml"
-            originals[receipt_id] = name
-            put(name, raw)
-        texts = _receipt_texts(receipts, originals)
-        for name, text in texts.items():
-            put(name, text.encode("utf-8"))
-        verification = [_verified(r, hashes) for r in receipts]
+        originals = 0
+        verification = []
+        for number, (receipt, raw) in enumerate(records.receipts_as_received(sending), start=1):
+            name = f"receipts/{number:02d}-{_slug(receipt.label)}" + (f"-{_slug(receipt.recipient)}"
+                                                                    if receipt.recipient else "")
+            file = None
+            if raw is not None and receipt.source in MESSAGE_SOURCES:
+                file = f"{name}.eml"
+                put(file, raw)  # the signed message, byte for byte as the provider delivered it
+                originals += 1
+            elif raw is not None or receipt.text:
+                file = f"{name}.txt"
+                put(file, _receipt_text(receipt, raw).encode("utf-8"))
+            verification.append(_verified(receipt, file))
         put("verification.json", _json({"sending": message_id, "receipts": verification}))
         put("ledger.json", _json(_ledger(sending, records)))
         put("audit.json", _json([asdict(a) | {"when": a.when} for a in audit]))
@@ -173,28 +179,23 @@ def evidence_pack(records: Records, message_id: str, target: Path, *, environmen
         put("summary.html", summary.encode("utf-8"))
         put("SHA256SUMS", "".join(f"{digest}  {name}\n" for name, digest in sorted(hashes.items())).encode())
     files = sorted(hashes)
-    return EvidenceSummary(target, target.stat().st_size, files, len(receipts), len(originals), sending)
+    return EvidenceSummary(target, target.stat().st_size, files, len(verification), originals, sending)
 
 
-def _receipt_texts(receipts: list[ReceiptRow], originals: dict[int, str]) -> dict[str, str]:
-    """The provider's own text of each receipt that has no original message (PEC Massiva gives only text)."""
-    texts: dict[str, str] = {}
-    for number, receipt in enumerate(receipts, start=1):
-        if receipt.has_raw or not receipt.text:
-            continue
-        who = f"-{_slug(receipt.recipient)}" if receipt.recipient else ""
-        texts[f"receipts/{number:02d}-{_slug(receipt.label)}{who}.txt"] = (
-            f"{receipt.label}\nDate: {receipt.date}\nRecipient: {receipt.recipient or '(the whole message)'}\n"
-            f"Source: {receipt.source or 'provider'}\n\n{receipt.text}\n")
-    return texts
+def _receipt_text(receipt: ReceiptRow, raw: bytes | None) -> str:
+    """A receipt the provider gave as text (PEC Massiva: its subject and body), with what the ledger knows of it."""
+    body = raw.decode("utf-8", errors="replace") if raw is not None else ""
+    return (f"{receipt.label}\nDate: {receipt.date}\nRecipient: {receipt.recipient or '(the whole message)'}\n"
+            f"Source: {receipt.source or 'provider'}\nSubject: {receipt.text or ''}\n\n{body}\n")
 
 
-def _verified(receipt: ReceiptRow, hashes: dict[str, str]) -> dict[str, Any]:
+def _verified(receipt: ReceiptRow, file: str | None) -> dict[str, Any]:
     return {
+        "file": file,
         "kind": receipt.kind, "step": receipt.label, "meaning": step_meaning(receipt.kind), "date": receipt.date,
         "recipient": receipt.recipient, "source": receipt.source,
-        "signature": receipt.signature or ("not applicable: the provider gave text only" if not receipt.has_raw
-                                           else "not verified"),
+        "signature": receipt.signature or ("not verified" if receipt.source in MESSAGE_SOURCES
+                                           else "not applicable: the provider gives receipts as text, unsigned"),
         "signature_detail": receipt.signature_detail,
         "counts_as_proof": receipt.signature != "invalid",
     }

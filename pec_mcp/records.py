@@ -99,6 +99,7 @@ class ReceiptRow:
     kind: str
     date: str
     text: str | None
+    reason: str | None
     source: str | None
     signature: str | None
     signature_detail: str | None
@@ -226,26 +227,11 @@ class Records:
     def __init__(self, store: Store, *, price_per_message_eur: float) -> None:
         self.store = store
         self.price = price_per_message_eur
-        with store.transaction() as db:
-            self._columns = {table: frozenset(r[1] for r in db.execute(f"PRAGMA table_info({table})").fetchall())
-                             for table in ("sendings", "receipts")}
-
-    # -- what the store's tables hold (the ledger gained columns over time)
-
-    def _has(self, table: str, column: str | None = None) -> bool:
-        columns = self._columns.get(table, frozenset())
-        return bool(columns) if column is None else column in columns
-
-    def _account_sql(self) -> str:
-        return "s.account" if self._has("sendings", "account") else "s.provider"
-
-    def _actor_sql(self) -> str:
-        return "s.actor" if self._has("sendings", "actor") else "NULL"
 
     # -- sendings
 
     def _where(self, flt: SendingFilter) -> tuple[str, list[Any]]:
-        account = self._account_sql()
+        account = "s.account"
         clauses: list[str] = ["1 = 1"]
         args: list[Any] = []
         if flt.accounts_allowed is not None:
@@ -275,9 +261,9 @@ class Records:
         return " AND ".join(clauses), args
 
     def _select(self) -> str:
-        return (f"SELECT s.id, {self._account_sql()} AS account, s.environment, s.message_id, s.subject, "
-                f"s.recipients, s.state, s.delivery_status, s.delivery_summary, s.error, {self._actor_sql()} AS actor, "
-                "s.job_id, s.created_at, s.updated_at FROM sendings s")
+        return ("SELECT s.id, s.account, s.environment, s.message_id, s.subject, s.recipients, s.state, "
+                "s.delivery_status, s.delivery_summary, s.error, s.actor, s.job_id, s.created_at, s.updated_at "
+                "FROM sendings s")
 
     def sendings(self, flt: SendingFilter, *, page: int = 1, size: int = PAGE_SIZE) -> Page:
         where, args = self._where(flt)
@@ -304,7 +290,7 @@ class Records:
 
     def accounts(self) -> list[str]:
         with self.store.transaction() as db:
-            rows = db.execute(f"SELECT DISTINCT {self._account_sql()} FROM sendings s ORDER BY 1").fetchall()
+            rows = db.execute("SELECT DISTINCT account FROM sendings ORDER BY 1").fetchall()
         return [r[0] for r in rows]
 
     def environments(self) -> list[str]:
@@ -314,36 +300,34 @@ class Records:
 
     # -- receipts
 
-    def receipts(self, sending_id: int) -> list[ReceiptRow]:
-        """Every receipt the ledger kept for a sending, oldest first (none before the ledger kept them)."""
-        if not self._has("receipts"):
+    def receipts(self, sending: SendingRow) -> list[ReceiptRow]:
+        """Every receipt the ledger kept for a sending, in the order they were first seen."""
+        if not sending.message_id:
             return []
-        text = "provider_text" if self._has("receipts", "provider_text") else "text"
         with self.store.transaction() as db:
             rows = db.execute(
-                f"""SELECT recipient, kind, date, {text} AS text, source, signature, signature_detail,
-                        raw IS NOT NULL AS has_raw FROM receipts WHERE sending_id = ? ORDER BY date, id""",
-                (sending_id,)).fetchall()
-        return [ReceiptRow(r["recipient"], r["kind"], r["date"], r["text"], r["source"], r["signature"],
-                           r["signature_detail"], bool(r["has_raw"])) for r in rows]
+                f"""SELECT {RECEIPT_COLUMNS} FROM receipts WHERE environment = ? AND account = ? AND message_id = ?
+                    ORDER BY first_seen_at, id""",
+                (sending.environment, sending.account, sending.message_id)).fetchall()
+        return [_receipt_row(r) for r in rows]
 
-    def raw_receipts(self, sending_id: int) -> Iterator[tuple[int, str, str | None, bytes]]:
-        """(id, kind, recipient, raw message) of every receipt kept as received, one at a time."""
-        if not self._has("receipts", "raw"):
-            return
+    def receipts_as_received(self, sending: SendingRow) -> Iterator[tuple[ReceiptRow, bytes | None]]:
+        """Each receipt with what was received (a message, or the provider's text), read one at a time."""
         last = 0
-        while True:
+        while sending.message_id:
             with self.store.transaction() as db:
-                row = db.execute("SELECT id, kind, recipient, raw FROM receipts WHERE sending_id = ? AND id > ? AND "
-                                 "raw IS NOT NULL ORDER BY id LIMIT 1", (sending_id, last)).fetchone()
+                row = db.execute(
+                    f"""SELECT id, {RECEIPT_COLUMNS}, raw FROM receipts WHERE environment = ? AND account = ? AND
+                            message_id = ? AND id > ? ORDER BY id LIMIT 1""",
+                    (sending.environment, sending.account, sending.message_id, last)).fetchone()
             if row is None:
                 return
             last = row["id"]
-            yield row["id"], row["kind"], row["recipient"], bytes(row["raw"])
+            yield _receipt_row(row), None if row["raw"] is None else bytes(row["raw"])
 
     def timeline(self, sending: SendingRow) -> list[RecipientTimeline]:
         """Per recipient, the receipts that speak of them (and those that speak of the whole message), in order."""
-        receipts = self.receipts(sending.id)
+        receipts = self.receipts(sending)
         outcomes = self._job_outcomes(sending)
         lines = []
         for address in sending.recipients:
@@ -458,16 +442,15 @@ class Records:
                                   f"WHERE {where}", args).fetchone()[0])
 
     def _receipts_of(self, ids: Sequence[int]) -> dict[int, list[ReceiptRow]]:
-        if not ids or not self._has("receipts"):
+        if not ids:
             return {}
         found: dict[int, list[ReceiptRow]] = {}
         with self.store.transaction() as db:
             rows = db.execute(
-                f"""SELECT sending_id, recipient, kind, date FROM receipts
-                    WHERE sending_id IN ({','.join('?' * len(ids))}) ORDER BY date, id""", list(ids)).fetchall()
+                f"""SELECT sending_id, {RECEIPT_COLUMNS} FROM receipts WHERE sending_id IN ({','.join('?' * len(ids))})
+                    ORDER BY first_seen_at, id""", list(ids)).fetchall()
         for r in rows:
-            found.setdefault(r["sending_id"], []).append(
-                ReceiptRow(r["recipient"], r["kind"], r["date"], None, None, None, None, False))
+            found.setdefault(r["sending_id"], []).append(_receipt_row(r))
         return found
 
     def _export_rows(self, sending: SendingRow, receipts: list[ReceiptRow]) -> Iterator[ExportRow]:
@@ -483,9 +466,19 @@ class Records:
                 sending.id, sending.message_id, created, sending.account, sending.environment, sending.subject,
                 address, _outcome(sending, mine), accepted.date if accepted else None,
                 delivered.date if delivered else None, failed.date if failed else None,
-                sending.error if sending.state in ("failed", "unknown") else None,
+                (failed.reason if failed else None) or (sending.error if sending.state in ("failed", "unknown")
+                                                         else None),
                 round(self.price, 4) if paid else 0.0, sending.actor,
             )
+
+
+RECEIPT_COLUMNS = ("recipient, kind, date, provider_text, reason, source, signature, signature_detail, "
+                   "raw IS NOT NULL AS has_raw")
+
+
+def _receipt_row(row: Any) -> ReceiptRow:
+    return ReceiptRow(row["recipient"], row["kind"], row["date"], row["provider_text"], row["reason"], row["source"],
+                      row["signature"], row["signature_detail"], bool(row["has_raw"]))
 
 
 def _first(receipts: list[ReceiptRow], kinds: set[str]) -> ReceiptRow | None:

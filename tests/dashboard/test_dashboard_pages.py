@@ -114,7 +114,10 @@ async def test_planted_html_is_shown_as_text_everywhere(seeded: Seeded, browserl
     link = re.search(r'href="(/dashboard/sendings/\d+)">Sollecito', listing.text)
     assert link is not None
     detail = await browserless.get(link.group(1))
-    assert PLANTED not in detail.text and "&lt;script&gt;" in detail.text
+    assert PLANTED not in detail.text
+    # The title, the heading, and the two receipts' provider texts that quote the subject: all of them escaped.
+    assert detail.text.count("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;") == 4
+    assert "AVVISO DI MANCATA CONSEGNA" in detail.text and "utente inesistente" in detail.text
 
 
 async def test_one_sending_shows_each_recipient_with_its_outcome(seeded: Seeded,
@@ -126,7 +129,9 @@ async def test_one_sending_shows_each_recipient_with_its_outcome(seeded: Seeded,
     detail = (await browserless.get(link.group(1))).text
     assert "mario.rossi@pec.example.it" in detail
     assert seeded.message_ids["delivered"] in detail
-    assert "delivered" in detail
+    steps = re.findall(r'class="step-name">(\w+)', detail)
+    assert steps == ["ACCETTAZIONE", "CONSEGNA"]
+    assert "legal proof that the message was sent" in detail and "legal proof of delivery" in detail
 
 
 async def test_pages_forbid_scripts_and_styles_from_anywhere_else(seeded: Seeded,

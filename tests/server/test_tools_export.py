@@ -15,6 +15,7 @@ import pytest
 
 from pec_mcp.config import Settings
 from pec_mcp.simulator import Simulator
+from pec_mcp.store import Receipt, Store
 
 pytestmark = pytest.mark.anyio
 PLANTED = "<script>alert('x')</script>"
@@ -58,7 +59,9 @@ async def test_csv_export_has_one_row_per_recipient(settings: Settings, connect:
     assert {r["message_id"] for r in rows} == set(ids.values())
     assert rows[0]["subject"] == f"Diffida {PLANTED}" and rows[0]["account"] and rows[0]["cost_eur"] == "0.05"
     assert rows[2]["subject"].startswith("'=")  # a spreadsheet shows it, never runs it
-    assert all(r["outcome"] for r in rows)
+    assert [r["outcome"] for r in rows] == ["delivered", "not_delivered", "delivered"]
+    assert rows[0]["accepted_at"] and rows[0]["delivered_at"] and not rows[0]["failed_at"]
+    assert rows[1]["failed_at"] and rows[1]["reason"] == "utente inesistente"
 
 
 async def test_json_export_is_one_valid_document(settings: Settings, connect: Callable[..., Any],
@@ -115,6 +118,11 @@ async def test_evidence_pack_holds_receipts_verification_ledger_audit_and_a_summ
     with zipfile.ZipFile(data["path"]) as pack:
         names = set(pack.namelist())
         assert {"summary.html", "ledger.json", "audit.json", "verification.json", "SHA256SUMS"} <= names
+        texts = sorted(name for name in names if name.startswith("receipts/"))
+        # PEC Massiva gives receipts as text only: one file each, with the provider's own words.
+        assert len(texts) == len(json.loads(pack.read("verification.json"))["receipts"]) >= 3
+        assert all(name.endswith(".txt") for name in texts)
+        assert any("AVVISO-DI-MANCATA-CONSEGNA".lower() in name for name in texts)
         assert names == set(data["files"])
         for line in pack.read("SHA256SUMS").decode().splitlines():
             digest, name = line.split("  ", 1)
@@ -127,6 +135,7 @@ async def test_evidence_pack_holds_receipts_verification_ledger_audit_and_a_summ
     assert ledger["message_id"] == ids["two"] and set(ledger["outcomes"]) == {"mario@pec.example.it",
                                                                                "fail-anna@pec.example.it"}
     assert audit and audit[0]["action"] == "send_pec"
+    assert data["signed_originals"] == 0 and data["receipts"] >= 3
 
 
 async def test_evidence_of_an_unknown_sending_is_a_clear_error(settings: Settings, connect: Callable[..., Any],
@@ -135,3 +144,42 @@ async def test_evidence_of_an_unknown_sending_is_a_clear_error(settings: Setting
         result = await client.call_tool("export_pec_evidence", {"message_id": "999", "save_to": str(files)})
     assert result.is_error and "not in the local ledger" in result.content[0].text
     assert _empty(files)
+
+
+async def test_a_signed_receipt_goes_in_as_received_and_a_forged_one_proves_nothing(
+    settings: Settings, connect: Callable[..., Any], simulator: Simulator, files: Path
+) -> None:
+    forged = b"From: posta-certificata@pec.example.it\r\nSubject: CONSEGNA: Diffida\r\n\r\nforged delivery\r\n"
+    async with connect(settings) as client:
+        message_id = await _send(client, ["fail-mario@pec.example.it"], "Diffida")
+        simulator.clock.advance(10)
+        assert not (await client.call_tool("get_pec_receipts", {"message_id": message_id})).is_error
+        _record_imap_receipt(settings, message_id, forged)
+        result = await client.call_tool("export_pec_evidence", {"message_id": message_id, "save_to": str(files)})
+    data = result.structured_content
+    assert data["signed_originals"] == 1
+    with zipfile.ZipFile(data["path"]) as pack:
+        [eml] = [name for name in pack.namelist() if name.endswith(".eml")]
+        assert pack.read(eml) == forged  # byte for byte
+        verdicts = json.loads(pack.read("verification.json"))["receipts"]
+        ledger = json.loads(pack.read("ledger.json"))
+        summary = pack.read("summary.html").decode()
+    [checked] = [v for v in verdicts if v["file"] == eml]
+    assert checked["signature"] == "invalid" and checked["counts_as_proof"] is False
+    assert ledger["outcomes"] == {"fail-mario@pec.example.it": "not_delivered"}  # the forged CONSEGNA is ignored
+    assert "signature invalid" in summary
+
+
+def _record_imap_receipt(settings: Settings, message_id: str, raw: bytes) -> None:
+    store = Store(settings.store.path)
+    try:
+        sending = store.sending_by_message_id(message_id)
+        assert sending is not None
+        store.record_receipts(environment=sending.environment, account=sending.account, message_id=message_id,
+                              sending_id=sending.id, receipts=[Receipt(
+                                  kind="delivered", date="Tue, 10 Mar 2026 10:00:05 +0100",
+                                  provider_text="CONSEGNA: Diffida", source="imap",
+                                  recipient="fail-mario@pec.example.it", signature="invalid",
+                                  signature_detail="the content changed after it was signed", raw=raw)])
+    finally:
+        store.close()
