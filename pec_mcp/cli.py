@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="first day included (UTC)")
     export.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="last day included (UTC)")
     export.add_argument("--account", help="only this account (e.g. pecmassiva)")
-    export.add_argument("--environment", choices=["offline", "sandbox", "production"],
+    export.add_argument("--environment", choices=["offline", "sandbox", "production", "all"],
                         help="whose sendings (default: the configured environment)")
     export.add_argument("--format", choices=["csv", "json"], default="csv")
     export.add_argument("--output", "-o", type=Path, help="a new file to write (never overwritten); default: "

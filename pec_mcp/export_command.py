@@ -61,8 +61,9 @@ def run_export(settings: Settings, args: argparse.Namespace) -> int:
         records = Records(store, price_per_message_eur=settings.sending.price_per_message_eur)
         if args.evidence:
             return _evidence(records, settings, args.evidence, args.output)
-        flt = SendingFilter(account=args.account, environment=args.environment or settings.env, since=args.since,
-                            until=args.until)
+        environment = args.environment or settings.env
+        flt = SendingFilter(account=args.account, environment=None if environment == "all" else environment,
+                            since=args.since, until=args.until)
         bar = ProgressBar(sys.stderr, force=args.progress or sys.stderr.isatty())
         if args.output is None:
             rows = export_sendings(records, flt, args.format, sys.stdout.buffer, progress=bar)

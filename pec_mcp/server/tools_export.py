@@ -33,7 +33,8 @@ class ExportResult(BaseModel):
     since: str | None
     until: str | None
     account: str | None
-    environment: Environment = ENV_FIELD
+    environment: Literal["offline", "sandbox", "production", "all"] = Field(
+        description="Whose sendings were exported: offline (simulator), sandbox, production, or all of them")
     note: str
 
 
@@ -68,8 +69,9 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         account: Annotated[str | None, Field(max_length=100, description="Only this account (e.g. 'pecmassiva'); "
                                              "all accounts when left out")] = None,
         format: Annotated[Literal["csv", "json"], Field(description="csv (opens in a spreadsheet) or json")] = "csv",
-        environment: Annotated[Literal["offline", "sandbox", "production"] | None, Field(
-            description="The environment whose sendings to export; the server's own when left out")] = None,
+        environment: Annotated[Literal["offline", "sandbox", "production", "all"] | None, Field(
+            description="The environment whose sendings to export ('all': every one); the server's own when left "
+            "out")] = None,
     ) -> ExportResult:
         """Save the local ledger of sendings as a CSV or JSON file, one row per recipient: subject, account,
         environment, the date of each receipt (accepted, delivered or failed), outcome, cost at the list price and
@@ -85,7 +87,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             from pec_mcp.exports import export_sendings_to
             from pec_mcp.records import SendingFilter
 
-            flt = SendingFilter(account=account, environment=env, since=since, until=until)
+            flt = SendingFilter(account=account, environment=None if env == "all" else env, since=since, until=until)
             done = await anyio.to_thread.run_sync(
                 lambda: export_sendings_to(_records(app), flt, format, target, progress=_reporter(ctx)))
             return ExportResult(path=str(done.path), format=format, rows=done.rows, size_bytes=done.bytes,
