@@ -50,8 +50,8 @@ class TestAuthority:
 
 
 def create_authority(domain: str, *, now: dt.datetime | None = None) -> TestAuthority:
-    """A fresh test CA for ``domain`` (the provider's mail domain), valid from a day ago for ten years."""
-    start = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=1)
+    """A fresh test CA for ``domain`` (the provider's mail domain), valid from a year before ``now`` for ten years."""
+    start = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=365)
     end = start + dt.timedelta(days=3650)
     root = issue(None, CA_NAME, not_before=start, not_after=end, is_ca=True)
     tls = issue(root, "localhost", not_before=start, not_after=end, dns_names=["localhost"], ips=["127.0.0.1"])
