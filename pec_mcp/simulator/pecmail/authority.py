@@ -42,14 +42,14 @@ class Identity:
 
 
 @dataclass(frozen=True)
-class TestAuthority:
+class SimulatorAuthority:
     root: Identity  # the test CA: trust it for TLS, and list it in trust.pec_providers
     tls: Identity  # the servers' certificate for localhost and 127.0.0.1
     provider: Identity  # signs every receipt and envelope of the simulated provider
     forger: Identity  # same names as ``provider``, issued by a look-alike root nobody trusts
 
 
-def create_authority(domain: str, *, now: dt.datetime | None = None) -> TestAuthority:
+def create_authority(domain: str, *, now: dt.datetime | None = None) -> SimulatorAuthority:
     """A fresh test CA for ``domain`` (the provider's mail domain), valid from a year before ``now`` for ten years."""
     start = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=365)
     end = start + dt.timedelta(days=3650)
@@ -59,7 +59,7 @@ def create_authority(domain: str, *, now: dt.datetime | None = None) -> TestAuth
                      key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
     look_alike = issue(None, CA_NAME, not_before=start, not_after=end, is_ca=True)
     forger = issue(look_alike, PROVIDER_NAME, not_before=start, not_after=end, email=f"posta-certificata@{domain}")
-    return TestAuthority(root=root, tls=tls, provider=provider, forger=forger)
+    return SimulatorAuthority(root=root, tls=tls, provider=provider, forger=forger)
 
 
 def issue(
@@ -129,7 +129,7 @@ class AuthorityFiles:
     tls_key: Path
 
 
-def write_authority(authority: TestAuthority, folder: Path) -> AuthorityFiles:
+def write_authority(authority: SimulatorAuthority, folder: Path) -> AuthorityFiles:
     """Write the PEM files the servers and their clients need into ``folder`` (private key readable by owner only)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = AuthorityFiles(folder / "ca.pem", folder / "pec-providers.pem", folder / "tls.pem", folder / "tls.key")

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 from pec_mcp.pecmail.daticert import Daticert, DaticertRecipient
 from pec_mcp.simulator.clock import Clock
-from pec_mcp.simulator.pecmail.authority import PROVIDER_NAME, Identity, TestAuthority
+from pec_mcp.simulator.pecmail.authority import PROVIDER_NAME, Identity, SimulatorAuthority
 from pec_mcp.simulator.pecmail.mailstore import Mailbox
 from pec_mcp.simulator.pecmail.signing import detached_signature, render_daticert, signed_message, signed_part
 from pec_mcp.simulator.stats import Stats
@@ -69,7 +69,7 @@ class PecProvider:
     """The mailboxes and the receipt rules of one simulated PEC provider (domain ``domain``)."""
 
     def __init__(
-        self, domain: str, authority: TestAuthority, *, clock: Clock, stats: Stats, delivery_delay: float
+        self, domain: str, authority: SimulatorAuthority, *, clock: Clock, stats: Stats, delivery_delay: float
     ) -> None:
         self.domain = domain
         self.gateway = f"posta-certificata@{domain}"

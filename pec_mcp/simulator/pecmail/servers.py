@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from pec_mcp.simulator.clock import Clock
-from pec_mcp.simulator.pecmail.authority import AuthorityFiles, TestAuthority, create_authority, write_authority
+from pec_mcp.simulator.pecmail.authority import AuthorityFiles, SimulatorAuthority, create_authority, write_authority
 from pec_mcp.simulator.pecmail.imap_server import serve_session
 from pec_mcp.simulator.pecmail.provider import PecProvider
 from pec_mcp.simulator.pecmail.smtp_server import smtp_factory
@@ -122,7 +122,7 @@ def start_pec_mail_provider(
     clock: Clock | None = None,
     stats: Stats | None = None,
     folder: Path | None = None,
-    authority: TestAuthority | None = None,
+    authority: SimulatorAuthority | None = None,
 ) -> PecMailServers:
     """Start SMTP and IMAP on free loopback ports; returns once both accept connections.
 
