@@ -9,6 +9,7 @@ not three copies of 33 MB. The exact size is known before anything is read, for 
 from __future__ import annotations
 
 import base64
+import itertools
 import mimetypes
 import re
 import secrets
@@ -173,7 +174,7 @@ def _base64_stream(attachment: AttachmentSource) -> Iterator[bytes]:
     """Base64 lines of 76 characters joined by CRLF, without a final line break (the layout adds it)."""
     first = True
     carry = b""
-    for chunk in (*attachment.chunks(), None):
+    for chunk in itertools.chain(attachment.chunks(), [None]):  # None: the end
         if chunk is None:
             data, carry = carry, b""  # the end: whatever is left, padded
         else:
