@@ -406,9 +406,10 @@ class ImapSession:
                 name, data, peek = _section(item, message)
                 mark_seen |= not peek
                 parts.append(_literal(name, data))
-        if mark_seen and not self.read_only:
+        newly_seen = mark_seen and not self.read_only and "\\Seen" not in message.flags
+        if newly_seen:
             message.flags.add("\\Seen")
-        if any(i.upper() == "FLAGS" for i in items):
+        if newly_seen or any(i.upper() == "FLAGS" for i in items):  # RFC 3501: a flag change is announced
             parts.append(f"FLAGS ({' '.join(sorted(message.flags))})".encode())
         await self.send(f"* {seq} FETCH (".encode() + b" ".join(parts) + b")")
 
