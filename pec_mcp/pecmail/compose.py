@@ -142,7 +142,7 @@ def compose_message(
         placeholder = f"PEC-MCP-ATTACHMENT-{secrets.token_hex(16)}"
         maintype, subtype = attachment.mime_type()
         message.add_attachment(b"", maintype=maintype, subtype=subtype, filename=attachment.filename)
-        part = message.get_payload()[-1]
+        part = list(message.iter_attachments())[-1]
         part.set_payload(placeholder)  # keeps Content-Transfer-Encoding: base64, set for the real bytes
         placeholders.append(placeholder.encode("ascii"))
     laid_out = message.as_bytes()

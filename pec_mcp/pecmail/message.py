@@ -104,10 +104,10 @@ def parse_pec_message(raw: bytes, *, trust: TrustStore | None) -> PecMessage:
     if parts is None:
         check = SignatureCheck(Verdict.INVALID, "the message carries no S/MIME signature (no smime.p7s)")
         claimed = _claimed_kinds(headers)
-        problems = ["not a signed PEC message: no daticert.xml can be trusted"]
         disagreements = [f"the headers call it {k.value}, but it is not signed" for k in claimed]
         return PecMessage(ReceiptKind.OTHER, None, check, headers, tuple(dict.fromkeys(disagreements)),
-                          tuple(problems), _content(outer, skip_pec_parts=False), False)
+                          ("not a signed PEC message: no daticert.xml can be trusted",),
+                          _content(outer, skip_pec_parts=False), False)
     signed = _PARSER.parsebytes(parts.content)
     problems: list[str] = []
     daticert = _daticert(signed, problems)

@@ -53,6 +53,7 @@ HEADERS = {
 }
 
 MakeReceipt = Callable[..., bytes]
+DEFAULT_SIGNING = SignOptions()
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +69,7 @@ def make_receipt(authority: SimulatorAuthority) -> MakeReceipt:
         facts: Daticert = DELIVERY,
         *,
         signer: Identity | None = None,
-        options: SignOptions = SignOptions(),
+        options: SignOptions = DEFAULT_SIGNING,
         original: bytes | None = ORIGINAL,
         daticert: bytes | None = None,
         header: str | None = None,

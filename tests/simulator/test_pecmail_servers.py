@@ -54,7 +54,9 @@ def tls(pec: PecMailServers) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(pec.endpoints.ca_file))
 
 
-def send(pec: PecMailServers, to: list[str], *, account: PecMailAccount = STUDIO, subject: str = "Atto") -> OutgoingMessage:
+def send(
+    pec: PecMailServers, to: list[str], *, account: PecMailAccount = STUDIO, subject: str = "Atto"
+) -> OutgoingMessage:
     message = compose_message(sender=account.address, to=to, subject=subject, text="Si trasmette l'atto.")
     with smtplib.SMTP_SSL(pec.endpoints.host, pec.endpoints.smtp_port, context=tls(pec)) as smtp:
         smtp.login(account.address, account.password)
@@ -177,9 +179,10 @@ def test_starttls_submission_works_and_tls_is_verified_against_the_test_ca(pec: 
         smtp.login(STUDIO.address, STUDIO.password)
         smtp.sendmail(STUDIO.address, [UFFICIO.address], compose_message(
             sender=STUDIO.address, to=[UFFICIO.address], subject="x", text="y").as_bytes())
-    with socket.create_connection((pec.endpoints.host, pec.endpoints.imap_port)) as raw:
-        with pytest.raises(ssl.SSLCertVerificationError):
-            ssl.create_default_context().wrap_socket(raw, server_hostname="localhost")
+    with socket.create_connection((pec.endpoints.host, pec.endpoints.imap_port)) as raw, pytest.raises(
+        ssl.SSLCertVerificationError
+    ):
+        ssl.create_default_context().wrap_socket(raw, server_hostname="localhost")
 
 
 def test_imap_search_fetch_store_expunge_status_and_quota(pec: PecMailServers, clock: Clock) -> None:

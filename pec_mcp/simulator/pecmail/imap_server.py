@@ -16,7 +16,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from pec_mcp.simulator.pecmail.imap_syntax import (
@@ -462,12 +462,11 @@ class ImapSession:
             return (lambda m, s: _header_has(m, key, wanted)), at + 2
         if key in ("BODY", "TEXT"):
             needle = arg().lower().encode()
-            source = (lambda m: m.text_bytes()) if key == "BODY" else (lambda m: m.raw)
-            return (lambda m, s: needle in source(m).lower()), at + 2
+            whole = key == "TEXT"
+            return (lambda m, s: needle in (m.raw if whole else m.text_bytes()).lower()), at + 2
         if key in ("SINCE", "BEFORE", "ON"):
             day = parse_date(arg())
-            compare = {"SINCE": lambda d: d >= day, "BEFORE": lambda d: d < day, "ON": lambda d: d == day}[key]
-            return (lambda m, s: compare(datetime.fromtimestamp(m.internal_date, ROME).date())), at + 2
+            return (lambda m, s: _compare_day(key, _arrival_day(m), day)), at + 2
         if key in ("LARGER", "SMALLER"):
             size = int(arg()) if arg().isdigit() else -1
             if size < 0:
@@ -536,6 +535,18 @@ def _header_fields(header: bytes, names: set[str], *, exclude: bool) -> bytes:
     kept = [line for line in lines if (line.split(b":", 1)[0].strip().decode("ascii", "replace").lower() in names)
             != exclude]
     return b"".join(line + b"\r\n" for line in kept if line) + b"\r\n"
+
+
+def _arrival_day(message: StoredMessage) -> date:
+    return datetime.fromtimestamp(message.internal_date, ROME).date()
+
+
+def _compare_day(key: str, arrival: date, day: date) -> bool:
+    if key == "SINCE":
+        return arrival >= day
+    if key == "BEFORE":
+        return arrival < day
+    return arrival == day
 
 
 def _header_has(message: StoredMessage, field: str, wanted: str) -> bool:

@@ -16,10 +16,10 @@ import shutil
 import ssl
 import tempfile
 import threading
-from datetime import UTC, datetime
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
