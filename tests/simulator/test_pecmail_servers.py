@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import imaplib
+import re
 import smtplib
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -264,3 +267,31 @@ def test_commands_before_login_and_unknown_ones_are_refused(pec: PecMailServers)
     with pytest.raises(imaplib.IMAP4.error, match="unknown command"):
         client.xatom("FROBNICATE")
     client.logout()
+
+
+@pytest.mark.slow
+def test_the_simulate_command_starts_the_pec_mail_provider_beside_the_http_simulator() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "pec_mcp", "simulate", "--port", str(port)],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        line = ""
+        for _ in range(5):
+            line = process.stderr.readline()
+            if line.startswith("PEC mail provider on"):
+                break
+        found = re.search(r"IMAP \(TLS\) (\d+).*trust the test CA (\S+);", line)
+        assert found, line
+        context = ssl.create_default_context(cafile=found.group(2))
+        client = imaplib.IMAP4_SSL("127.0.0.1", int(found.group(1)), ssl_context=context)
+        client.login(f"studio@{DOMAIN}", "sim-studio-password")
+        assert client.select("INBOX")[0] == "OK"
+        client.logout()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        if process.stderr is not None:
+            process.stderr.close()

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from pec_mcp.simulator.clock import Clock
+from pec_mcp.simulator.credentials import PECMAIL_ACCOUNTS, PECMAIL_DOMAIN
 from pec_mcp.simulator.pecmail.authority import AuthorityFiles, SimulatorAuthority, create_authority, write_authority
 from pec_mcp.simulator.pecmail.imap_server import serve_session
 from pec_mcp.simulator.pecmail.provider import PecProvider
@@ -34,7 +35,7 @@ from pec_mcp.simulator.stats import Stats
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DOMAIN = "pec.simulatore.test"
+DOMAIN = PECMAIL_DOMAIN
 HOST = "127.0.0.1"
 TICK_SECONDS = 0.25  # how often due receipts are delivered without any client command
 
@@ -45,10 +46,7 @@ class PecMailAccount:
     password: str  # a simulator password: it protects nothing
 
 
-DEFAULT_ACCOUNTS = (
-    PecMailAccount(f"studio@{DOMAIN}", "sim-studio-password"),
-    PecMailAccount(f"ufficio@{DOMAIN}", "sim-ufficio-password"),
-)
+DEFAULT_ACCOUNTS = tuple(PecMailAccount(address, password) for address, password in PECMAIL_ACCOUNTS.items())
 
 
 @dataclass(frozen=True)
