@@ -80,11 +80,17 @@ class OutgoingMessage:
     _attachments: tuple[AttachmentSource, ...] = field(repr=False)
 
     def chunks(self, *, smtp_data: bool = False) -> Iterator[bytes]:
-        """The message, a piece at a time; ``smtp_data`` dot-stuffs lines for SMTP DATA (add the final ``.`` line)."""
+        """The message, a piece at a time.
+
+        ``smtp_data``: the payload of SMTP DATA after the 354 reply, lines starting with a dot doubled and the
+        final ``.`` line included, ready to write to the connection as it comes.
+        """
         for index, segment in enumerate(self._segments):
             yield _DOT_LINE.sub(b"..", segment) if smtp_data else segment
             if index < len(self._attachments):
                 yield from _base64_stream(self._attachments[index])  # base64 lines never start with a dot
+        if smtp_data:
+            yield b".\r\n" if self._segments[-1].endswith(b"\r\n") else b"\r\n.\r\n"
 
     def write_to(self, out: BinaryWriter, *, smtp_data: bool = False) -> int:
         """Write the whole message to a binary file-like (a file, a socket's makefile, a spooled temp file)."""

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
-from email.message import EmailMessage, Message
+from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
@@ -37,7 +38,8 @@ KIND_OF_TIPO: dict[str, ReceiptKind] = {
 _VIRUS_KIND = {ReceiptKind.NOT_ACCEPTED: ReceiptKind.NOT_ACCEPTED_VIRUS,
                ReceiptKind.NOT_DELIVERED: ReceiptKind.NOT_DELIVERED_VIRUS}
 _REASON_CODE = re.compile(r"^\s*\d\.\d\.\d+\s*-\s*[^-]+-\s*")
-_PARSER = BytesParser(policy=policy.default)
+# compat32: the structure only, fast; the few headers shown are decoded one by one (``_decoded``).
+_PARSER = BytesParser(policy=policy.compat32)
 _PEC_PARTS = frozenset({"daticert.xml", "postacert.eml", "smime.p7s"})
 
 
@@ -149,7 +151,7 @@ def to_classified(message: PecMessage) -> ClassifiedReceipt:
 def _headers(message: Message) -> PecHeaders:
     def get(name: str) -> str | None:
         value = message.get(name)
-        return str(value).strip() if value is not None else None
+        return _decoded(value) if value is not None else None
 
     return PecHeaders(
         subject=get("Subject") or "",
@@ -176,12 +178,12 @@ def _daticert(signed: Message, problems: list[str]) -> Daticert | None:
         return None
 
 
-def _postacert(signed: Message) -> EmailMessage | None:
+def _postacert(signed: Message) -> Message | None:
     part = _named_part(signed, "postacert.eml")
     if part is None or not part.is_multipart():
         return None
     inner = part.get_payload(0)
-    return inner if isinstance(inner, EmailMessage) else None
+    return inner if isinstance(inner, Message) else None
 
 
 def _named_part(message: Message, filename: str) -> Message | None:
@@ -205,7 +207,8 @@ def _content(message: Message, *, skip_pec_parts: bool) -> MessageContent:
         if part.get_content_maintype() == "multipart":
             stack.extend(p for p in part.get_payload() if isinstance(p, Message))
             continue
-        filename = part.get_filename()
+        raw_name = part.get_filename()
+        filename = _decoded(raw_name) if raw_name else None  # some clients still write "=?utf-8?...?=" names
         if skip_pec_parts and (filename in _PEC_PARTS or part.get_param("name") in _PEC_PARTS):
             continue
         disposition = part.get_content_disposition()
@@ -223,19 +226,30 @@ def _content(message: Message, *, skip_pec_parts: bool) -> MessageContent:
             data = inner.as_bytes() if isinstance(inner, Message) else b""
         data = data if isinstance(data, bytes) else b""
         attachments.append(Attachment(filename or "unnamed", part.get_content_type(), len(data), data))
-    name, address = parseaddr(str(message.get("From") or ""))
+    name, address = parseaddr(_decoded(message.get("From") or ""))
     return MessageContent(
         sender=address.lower(),
         sender_name=name,
         to=_addresses(message, "To"),
         cc=_addresses(message, "Cc"),
-        subject=str(message.get("Subject") or ""),
+        subject=_decoded(message.get("Subject") or ""),
         date=_date(message),
         message_id=str(message.get("Message-ID")).strip() if message.get("Message-ID") else None,
         text=text,
         html=html,
         attachments=tuple(attachments),
     )
+
+
+def _decoded(value: object) -> str:
+    """A header value with its RFC 2047 encoded words decoded (Subject, names in From)."""
+    text = str(value)
+    if "=?" not in text:
+        return " ".join(text.split()) if "\n" in text else text.strip()
+    try:
+        return str(make_header(decode_header(text))).strip()
+    except (ValueError, LookupError, UnicodeDecodeError):
+        return text.strip()  # a broken encoded word: show it as it came
 
 
 def _text_of(part: Message) -> str:

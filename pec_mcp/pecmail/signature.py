@@ -127,13 +127,26 @@ def split_signed(raw: bytes) -> SignedParts | None:
     boundary = headers.get_param("boundary")
     if not isinstance(boundary, str) or not boundary:
         return None
-    delimiter = re.compile(rb"(?:^|\r\n)--" + re.escape(boundary.encode("ascii", "replace")) + rb"(--)?[ \t]*\r\n")
-    cuts = list(delimiter.finditer(body))
+    cuts = _delimiters(body, b"--" + boundary.encode("ascii", "replace"), 3)
     if len(cuts) < 3:
         return None
-    content = body[cuts[0].end() : cuts[1].start()]
-    signature_part = body[cuts[1].end() : cuts[2].start()]
+    content = body[cuts[0][1] : cuts[1][0]]
+    signature_part = body[cuts[1][1] : cuts[2][0]]
     return SignedParts(content, _decode_part(signature_part))
+
+
+def _delimiters(body: bytes, marker: bytes, wanted: int) -> list[tuple[int, int]]:
+    """Up to ``wanted`` boundary lines: (where the delimiter starts, with its leading CRLF; where its line ends)."""
+    found: list[tuple[int, int]] = []
+    start = 0 if body.startswith(marker) else body.find(b"\r\n" + marker)
+    while start >= 0 and len(found) < wanted:
+        after = start + len(marker) + (0 if start == 0 and body.startswith(marker) else 2)
+        line_end = body.find(b"\r\n", after)
+        line_end = len(body) if line_end < 0 else line_end
+        if body[after:line_end].strip(b" \t") in (b"", b"--"):  # not a longer boundary that merely starts alike
+            found.append((start, min(line_end + 2, len(body))))
+        start = body.find(b"\r\n" + marker, line_end)
+    return found
 
 
 def verify_message(raw: bytes, *, trust: TrustStore | None, at: datetime | None = None) -> SignatureCheck:
