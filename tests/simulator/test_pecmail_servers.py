@@ -295,3 +295,34 @@ def test_the_simulate_command_starts_the_pec_mail_provider_beside_the_http_simul
         process.wait(timeout=20)
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_a_connection_dropped_after_data_still_sends_the_message_once(pec: PecMailServers, clock: Clock) -> None:
+    pec.provider.faults.drop_after_data = 1
+    message = compose_message(sender=STUDIO.address, to=[UFFICIO.address], subject="x", text="y")
+    smtp = smtplib.SMTP_SSL(pec.endpoints.host, pec.endpoints.smtp_port, context=tls(pec))
+    smtp.login(STUDIO.address, STUDIO.password)
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        smtp.sendmail(STUDIO.address, [UFFICIO.address], message.as_bytes())
+    smtp.close()
+    assert pec.stats.as_dict()["recipients"] == {UFFICIO.address: 1}
+    assert [m.kind for m in inbox(pec)] == [ReceiptKind.ACCEPTED]
+
+
+def test_a_refused_data_sends_nothing(pec: PecMailServers) -> None:
+    pec.provider.faults.refuse_data = 1
+    with pytest.raises(smtplib.SMTPDataError, match="Temporary failure"):
+        send(pec, [UFFICIO.address])
+    assert pec.stats.as_dict()["accepted"] == {}
+    send(pec, [UFFICIO.address])
+    assert pec.stats.as_dict()["accepted"] == {SUBMISSION: 1}
+
+
+def test_a_connection_dropped_during_fetch_loses_nothing(pec: PecMailServers) -> None:
+    send(pec, [UFFICIO.address])
+    pec.provider.faults.drop_during_fetch = 1
+    client = imap(pec)
+    with pytest.raises(imaplib.IMAP4.abort):
+        client.uid("FETCH", "1", "(BODY.PEEK[])")
+    client.shutdown()
+    assert [m.kind for m in inbox(pec)] == [ReceiptKind.ACCEPTED]

@@ -405,6 +405,8 @@ class ImapSession:
             else:
                 name, data, peek = _section(item, message)
                 mark_seen |= not peek
+                if len(data) > 1 and self.provider.faults.take("drop_during_fetch"):
+                    await self._drop_midway(seq, name, data)
                 parts.append(_literal(name, data))
         newly_seen = mark_seen and not self.read_only and "\\Seen" not in message.flags
         if newly_seen:
@@ -412,6 +414,12 @@ class ImapSession:
         if newly_seen or any(i.upper() == "FLAGS" for i in items):  # RFC 3501: a flag change is announced
             parts.append(f"FLAGS ({' '.join(sorted(message.flags))})".encode())
         await self.send(f"* {seq} FETCH (".encode() + b" ".join(parts) + b")")
+
+    async def _drop_midway(self, seq: int, name: str, data: bytes) -> None:
+        """Send half of a FETCH literal, then hang up: a connection lost in the middle of a download."""
+        self.writer.write(f"* {seq} FETCH (".encode() + _literal(name, data)[: len(name) + 16 + len(data) // 2])
+        await self.writer.drain()
+        raise ConnectionAbortedError("fault: connection dropped during FETCH")
 
     def _criteria(self, tokens: list[Token]) -> Predicate:
         position = 0
@@ -569,8 +577,8 @@ async def serve_session(provider: PecProvider, reader: asyncio.StreamReader, wri
     session = ImapSession(provider, reader, writer)
     try:
         await session.run()
-    except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
-        pass  # the client went away
+    except (OSError, asyncio.IncompleteReadError):
+        pass  # the client went away (reset, TLS torn down), or a fault dropped the connection
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):

@@ -44,6 +44,28 @@ SLOW_FACTOR = 10
 SUBMISSION = "pecmail_submission"  # the Stats endpoint name of an accepted SMTP submission
 
 
+@dataclass
+class PecMailFaults:
+    """Faults the next connections meet, each a count that goes down as it is used; tests set them directly.
+
+    ``drop_after_data``: the message is accepted (receipts follow) and the connection closes before the 250 reply,
+    the ambiguous outcome a client must record as unknown. ``refuse_data``: DATA is refused with 451, nothing is
+    sent. ``drop_during_fetch``: a FETCH of a message body stops halfway and the connection closes.
+    """
+
+    drop_after_data: int = 0
+    refuse_data: int = 0
+    drop_during_fetch: int = 0
+
+    def take(self, name: str) -> bool:
+        """Use one fault of kind ``name`` if any is left."""
+        left: int = getattr(self, name)
+        if left <= 0:
+            return False
+        setattr(self, name, left - 1)
+        return True
+
+
 @dataclass(frozen=True)
 class Submission:
     sender: str
@@ -78,6 +100,7 @@ class PecProvider:
         self.stats = stats
         self.delivery_delay = delivery_delay
         self.mailboxes: dict[str, Mailbox] = {}
+        self.faults = PecMailFaults()
         self._due: list[_Due] = []
         self._order = itertools.count(1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import warnings
 from email import policy
@@ -51,8 +52,12 @@ class SubmissionHandler:
         senders = [address.lower() for _, address in getaddresses([str(v) for v in headers.get_all("From") or ()])]
         if senders != [account]:
             return f"550 5.7.1 The From header must be the account's own address <{account}>"
+        if self.provider.faults.take("refuse_data"):
+            return "451 4.3.0 Temporary failure, message not accepted: try again later"
         self.provider.deliver_due()
         submission = self.provider.submit(account, envelope.rcpt_tos, raw)
+        if self.provider.faults.take("drop_after_data") and isinstance(server.transport, asyncio.Transport):
+            server.transport.abort()  # accepted, and the reply is lost on the way
         return f"250 2.0.0 Ok: queued as {submission.identifier}"
 
 
