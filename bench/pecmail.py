@@ -27,7 +27,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from common import PYTHON, ROOT, env, free_port, median, row, temp_dir
+from common import (
+    PYTHON,
+    ROOT,
+    child_peak,
+    env,
+    free_port,
+    median,
+    memory_status,
+    reset_peak_memory,
+    row,
+    temp_dir,
+)
 
 SIZE = 25 * 1024 * 1024
 MB = 1024 * 1024
@@ -99,13 +110,6 @@ def pec_mail_provider() -> Iterator[dict[str, str]]:
             proc.stderr.close()
 
 
-def _status(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{key} not in /proc/self/status")
-
-
 def _child(mode: str, port: str, ca: str, user: str, password: str, folder: str) -> dict[str, int]:
     from pec_mcp.pecmail.compose import AttachmentSource, compose_message
 
@@ -129,20 +133,15 @@ def _child(mode: str, port: str, ca: str, user: str, password: str, folder: str)
             assert code == 250, reply
 
     submit(Path(folder) / "small.pdf")
-    before = _status("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")
+    before = memory_status("VmRSS")
+    reset_peak_memory()
     submit(Path(folder) / "big.pdf")
-    return {"before": before, "peak": _status("VmHWM")}
+    return {"before": before, "peak": memory_status("VmHWM")}
 
 
 def _one(mode: str, provider: dict[str, str], folder: Path) -> int:
-    args = [provider["port"], provider["ca"], provider["user"], provider["password"], str(folder)]
-    out = subprocess.run([PYTHON, __file__, "child", mode, *args], env=env(), cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
-    if out.returncode != 0:
-        raise RuntimeError(f"pecmail child ({mode}) failed: {out.stderr[-2000:]}")
-    data = json.loads(out.stdout.strip().splitlines()[-1])
-    return max(0, data["peak"] - data["before"])
+    args = [mode, provider["port"], provider["ca"], provider["user"], provider["password"], str(folder)]
+    return child_peak(__file__, args, f"pecmail ({mode})")
 
 
 def memory_rows(quick: bool) -> list[dict[str, Any]]:
