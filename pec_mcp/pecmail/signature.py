@@ -356,11 +356,10 @@ def _chain_problem(
                 f"signed by {_display_name(signer)}, which is not issued by any PEC provider in the trust list "
                 "(trust.pec_providers): treat it as a forgery"
             )
-        if not trust.contains(issuer):
-            if not _is_ca(issuer):
-                return f"the certificate chain of {_display_name(signer)} passes through a non-CA certificate"
-            if not _valid_at(issuer, moment):
-                return _expired_reason(issuer, moment, "issuing certificate")
+        if not trust.contains(issuer) and not _is_ca(issuer):
+            return f"the certificate chain of {_display_name(signer)} passes through a non-CA certificate"
+        if not _valid_at(issuer, moment):  # a listed certificate too: an expired anchor proves nothing
+            return _expired_reason(issuer, moment, "issuing certificate")
         current = issuer
     return f"the certificate chain of {_display_name(signer)} is too long to be a PEC provider's"
 

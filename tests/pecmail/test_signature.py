@@ -138,3 +138,15 @@ def test_a_missing_or_empty_trust_list_is_a_config_error(tmp_path: Path, content
 
 def test_the_delivery_facts_fixture_is_dated_inside_the_authority(authority: SimulatorAuthority) -> None:
     assert authority.provider.certificate.not_valid_before_utc < DELIVERY.date
+
+
+def test_an_issuer_expired_at_the_receipt_date_breaks_the_chain(
+    authority: SimulatorAuthority, make_receipt: MakeReceipt
+) -> None:
+    start = RECEIPT_DATE - timedelta(days=400)
+    old_ca = issue(None, "CA scaduta", not_before=start, not_after=RECEIPT_DATE - timedelta(days=1), is_ca=True)
+    signer = issue(old_ca, "Gestore", not_before=start, not_after=RECEIPT_DATE + timedelta(days=30),
+                   email="posta-certificata@gestore.test")
+    check = verify_message(make_receipt(signer=signer), trust=TrustStore([old_ca.certificate]), at=RECEIPT_DATE)
+    assert check.verdict is Verdict.INVALID
+    assert "issuing certificate" in check.reason
