@@ -326,3 +326,13 @@ def test_a_connection_dropped_during_fetch_loses_nothing(pec: PecMailServers) ->
         client.uid("FETCH", "1", "(BODY.PEEK[])")
     client.shutdown()
     assert [m.kind for m in inbox(pec)] == [ReceiptKind.ACCEPTED]
+
+
+def test_messages_can_be_seeded_into_a_mailbox_for_benchmarks(pec: PecMailServers) -> None:
+    uids = pec.add_messages(STUDIO.address, [b"Subject: uno\n\nx\n", b"Subject: due\r\n\r\ny\r\n"])
+    assert uids == [1, 2]
+    client = imap(pec)
+    assert client.uid("SEARCH", None, "SUBJECT", "due")[1] == [b"2"]
+    client.logout()
+    with pytest.raises(KeyError):
+        pec.add_messages("nessuno@pec.simulatore.test", [b"x"])
