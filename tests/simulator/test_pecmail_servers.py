@@ -336,3 +336,21 @@ def test_messages_can_be_seeded_into_a_mailbox_for_benchmarks(pec: PecMailServer
     client.logout()
     with pytest.raises(KeyError):
         pec.add_messages("nessuno@pec.simulatore.test", [b"x"])
+
+
+def test_sequence_numbers_and_expunges_seen_by_another_session(pec: PecMailServers) -> None:
+    send(pec, [UFFICIO.address], subject="Uno")
+    send(pec, [UFFICIO.address], subject="Due")
+    watcher, cleaner = imap(pec), imap(pec)
+    try:
+        assert watcher.search(None, "ALL")[1] == [b"1 2"]
+        assert watcher.fetch("2", "(UID)")[1] == [b"2 (UID 2)"]
+        cleaner.store("1", "+FLAGS", "(\\Deleted)")
+        cleaner.expunge()
+        watcher.noop()
+        assert watcher.response("EXPUNGE")[1] == [b"1"]
+        assert watcher.search(None, "ALL")[1] == [b"1"]
+        assert watcher.fetch("1", "(UID)")[1] == [b"1 (UID 2)"]
+    finally:
+        watcher.logout()
+        cleaner.logout()
