@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pec_mcp.config import Settings, environment_label
-from pec_mcp.errors import InputError, LimitExceeded, NotFound, OutcomeUnknown, PecError
+from pec_mcp.errors import InputError, LimitExceeded, NotFound, OutcomeUnknown, PecError, ProviderError
 from pec_mcp.idempotency import check_same, content_hash, describe, file_sha256
 from pec_mcp.inbox_index import classify_header
 from pec_mcp.paths import MB, allowed_files
@@ -276,10 +276,11 @@ def duplicate_note(first: Sending) -> str:
 
 @dataclass(frozen=True)
 class KnownReceipt:
-    """A receipt of a sending as the ledger knows it, and whether the provider still returned it in this read."""
+    """A receipt of a sending as the ledger knows it, and whether the provider still returned it in this read
+    (None: not known, the provider could not be read)."""
 
     receipt: ClassifiedReceipt
-    at_provider: bool
+    at_provider: bool | None
     deleted_at: float | None  # when pec-mcp deleted the provider's copy, if it did
 
 
@@ -291,11 +292,12 @@ class DeliveryReport:
     status: SendingStatus
     sending: Sending | None  # None for sendings made outside pec-mcp
     receipts: list[KnownReceipt]
+    unreachable: str | None = None  # what the provider said when it could not be read now: the ledger answered
 
     @property
     def ledger_only(self) -> list[KnownReceipt]:
         """Receipts the provider no longer returned (deleted, or an offline simulator that restarted empty)."""
-        return [r for r in self.receipts if not r.at_provider]
+        return [r for r in self.receipts if r.at_provider is False]
 
 
 class PecSender:
@@ -380,14 +382,22 @@ class PecSender:
             action="send_pec", actor=actor, environment=self.settings.env, summary=summary, outcome=outcome, ref=ref
         )
 
-    async def status(self, message_id: str) -> DeliveryReport:
+    async def status(self, message_id: str, *, ledger_fallback: bool = True) -> DeliveryReport:
         """The delivery status of a sending from every receipt seen: those the provider returns now, merged with
         those the ledger kept. New receipts are kept in the ledger; the status of a ledger row only moves forward.
 
-        Raises NotFound when neither the provider nor the ledger knows any receipt or row for it.
+        When the provider cannot be read now (down, an error, an unreadable answer) and the ledger knows the
+        sending, the ledger answers alone and the report says what the provider said (``ledger_fallback=False``:
+        the provider's error is raised instead, for actions that need the provider). Raises NotFound when neither
+        the provider nor the ledger knows any receipt or row for it.
         """
         environment = self.settings.env
-        emails = await self.client.receipts(message_id=message_id)
+        try:
+            emails = await self.client.receipts(message_id=message_id)
+        except ProviderError as exc:
+            if not ledger_fallback:
+                raise
+            return self._from_ledger(message_id, exc)
         row = self.store.sending_by_message_id(message_id, provider="pecmassiva", environment=environment)
         seen = [_ledger_receipt(e.subject, e.body, e.date) for e in emails]
         if seen:
@@ -403,17 +413,32 @@ class PecSender:
             )
         now = {r.dedup_key for r in seen}
         known = [KnownReceipt(_classified(r), r.dedup_key in now, r.deleted_at) for r in kept]
+        return self._report(row, known, [e.body for e in emails])
+
+    def _from_ledger(self, message_id: str, failure: ProviderError) -> DeliveryReport:
+        """The report from the ledger alone when the provider could not be read now; the provider's failure is
+        raised as it is when the ledger knows nothing of this sending."""
+        environment = self.settings.env
+        row = self.store.sending_by_message_id(message_id, provider="pecmassiva", environment=environment)
+        kept = self.store.receipts_of(environment=environment, account=ACCOUNT, message_id=message_id)
+        if row is None and not kept:
+            raise failure
+        known = [KnownReceipt(_classified(r), None, r.deleted_at) for r in kept]
+        bodies = [r.raw.decode(errors="replace") for r in kept if r.raw]
+        return self._report(row, known, bodies, unreachable=failure.message)
+
+    def _report(self, row: Sending | None, known: list[KnownReceipt], bodies: list[str], *,
+                unreachable: str | None = None) -> DeliveryReport:
+        """The status from every known receipt; a sending made elsewhere gets its recipients from the receipts."""
         classified = [k.receipt for k in known]
         if row is not None:
             recipients = row.recipients
         else:
-            recipients = recipients_in_acceptance([e.body for e in emails]) or sorted(
-                {c.recipient for c in classified if c.recipient}
-            )
+            recipients = recipients_in_acceptance(bodies) or sorted({c.recipient for c in classified if c.recipient})
         status = sending_status(recipients, classified)
         if row is not None:
             status = self._forward(row, status)
-        return DeliveryReport(status=status, sending=row, receipts=known)
+        return DeliveryReport(status=status, sending=row, receipts=known, unreachable=unreachable)
 
     def _forward(self, row: Sending, status: SendingStatus) -> SendingStatus:
         """Record the status when it moves forward; keep the recorded one when it would move back."""
@@ -431,7 +456,9 @@ class PecSender:
 
     async def delete_receipts(self, message_id: str, *, actor: str) -> DeliveryReport:
         """Delete a sending's receipts at the provider, after keeping every one in the ledger (marked deleted)."""
-        report = await self.status(message_id)  # what the provider still has is in the ledger before it goes
+        # What the provider still has is in the ledger before it goes; a provider that cannot be read is not asked
+        # to delete.
+        report = await self.status(message_id, ledger_fallback=False)
         await self.client.delete_receipts(message_id=message_id)
         marked = self.store.mark_receipts_deleted(environment=self.settings.env, account=ACCOUNT,
                                                   message_id=message_id)
@@ -494,7 +521,7 @@ def delete_receipts_question(message_id: str, report: DeliveryReport, environmen
         f"Delete from the PEC mailbox the {len(at_provider)} receipt(s) of sending {message_id}{about}: "
         f"{describe_kinds_of(at_provider)}. They are the legal proof of {', '.join(proofs) or 'the sending'}; the "
         "provider's copies are destroyed for good. The local ledger keeps a record of each (kind, date, text), not "
-        f"the signed originals. Environment: {environment_label(environment)}."
+        f"the signed originals. No charge. Environment: {environment_label(environment)}."
     )
 
 
@@ -509,7 +536,7 @@ def delete_message_question(inbox_id: int, message: InboxFacts, environment: str
         f"Delete inbox message {inbox_id} for good: \"{message.subject}\" from {message.sender}, {message.date}. "
         f"It is {what}. The provider's copy is destroyed; the local ledger keeps its headers"
         + (" and a record of the receipt (kind, date, text), not the signed original" if code else "")
-        + f". Environment: {environment_label(environment)}."
+        + f". No charge. Environment: {environment_label(environment)}."
     )
 
 

@@ -50,6 +50,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                                for o in status.recipients],
                 "receipts_received": len(report.receipts), "known_locally": report.sending is not None,
                 "receipts_known_only_from_the_ledger": len(report.ledger_only),
+                "provider_unreachable": app.redactor(report.unreachable) if report.unreachable else None,
                 "environment": app.environment,
             })
 
