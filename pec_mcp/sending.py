@@ -20,6 +20,8 @@ from pec_mcp.receipts import (
     ClassifiedReceipt,
     DeliveryStatus,
     ReceiptKind,
+    RecipientOutcome,
+    RecipientState,
     SendingStatus,
     advance,
     classify,
@@ -293,6 +295,7 @@ class DeliveryReport:
     sending: Sending | None  # None for sendings made outside pec-mcp
     receipts: list[KnownReceipt]
     unreachable: str | None = None  # what the provider said when it could not be read now: the ledger answered
+    recorded_only: bool = False  # the status is the one the ledger recorded, no receipt it keeps backs it
 
     @property
     def ledger_only(self) -> list[KnownReceipt]:
@@ -435,10 +438,10 @@ class PecSender:
             recipients = row.recipients
         else:
             recipients = recipients_in_acceptance(bodies) or sorted({c.recipient for c in classified if c.recipient})
-        status = sending_status(recipients, classified)
-        if row is not None:
-            status = self._forward(row, status)
-        return DeliveryReport(status=status, sending=row, receipts=known, unreachable=unreachable)
+        seen = sending_status(recipients, classified)
+        status = self._forward(row, seen) if row is not None else seen
+        return DeliveryReport(status=status, sending=row, receipts=known, unreachable=unreachable,
+                              recorded_only=status.status != seen.status)
 
     def _forward(self, row: Sending, status: SendingStatus) -> SendingStatus:
         """Record the status when it moves forward; keep the recorded one when it would move back."""
@@ -446,7 +449,12 @@ class PecSender:
         best = advance(recorded, status.status)
         if best != status.status and row.delivery_status is not None:
             # Receipts this row's status came from are no longer readable (recorded before the ledger kept them).
-            return SendingStatus(best, status.recipients, status.accepted, row.delivery_summary or best.value)
+            # A recorded "delivered" means every recipient had a CONSEGNA; other outcomes are not known per recipient.
+            outcomes = status.recipients
+            if best == DeliveryStatus.DELIVERED:
+                outcomes = [RecipientOutcome(o.address, RecipientState.DELIVERED, None, None) for o in outcomes]
+            accepted = best != DeliveryStatus.NOT_ACCEPTED
+            return SendingStatus(best, outcomes, accepted, row.delivery_summary or best.value)
         if best != recorded or status.summary != row.delivery_summary:
             self.store.update_delivery(row.id, status.status.value, status.summary)
         return status

@@ -75,7 +75,8 @@ class ReceiptsResult(BaseModel):
     )
     summary: str = Field(description="One plain sentence, e.g. 'delivered to 48 of 50; 2 not delivered (...)'")
     recipients: list[RecipientReceipt]
-    receipts: list[ReceiptInfo] = Field(description="Every receipt received so far, oldest first")
+    receipts: list[ReceiptInfo] = Field(description="Every receipt seen so far (returned by the provider now or "
+                                        "kept in the local ledger), in the order they were first seen")
     known_locally: bool = Field(description="Whether this sending is in the local ledger (sent through pec-mcp)")
     ledger_only: int = Field(0, description="How many receipts are known only from the local ledger (the provider "
                              "no longer returns them)")
@@ -187,7 +188,7 @@ def inbox_kind(subject: str) -> tuple[str, str | None]:
 
 
 def receipt_note(status: SendingStatus, *, ledger_only: int = 0, unreachable: str | None = None,
-                 known: int = 0) -> str:
+                 known: int = 0, recorded_only: bool = False) -> str:
     if status.status == "delivered":
         note = "Every recipient has a CONSEGNA receipt: legal proof of delivery (reading is irrelevant)."
     elif status.status == "pending" and unreachable:
@@ -199,6 +200,9 @@ def receipt_note(status: SendingStatus, *, ledger_only: int = 0, unreachable: st
             "Only recipients marked delivered have legal proof of delivery (a CONSEGNA receipt). Recipients not "
             "delivered must be notified again; pending ones may take up to 24 hours."
         )
+    if recorded_only:
+        note += (f" This status ({status.status.value}) was recorded in the local ledger before it kept receipts; "
+                 "the receipts it came from are no longer returned by the provider, and a status never moves back.")
     if unreachable:
         note += (f" The provider could not be reached now (it said: {unreachable}), so this answer comes from the "
                  f"local ledger alone ({known} receipt(s) kept there); receipts that arrived since are not shown. "

@@ -160,8 +160,9 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                 receipts=[_receipt_info(r) for r in report.receipts], known_locally=report.sending is not None,
                 ledger_only=len(report.ledger_only),
                 provider_unreachable=app.redactor(report.unreachable) if report.unreachable else None,
-                environment=app.environment, note=app.redactor(receipt_note(status, ledger_only=len(
-                    report.ledger_only), unreachable=report.unreachable, known=len(report.receipts))),
+                environment=app.environment, note=app.redactor(receipt_note(
+                    status, ledger_only=len(report.ledger_only), unreachable=report.unreachable,
+                    known=len(report.receipts), recorded_only=report.recorded_only)),
             )
 
     @mcp.tool(title="Delete the receipts of a PEC sending", annotations=DELETE)

@@ -108,6 +108,7 @@ async def test_one_store_switched_between_offline_sandbox_and_production_leaks_n
     assert {s["environment"] for s in production["offline"]["sendings"]} == {"offline"}
     assert {s["environment"] for s in production["ledger_all"]["sendings"]} == {"offline", "sandbox", "production"}
     assert len(production["jobs_all"]["jobs"]) == 3
+    assert "every environment" in production["jobs_all"]["note"] and "production" in production["jobs"]["note"]
 
 
 async def test_a_key_used_offline_never_answers_for_production_and_the_reverse(
@@ -351,5 +352,7 @@ async def test_a_store_of_the_previous_schema_is_migrated_and_nothing_is_lost(ma
     assert "subject: first 'Diffida ad adempiere', now 'Altro'" in other
     # The provider no longer knows this old sending: the status recorded before the migration stands.
     assert receipts["status"] == "delivered" and receipts["summary"] == "delivered to 1 of 1"
+    assert [r["state"] for r in receipts["recipients"]] == ["delivered"]
+    assert "recorded in the local ledger before it kept receipts" in receipts["note"]
     assert {(s["environment"], s["account"]) for s in found["sendings"]} == {("offline", "pecmassiva")}
     assert sent_to(simulator) == {}
