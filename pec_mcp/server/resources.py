@@ -39,7 +39,9 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
 
     @mcp.resource("pec://sendings/{message_id}", mime_type=JSON, title="Receipts and status of a PEC sending")
     async def sending(message_id: str, ctx: Context[Any]) -> str:
-        """Per-recipient delivery status of one sending, from its receipts."""
+        """Per-recipient delivery status of one sending, from its receipts: those the provider returns merged with
+        those the local ledger kept (the ledger alone, said in provider_unreachable, when the provider cannot be
+        read)."""
         app = state_of(ctx)
         with resource_errors(app.redactor):
             report = await app.pec().status(message_id)
