@@ -462,11 +462,26 @@ class PecSender:
 
     # -- deleting legal proof: the ledger keeps what the provider's copy said, the audit trail says who deleted it
 
+    async def deletable_receipts(self, message_id: str) -> DeliveryReport:
+        """The receipts of a sending before they are deleted, every one now kept in the ledger. Raises the
+        provider's error when it cannot be read, and NotFound when it holds none of them (nothing to delete)."""
+        report = await self.status(message_id, ledger_fallback=False)
+        if not any(k.at_provider for k in report.receipts):
+            kept = len(report.receipts)
+            raise NotFound(
+                f"The provider holds no receipt of sending {message_id} now, so there is nothing to delete"
+                + (f"; the local ledger keeps {kept} receipt(s) of it, which get_pec_receipts shows" if kept else ""),
+                provider="PEC Massiva",
+                hint="Nothing needs deleting. Receipts not yet arrived can be deleted once get_pec_receipts shows "
+                "them at the provider.",
+            )
+        return report
+
     async def delete_receipts(self, message_id: str, *, actor: str) -> DeliveryReport:
         """Delete a sending's receipts at the provider, after keeping every one in the ledger (marked deleted)."""
-        # What the provider still has is in the ledger before it goes; a provider that cannot be read is not asked
-        # to delete.
-        report = await self.status(message_id, ledger_fallback=False)
+        # What the provider still has is in the ledger before it goes; a provider that cannot be read, or that
+        # holds nothing, is not asked to delete.
+        report = await self.deletable_receipts(message_id)
         await self.client.delete_receipts(message_id=message_id)
         marked = self.store.mark_receipts_deleted(environment=self.settings.env, account=ACCOUNT,
                                                   message_id=message_id)

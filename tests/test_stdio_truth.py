@@ -125,6 +125,8 @@ async def test_every_answer_is_true_over_stdio_offline_sandbox_and_after_a_resta
                                      {"message_id": live_send["message_id"], "confirm": True})
                 after_delete = await simulator_stats(origin)
                 kept = await call(live, "get_pec_receipts", {"message_id": live_send["message_id"]})
+                nothing_left = await refused(live, "delete_pec_receipts",
+                                             {"message_id": live_send["message_id"], "confirm": True})
                 mixed = await refused(live, "send_pec", {**PEC, "recipients": ["anna.bianchi@pec.it"],
                                                          "confirm": True})
 
@@ -161,6 +163,7 @@ async def test_every_answer_is_true_over_stdio_offline_sandbox_and_after_a_resta
     assert kept["status"] == "delivered" and kept["ledger_only"] == len(kept["receipts"]) >= 2
     assert all(r["at_provider"] is False and r["deleted_at"] for r in kept["receipts"])
     assert "known only from the local ledger" in kept["note"]
+    assert "nothing to delete" in nothing_left and after_delete["accepted"]["pecmassiva_delete_receipts"] == 1
 
     # Item 3: after a restart the offline receipts are the ledger's, and still say delivered.
     assert remembered["status"] == "delivered" and remembered["known_locally"] is True

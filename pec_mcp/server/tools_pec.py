@@ -181,7 +181,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         app = state_of(ctx)
         with tool_errors(app.redactor):
             if dry_run:
-                report = await app.pec().status(message_id, ledger_fallback=False)
+                report = await app.pec().deletable_receipts(message_id)
                 question = delete_receipts_question(message_id, report, app.environment)
                 return DeletedResult(status="preview", deleted=False, what="Preview only: nothing was deleted. "
                                      + question, kept_in_ledger=KEPT_RECEIPTS, environment=app.environment)
@@ -341,8 +341,9 @@ async def _approve_delete_receipts(ctx: Context[Any], message_id: str, dry_run: 
     if dry_run:
         return gate(ctx, "delete_pec_receipts", "", recipients=1, dry_run=True, confirm=confirm)
     with tool_errors(app.redactor):
-        # Keeps every receipt in the ledger before anything is asked; an unreachable provider is said at once.
-        report = await app.pec().status(message_id, ledger_fallback=False)
+        # Keeps every receipt in the ledger before anything is asked; an unreachable provider, or one that holds
+        # nothing to delete, is said at once.
+        report = await app.pec().deletable_receipts(message_id)
     question = delete_receipts_question(message_id, report, app.environment)
     return gate(ctx, "delete_pec_receipts", question, recipients=1, dry_run=dry_run, confirm=confirm)
 

@@ -223,6 +223,23 @@ async def test_deleting_receipts_is_previewed_asked_and_refused_without_a_yes(se
     assert still["ledger_only"] == 0 and len(still["receipts"]) == 2  # nothing was deleted at the provider
 
 
+async def test_receipts_no_longer_at_the_provider_are_not_offered_for_deletion(settings, connect, simulator,
+                                                                               clock) -> None:
+    yes = Asked()
+    async with connect(settings, elicitation=yes) as client:
+        sent = await call(client, "send_pec", PEC)
+        clock.advance(3.0)
+        code = {"message_id": sent["message_id"]}
+        deleted = await call(client, "delete_pec_receipts", code)
+        again = await fails(client, "delete_pec_receipts", code)
+        preview = await fails(client, "delete_pec_receipts", {**code, "dry_run": True})
+    assert deleted["status"] == "deleted" and len(yes.questions) == 2  # the send, the first delete: no more
+    assert "holds no receipt of sending" in again and "nothing to delete" in again
+    assert "the local ledger keeps 2 receipt(s)" in again and "get_pec_receipts" in again
+    assert "nothing to delete" in preview
+    assert simulator.stats.as_dict()["accepted"]["pecmassiva_delete_receipts"] == 1
+
+
 async def test_deleting_a_receipt_from_the_inbox_keeps_it_in_the_ledger_and_audits_it(settings, connect,
                                                                                      clock) -> None:
     asked = Asked()
