@@ -412,7 +412,8 @@ class PecSender:
                 f"No receipts found for sending {message_id}, and it is not in the local ledger of the "
                 f"{environment} environment",
                 provider="PEC Massiva",
-                hint="Check the message_id (find_pec_sendings lists sendings made through pec-mcp).",
+                hint="Check the message_id: find_pec_sendings lists sendings made through pec-mcp (environment='all' "
+                "shows other environments too, whose receipts only a server in that environment can read).",
             )
         now = {r.dedup_key for r in seen}
         known = [KnownReceipt(_classified(r), r.dedup_key in now, r.deleted_at) for r in kept]
