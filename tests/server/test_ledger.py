@@ -197,6 +197,7 @@ async def test_mensatek_reports_are_kept_as_receipts_of_their_environment(settin
     finally:
         store.close()
     assert kept and kept[0].source == "mensatek_report" and kept[0].recipient == "ana@example.es"
+    assert kept[0].date == ""  # a report has no date for its status; Programado is the planned sending time
     assert elsewhere == []
 
 
