@@ -129,10 +129,10 @@ class AppState:
         """The PEC Massiva send path; ConfigError when its credentials are missing."""
         if self._pec is None:
             from pec_mcp.providers.pecmassiva import PecMassivaClient
-            from pec_mcp.sending import PecSender
+            from pec_mcp.sending import PecSender, pecmassiva_sender
 
             credentials = pecmassiva_credentials(self.settings)
-            sender = self.settings.pecmassiva.sender or credentials.username
+            sender = pecmassiva_sender(self.settings) or credentials.username
             client = PecMassivaClient(self.client("pecmassiva"), credentials)
             self._pec = PecSender(client=client, store=self.store, settings=self.settings, sender=sender)
         return self._pec
@@ -323,5 +323,6 @@ def follow_up_policy(settings: Settings) -> FollowUpPolicy:
 
 def send_pacer(settings: Settings, store: Store) -> Pacer:
     """The PEC Massiva /send pacer, shared with every process using the same store and account."""
-    account = settings.pecmassiva.username or "simulator"
+    # Offline every send goes to the simulator's account, whatever real settings are present.
+    account = "simulator" if settings.env == "offline" else settings.pecmassiva.username or "unconfigured"
     return StorePacer(store, f"pecmassiva-send:{settings.env}:{account}", settings.sending.requests_per_second)
