@@ -256,6 +256,11 @@ async def open_state(
         from pec_mcp.http import ClientOptions, build_client
 
         pacer: Pacer | None = send_pacer(settings, store) if provider == "pecmassiva" else None
+        if simulated:
+            # The simulator is made with the first client, not inside the first request: building it takes a
+            # moment, which would otherwise come between a send's pacing slot and its arrival, bringing it closer
+            # to the next send than the provider's limit allows.
+            state.offline_transport().start()
         return build_client(provider=provider, base_url=url, pacer=pacer,
                             transport=state.offline_transport() if simulated else transport,
                             headers=_auth_headers(settings, provider), options=client_options or ClientOptions())

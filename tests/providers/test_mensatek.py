@@ -29,9 +29,9 @@ from pec_mcp.providers.mensatek import (
     MensatekClient,
     Recipient,
     normalise_status,
-    status_from_text,
     parse_number,
     scheduled_time_to_madrid,
+    status_from_text,
 )
 from pec_mcp.simulator import Simulator, create_simulator
 from pec_mcp.simulator.clock import Clock
