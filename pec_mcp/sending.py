@@ -26,10 +26,10 @@ _ADDRESS = re.compile(
 )
 MAX_SUBJECT = 250
 
-Action = Literal["send_pec", "start_bulk_pec", "register_mailbox", "renew_mailbox", "revoke_mailbox",
+Action = Literal["send_pec", "start_bulk_pec", "retry_bulk_pec", "register_mailbox", "renew_mailbox", "revoke_mailbox",
                  "send_certified_email", "upgrade_mailbox_space", "upgrade_mailbox_type",
                  "enable_mailbox_conservation", "file_pec_with_business_register"]
-BULK_ACTIONS: frozenset[str] = frozenset({"start_bulk_pec"})
+BULK_ACTIONS: frozenset[str] = frozenset({"start_bulk_pec", "retry_bulk_pec"})
 
 
 def normalise_address(raw: str) -> str:
