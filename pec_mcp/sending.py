@@ -28,7 +28,7 @@ MAX_SUBJECT = 250
 
 Action = Literal["send_pec", "start_bulk_pec", "retry_bulk_pec", "register_mailbox", "renew_mailbox", "revoke_mailbox",
                  "send_certified_email", "upgrade_mailbox_space", "upgrade_mailbox_type",
-                 "enable_mailbox_conservation", "file_pec_with_business_register"]
+                 "enable_mailbox_conservation", "file_pec_with_business_register", "add_mailbox_user"]
 BULK_ACTIONS: frozenset[str] = frozenset({"start_bulk_pec", "retry_bulk_pec"})
 
 

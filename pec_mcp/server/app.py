@@ -50,8 +50,8 @@ def instructions(settings: Settings) -> str:
     return (
         f"pec-mcp sends Italian certified email (PEC) with legal value. ENVIRONMENT: {environment_label(env)}. "
         "Every result that touches a provider says which environment it came from.\n"
-        "Rules: paid or legal actions (send_pec, start_bulk_pec, register/renew/revoke_mailbox, "
-        "send_certified_email) need the user's explicit yes: preview with dry_run=true, let the user confirm, and "
+        "Rules: paid or legal actions (send_pec, start_bulk_pec, retry_bulk_pec, register/renew/revoke_mailbox, "
+        "add_mailbox_user, send_certified_email) need the user's explicit yes: preview with dry_run=true, let the user confirm, and "
         "pass confirm=true only after the user said yes. Always give an idempotency_key when sending, and never "
         "send again after an 'unknown' outcome without checking receipts first.\n"
         "To answer 'was my PEC delivered?': find_pec_sendings (by recipient or subject), then get_pec_receipts. "
