@@ -534,3 +534,30 @@ async def test_a_webhook_code_in_no_table_is_classified_once_mensatek_gave_its_t
     assert (before["status_code"], before["status"]) == (906, "unknown")
     assert (after["status_code"], after["status"]) == (906, "not_delivered")
     assert "classified from Mensatek's own text" in after["status_note"] and "earlier report" in after["status_note"]
+
+
+async def test_two_simulators_on_one_store_give_ids_that_do_not_overwrite_each_other(make_settings) -> None:
+    from pec_mcp.certified import message_by_id
+    from pec_mcp.simulator import create_simulator
+
+    offline = make_settings()
+    first = build(offline)  # its own in-process simulator, as `pec-mcp serve` offline
+    async with Client(first.mcp, elicitation_callback=_accept) as client:
+        one = data(await client.call_tool("send_certified_email", SEND))
+    other = create_simulator()  # a second simulator, as `pec-mcp simulate` for the sandbox
+    sandbox = make_settings(environment="sandbox", mensatek={
+        "api_user": MENSATEK_API_USER, "api_token": MENSATEK_API_TOKEN, "sender": MENSATEK_SENDER,
+        "base_url": other.base_url("mensatek")})
+    second = build(sandbox, transport=httpx.ASGITransport(app=other.app))
+    async with Client(second.mcp, elicitation_callback=_accept) as client:
+        two = data(await client.call_tool("send_certified_email", SEND))
+    ids_one = [r["message_id"] for r in one["recipients"]]
+    ids_two = [r["message_id"] for r in two["recipients"]]
+    assert not set(ids_one) & set(ids_two)
+    store = Store(offline.store.path)
+    try:
+        kept = {i: message_by_id(store, i) for i in ids_one + ids_two}
+    finally:
+        store.close()
+    assert all(kept.values()), kept
+    assert len({m.sending_id for m in kept.values() if m is not None}) == 2
