@@ -80,6 +80,17 @@ async def accept(context: Any, params: t.ElicitRequestFormParams) -> t.ElicitRes
     return t.ElicitResult(action="accept", content={"confirm": True})
 
 
+class Asked:
+    """A user who says yes to every question, and the questions they were asked."""
+
+    def __init__(self) -> None:
+        self.questions: list[str] = []
+
+    async def __call__(self, context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
+        self.questions.append(params.message)
+        return t.ElicitResult(action="accept", content={"confirm": True})
+
+
 async def decline(context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
     return t.ElicitResult(action="decline")
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import anyio
 import httpx
-import mcp.types as t
 import pytest
 from mcp import Client
 from starlette.requests import Request
@@ -17,6 +16,8 @@ from pec_mcp.config import Settings
 from pec_mcp.jobs.runner import RATE_LIMIT_ATTEMPTS
 from pec_mcp.simulator import Simulator
 from tests.bulk.conftest import Bench, personalised
+from tests.bulk.test_bulk_tools import call
+from tests.conftest import Asked
 from tests.faults import LostAnswerTransport
 
 pytestmark = pytest.mark.anyio
@@ -69,23 +70,6 @@ async def test_a_request_refused_429_again_and_again_fails_only_after_minutes_an
 
 
 # -- retry_bulk_pec through the MCP client -----------------------------------------------------------------------
-
-
-class Asked:
-    def __init__(self) -> None:
-        self.questions: list[str] = []
-
-    async def __call__(self, context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
-        self.questions.append(params.message)
-        return t.ElicitResult(action="accept", content={"confirm": True})
-
-
-async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    with anyio.fail_after(10):
-        result = await client.call_tool(tool, args)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 async def settled(client: Client, job_id: str) -> dict[str, Any]:

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import mcp.types as t
 import pytest
 
 from pec_mcp.cli import main
 from pec_mcp.config import Settings
 from pec_mcp.simulator import Simulator
 from pec_mcp.simulator import credentials as sim
+from tests.conftest import Asked
 
 pytestmark = pytest.mark.anyio
 
@@ -22,15 +22,6 @@ SEND = {"recipients": ["mario.rossi@pec.it"], "subject": "Diffida", "body": "<p>
 BULK = {"recipients": [{"address": "mario.rossi@pec.it"}], "subject": "Avviso", "body": "Gentile cliente"}
 REAL_MAILBOX = {"sender": "studio.rossi@pec.it", "username": "studio.rossi@pec.it", "token": "real-token-1",
                 "password": "real-password-1"}
-
-
-class Questions:
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-
-    async def __call__(self, context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
-        self.asked.append(params.message)
-        return t.ElicitResult(action="accept", content={"confirm": True})
 
 
 def sends(simulator: Simulator) -> int:
@@ -56,7 +47,7 @@ async def test_offline_a_real_configured_sender_does_not_matter(make_settings, c
 async def test_a_sender_that_is_not_the_mailbox_is_refused_before_anything_is_asked_or_sent(
         make_settings, connect, simulator) -> None:
     settings = sandbox(make_settings, simulator, sender="someone.else@pec.it")
-    questions = Questions()
+    questions = Asked()
     async with connect(settings, elicitation=questions) as client:
         for tool, args in (("send_pec", SEND), ("send_pec", {**SEND, "dry_run": True}),
                            ("start_bulk_pec", BULK), ("start_bulk_pec", {**BULK, "dry_run": True})):
@@ -66,7 +57,7 @@ async def test_a_sender_that_is_not_the_mailbox_is_refused_before_anything_is_as
             text = result.content[0].text  # type: ignore[union-attr]
             assert "pecmassiva.sender (someone.else@pec.it) is not the mailbox" in text, text
             assert sim.PECMASSIVA_USERNAME in text and "INBOX" not in text
-    assert questions.asked == [] and sends(simulator) == 0
+    assert questions.questions == [] and sends(simulator) == 0
 
 
 async def test_the_mailbox_itself_as_sender_is_fine_in_the_sandbox(make_settings, connect, simulator) -> None:
@@ -78,23 +69,23 @@ async def test_the_mailbox_itself_as_sender_is_fine_in_the_sandbox(make_settings
     assert sends(simulator) == 1
 
 
-def test_check_config_reports_a_sender_that_is_not_the_mailbox(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str], environment: str) -> tuple[int, dict[str, Any]]:
     config = tmp_path / "config.toml"
-    config.write_text('environment = "sandbox"\n[pecmassiva]\nusername = "studio.rossi@pec.it"\n'
+    config.write_text(f'environment = "{environment}"\n[pecmassiva]\nusername = "studio.rossi@pec.it"\n'
                       'sender = "segreteria@pec.it"\n')
     config.chmod(0o600)
     code = main(["check-config", "--config", str(config)])
-    report = json.loads(capsys.readouterr().out)
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_check_config_reports_a_sender_that_is_not_the_mailbox(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, report = check_config(tmp_path, capsys, "sandbox")
     assert code == 1
     assert any("pecmassiva.sender (segreteria@pec.it) is not the mailbox" in p for p in report["problems"])
 
 
 def test_check_config_has_no_problem_offline_whatever_the_sender(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = tmp_path / "config.toml"
-    config.write_text('environment = "offline"\n[pecmassiva]\nusername = "studio.rossi@pec.it"\n'
-                      'sender = "segreteria@pec.it"\n')
-    config.chmod(0o600)
-    assert main(["check-config", "--config", str(config)]) == 0
-    assert "problems" not in json.loads(capsys.readouterr().out)
+    code, report = check_config(tmp_path, capsys, "offline")
+    assert code == 0 and "problems" not in report

@@ -29,7 +29,7 @@ from pec_mcp.server.webhooks import in_process_sender
 from pec_mcp.simulator import Simulator
 from pec_mcp.simulator.openapi_pec import ACTIVATION_DELAY, FILING_DELAY, PRICES, START_WALLET, make_pdf
 from pec_mcp.store import Store
-from tests.conftest import accept, decline
+from tests.conftest import Asked, accept, decline
 
 pytestmark = pytest.mark.anyio
 
@@ -76,17 +76,6 @@ def is_pdf_of_size(path: Path, size: int) -> bool:
 
 def registrations(simulator: Simulator) -> int:
     return simulator.stats.as_dict()["accepted"].get("openapi_pec_register", 0)
-
-
-class Asked:
-    """A user who says yes and remembers every question."""
-
-    def __init__(self) -> None:
-        self.questions: list[str] = []
-
-    async def __call__(self, context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
-        self.questions.append(params.message)
-        return t.ElicitResult(action="accept", content={"confirm": True})
 
 
 async def register(client: Client, **changes: Any) -> dict[str, Any]:
