@@ -536,7 +536,14 @@ async def test_a_webhook_code_in_no_table_is_classified_once_mensatek_gave_its_t
     assert "classified from Mensatek's own text" in after["status_note"] and "earlier report" in after["status_note"]
 
 
-async def test_two_simulators_on_one_store_give_ids_that_do_not_overwrite_each_other(make_settings) -> None:
+def test_two_simulators_start_their_mensatek_ids_apart() -> None:
+    from pec_mcp.simulator import create_simulator
+
+    firsts = {next(create_simulator().mensatek._ids) for _ in range(20)}
+    assert len(firsts) == 20 and all(len(str(i)) == 10 for i in firsts)
+
+
+async def test_the_same_mensatek_id_from_two_environments_keeps_both_rows(make_settings) -> None:
     from pec_mcp.certified import message_by_id
     from pec_mcp.simulator import create_simulator
 
@@ -544,19 +551,19 @@ async def test_two_simulators_on_one_store_give_ids_that_do_not_overwrite_each_o
     first = build(offline)  # its own in-process simulator, as `pec-mcp serve` offline
     async with Client(first.mcp, elicitation_callback=_accept) as client:
         one = data(await client.call_tool("send_certified_email", SEND))
-    other = create_simulator()  # a second simulator, as `pec-mcp simulate` for the sandbox
+    ids = [r["message_id"] for r in one["recipients"]]
+    # The worst case: a sandbox simulator that hands out exactly the same ids.
+    other = create_simulator(mensatek_first_id=int(ids[0]))
     sandbox = make_settings(environment="sandbox", mensatek={
         "api_user": MENSATEK_API_USER, "api_token": MENSATEK_API_TOKEN, "sender": MENSATEK_SENDER,
         "base_url": other.base_url("mensatek")})
     second = build(sandbox, transport=httpx.ASGITransport(app=other.app))
     async with Client(second.mcp, elicitation_callback=_accept) as client:
-        two = data(await client.call_tool("send_certified_email", SEND))
-    ids_one = [r["message_id"] for r in one["recipients"]]
-    ids_two = [r["message_id"] for r in two["recipients"]]
-    assert not set(ids_one) & set(ids_two)
+        two = data(await client.call_tool("send_certified_email", {**SEND, "subject": "Otro {{expediente}}"}))
+    assert [r["message_id"] for r in two["recipients"]] == ids
     store = Store(offline.store.path)
     try:
-        kept = {i: message_by_id(store, i) for i in ids_one + ids_two}
+        kept = {(env, i): message_by_id(store, env, i) for env in ("offline", "sandbox") for i in ids}
     finally:
         store.close()
     assert all(kept.values()), kept
