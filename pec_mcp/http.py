@@ -26,6 +26,8 @@ from typing import Protocol
 import anyio
 import httpx
 
+from pec_mcp.pacing import paced_interval
+
 log = logging.getLogger("pec_mcp.http")
 
 # Request extensions understood by the transports (httpx passes extensions through to transports untouched).
@@ -36,6 +38,7 @@ READ_ONLY = "pec_mcp.read_only"  # True: a POST that only reads (Mensatek's API 
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_PAUSE = 300.0  # seconds: the longest a provider's Retry-After may hold every sender of a pacer
+
 RETRY_EXCEPTIONS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.RemoteProtocolError,
                     httpx.ReadError, httpx.PoolTimeout)
 
@@ -66,7 +69,7 @@ class LocalPacer:
     """Paces every caller in this process: a request goes no sooner than 1/rate seconds after the previous one left."""
 
     def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic, sleep: Sleep = anyio.sleep):
-        self.interval = 1.0 / rate
+        self.interval = paced_interval(rate)
         self._clock = clock
         self._sleep = sleep
         self._next = 0.0

@@ -30,6 +30,7 @@ from typing import Any
 import anyio
 
 from pec_mcp.errors import ConfigError
+from pec_mcp.pacing import paced_interval
 
 # Schema version 1: the send ledger, the audit trail, the send pacer, webhook and callback events.
 LEDGER_SCHEMA = """
@@ -345,7 +346,7 @@ ACCOUNTS_SCHEMA = """
 # Each entry moves the schema one version up; entries are never edited once released, only appended.
 MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA, ACCOUNTS_SCHEMA]
 
-SLOT_HOLD = 30.0  # seconds a send slot stays held by a taker that never says whether its request left (it died)
+SLOT_HOLD = 5.0  # seconds a send slot stays held by a taker that never says whether its request left (it died)
 HELD = "#held"  # suffix of the pacer row that marks a slot held between a turn and the request leaving
 HELD_POLL = 0.02  # seconds between looks at a slot held by another process (held for milliseconds, normally)
 
@@ -880,7 +881,7 @@ class StorePacer:
     def __init__(self, store: Store, name: str, rate: float) -> None:
         self.store = store
         self.name = name
-        self.interval = 1.0 / rate
+        self.interval = paced_interval(rate)
         # Within one process the turn passes through a lock, so that only the holder asks the store.
         self._local = anyio.Lock()
 
