@@ -111,6 +111,7 @@ class PacedTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport, pacer: Pacer) -> None:
         self.inner = inner
         self.pacer = pacer
+        self._warm = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         hook = request.extensions.get(ON_DISPATCH)
@@ -126,8 +127,18 @@ class PacedTransport(httpx.AsyncBaseTransport):
             with anyio.CancelScope(shield=True):
                 await self.pacer.give_back()
             raise
-        await self.pacer.dispatched()
-        response = await self.inner.handle_async_request(request)
+        if self._warm:
+            await self.pacer.dispatched()
+            response = await self.inner.handle_async_request(request)
+        else:
+            # This client's first paced request: its cold start (imports, the connection) delays its arrival by an
+            # unknown time, so the slot is held until its answer, and the next send counts from there.
+            try:
+                response = await self.inner.handle_async_request(request)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.pacer.dispatched()
+            self._warm = True
         if response.status_code == 429:
             wait = retry_after_seconds(response.headers.get("Retry-After"))
             if wait:
