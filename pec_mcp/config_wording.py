@@ -31,7 +31,7 @@ def usable_secret(value: SecretStr) -> SecretStr:
     if not text.strip():
         raise ValueError("is empty; remove the line to leave it unset, or give the real value")
     if any(mark in text.upper() for mark in PLACEHOLDER_MARKS):
-        raise ValueError("still holds a placeholder from the documentation (such as <...>, YOUR-..., or …); "
+        raise ValueError("still holds a placeholder from the documentation (such as <...>, YOUR-..., or an ellipsis); "
                          "replace it with the real value from the provider")
     if not _printable_ascii(text):
         raise ValueError("contains characters other than printable ASCII (letters with accents, typographic "
