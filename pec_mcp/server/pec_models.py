@@ -104,10 +104,10 @@ class PecMessageResult(BaseModel):
 
 class QuotaResult(BaseModel):
     mailbox: str
-    usage: float = Field(description="Space used, in the provider's unit")
-    limit: float = Field(description="Space available, in the provider's unit")
+    usage: float = Field(description="Space used, in KB (see unit)")
+    limit: float = Field(description="Space available, in KB (see unit)")
     percent_used: float
-    unit: str = Field(description="The unit of usage and limit as far as known")
+    unit: str = Field(description="The unit of usage and limit: KB of 1024 bytes")
     environment: Environment = ENV_FIELD
 
 

@@ -9,6 +9,7 @@ from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 from pydantic import Field
 
+from pec_mcp.errors import NotFound
 from pec_mcp.receipts import MEANING, ClassifiedReceipt
 from pec_mcp.sending import pec_question, plan_pec
 from pec_mcp.server import prompts, resources
@@ -214,18 +215,26 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
     @mcp.tool(title="PEC mailbox quota", annotations=READ)
     async def get_pec_quota(
         ctx: Context[Any],
-        mailbox: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 ._/-]+$",
-                                      description="Mailbox folder; INBOX is the main one")] = "INBOX",
+        mailbox: Annotated[str, Field(
+            min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 _-]+([./][A-Za-z0-9 _-]+)*$",
+            description="Mailbox folder name, e.g. INBOX (the main one); letters, digits, spaces, _ and -, with . "
+            "or / between names (INBOX.Sent); no '..'")] = "INBOX",
     ) -> QuotaResult:
         """How full the PEC mailbox is. Delivery receipts carry copies of attachments, so bulk sendings fill it
         fast; a full sender mailbox stops receipts from arriving."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
-            quota = await app.pec().client.quota(mailbox=mailbox)
+            try:
+                quota = await app.pec().client.quota(mailbox=mailbox)
+            except NotFound as exc:
+                raise NotFound(f"The mailbox has no folder named {mailbox!r}", provider=exc.provider,
+                               status=exc.status, hint="Use INBOX, the main folder, or a folder name the mailbox "
+                               "has.") from None
             percent = round(100 * quota.usage / quota.limit, 1) if quota.limit else 0.0
+            # The API says "megabyte", but its own example (171012 of 1048576) only makes sense in KB: a 1 GB
+            # mailbox, the size PEC Massiva sells. KB is also the unit of IMAP quotas (RFC 2087), which it relays.
             return QuotaResult(mailbox=mailbox, usage=quota.usage, limit=quota.limit, percent_used=percent,
-                               unit="as reported by PEC Massiva (documented as MB; the values look like KB)",
-                               environment=app.environment)
+                               unit="KB", environment=app.environment)
 
     @mcp.tool(title="Find PEC sendings", annotations=LOCAL_READ)
     async def find_pec_sendings(
