@@ -59,7 +59,7 @@ def address_problem(address: str, rules: str) -> str | None:
     if any(_domain(address) in domains for domains in DOMAINS[rules].values()):
         return None
     where = "" if rules == "either" else f" in {rules}"
-    return f"{address} cannot be registered through openapi.it{where}: new mailboxes get addresses under " \
+    return f"the address {address} cannot be registered through openapi.it{where}: new mailboxes get addresses under " \
            f"{domains_text(rules)}"
 
 
