@@ -133,7 +133,9 @@ class Settings(BaseSettings):
     """Everything pec-mcp reads from its configuration; build it with :func:`load_settings`."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False,
+        # MCP Bundle hosts (Claude Desktop) pass an empty variable for a setting left blank: that means unset.
+        env_ignore_empty=True,
     )
 
     environment: Environment | None = None

@@ -220,3 +220,9 @@ def test_probe_against_the_simulator_on_loopback_proves_good_credentials_and_nam
     assert probe["mensatek"].startswith("mensatek: ok: the credentials work")
     assert probe["openapi_pec"].startswith("openapi_pec: FAILED:")
     assert "probe: openapi_pec: FAILED" in done.stderr and CANARY not in done.stdout + done.stderr
+
+
+def test_an_empty_environment_variable_counts_as_unset_as_bundle_hosts_pass_them(tmp_path: Path) -> None:
+    done = run(tmp_path, "check-config", PEC_MCP_PECMASSIVA__TOKEN="", PEC_MCP_HTTP__AUTH_TOKEN="")
+    assert done.returncode == 0, done.stderr
+    assert report(done)["pecmassiva"]["token"] is None and report(done)["effective_environment"] == "offline"

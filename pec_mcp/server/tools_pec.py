@@ -34,6 +34,7 @@ from pec_mcp.server.pec_models import (
 )
 from pec_mcp.server.state import StateHolder
 from pec_mcp.store import iso
+from pec_mcp.times import as_utc
 
 if TYPE_CHECKING:
     from pec_mcp.inbox_index import IndexPage
@@ -141,7 +142,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             return ReceiptsResult(
                 message_id=message_id, status=status.status.value, summary=status.summary,
                 recipients=[RecipientReceipt(address=o.address, state=o.state.value, reason=o.reason,
-                                             date=o.date) for o in status.recipients],
+                                             date=as_utc(o.date)) for o in status.recipients],
                 receipts=[_receipt_info(r) for r in report.receipts], known_locally=report.sending is not None,
                 environment=app.environment,
                 note=receipt_note(status),
@@ -182,7 +183,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             entries = []
             for item in result.items:
                 kind, code = inbox_kind(item.subject)
-                entries.append(InboxEntry(inbox_id=item.id, date=item.date, sender=item.sender,
+                entries.append(InboxEntry(inbox_id=item.id, date=as_utc(item.date) or item.date, sender=item.sender,
                                           subject=item.subject, kind=kind, message_id=code))
             return InboxPageResult(page=result.page, pages=result.pages, total=result.total, messages=entries,
                                    query=query, environment=app.environment)
@@ -195,7 +196,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         with tool_errors(app.redactor):
             message = await app.pec().client.message(inbox_id=inbox_id)
             kind, code = inbox_kind(message.subject)
-            return PecMessageResult(inbox_id=inbox_id, date=message.date, sender=message.sender,
+            return PecMessageResult(inbox_id=inbox_id, date=as_utc(message.date) or message.date, sender=message.sender,
                                     recipient=message.recipient, subject=message.subject, kind=kind,
                                     message_id=code, body=message.body,
                                     environment=app.environment)
@@ -258,13 +259,13 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
 
 
 def _index_page(found: IndexPage, query: str, environment: str) -> InboxPageResult:
-    entries = [InboxEntry(inbox_id=m.inbox_id, date=m.date, sender=m.sender, subject=m.subject, kind=m.kind,
-                          message_id=m.message_id) for m in found.messages]
+    entries = [InboxEntry(inbox_id=m.inbox_id, date=as_utc(m.date) or m.date, sender=m.sender, subject=m.subject,
+                          kind=m.kind, message_id=m.message_id) for m in found.messages]
     return InboxPageResult(page=found.page, pages=found.pages, total=found.total, messages=entries, query=query,
                            source="index", index_synced_at=iso(found.synced_at),
                            environment=environment)
 
 
 def _receipt_info(receipt: ClassifiedReceipt) -> ReceiptInfo:
-    return ReceiptInfo(kind=receipt.kind.value, date=receipt.date, recipient=receipt.recipient,
+    return ReceiptInfo(kind=receipt.kind.value, date=as_utc(receipt.date) or receipt.date, recipient=receipt.recipient,
                        meaning=MEANING[receipt.kind])
