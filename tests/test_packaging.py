@@ -145,7 +145,7 @@ def _last_from(structure: list[dict[str, Any]]) -> int:
 @pytest.mark.slow
 def test_the_wheel_installs_in_a_fresh_venv_and_runs_version_and_the_demo(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                             "--wheel-dir", str(wheels), str(ROOT)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     [wheel] = wheels.glob("pec_mcp-*.whl")
