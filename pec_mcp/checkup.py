@@ -9,12 +9,11 @@ Settings that gain sections (more accounts, users, stores) add a function to ``C
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from pec_mcp.config import PROVIDER_URLS, ProviderName, Settings
+from pec_mcp.config import PROVIDER_URLS, ProviderName, Settings, is_loopback, leaf_keys
 from pec_mcp.store_file import store_file_warning, store_problem
 
 Level = Literal["error", "warning"]
@@ -134,7 +133,7 @@ def check_allowed_dirs(settings: Settings) -> Iterator[Finding]:
 
 def check_http(settings: Settings) -> Iterator[Finding]:
     http = settings.http
-    if http.auth_token is None and not _is_loopback_host(http.host):
+    if http.auth_token is None and not is_loopback(http.host):
         yield Finding("error", "http.auth_token", f"is needed to listen on {http.host} (beyond loopback); "
                       "`serve --transport http` refuses to start without it")
     callback = settings.openapi_pec.callback_url
@@ -157,18 +156,9 @@ def _names(provider: str, keys: tuple[str, ...] | list[str]) -> str:
     return ", ".join(f"{provider}.{key}" for key in keys)
 
 
-def _is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _is_loopback_url(url: str) -> bool:
     host = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
-    return _is_loopback_host(host)
+    return is_loopback(host)
 
 
 
@@ -184,16 +174,7 @@ def report(settings: Settings, *, config_file: str, sources: dict[str, str],
         **masked,
         "hosts": {provider: effective_host(settings, provider) for provider in REQUIRED},
         "sources": {"environment": chosen,
-                    **{key: sources.get(key, "default") for key in _leaves(masked) if key != "environment"}},
+                    **{key: sources.get(key, "default") for key in leaf_keys(masked) if key != "environment"}},
         "findings": [finding.line() for finding in findings],
     }
 
-
-def _leaves(values: dict[str, object], prefix: str = "") -> list[str]:
-    keys: list[str] = []
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            keys.extend(_leaves(value, f"{prefix}{key}."))
-        else:
-            keys.append(f"{prefix}{key}")
-    return keys

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import stat
@@ -235,6 +236,16 @@ class _MappingEnvSource(EnvSettingsSource):
         return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine's loopback (only this machine can reach it)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def environment_label(environment: str) -> str:
     """How an environment is named wherever a user must not mistake it (instructions, confirmation questions)."""
     if environment == "production":
@@ -285,18 +296,19 @@ def setting_sources(path: Path | None = None, *, environ: Mapping[str, str] | No
     file = config_path(path, environ)
     sources: dict[str, str] = {}
     if file is not None:
-        for key in _leaf_keys(TomlConfigSettingsSource(Settings, toml_file=file)()):
+        for key in leaf_keys(TomlConfigSettingsSource(Settings, toml_file=file)()):
             sources[key] = "file"
-    for key in _leaf_keys(_MappingEnvSource(Settings, environ)()):
+    for key in leaf_keys(_MappingEnvSource(Settings, environ)()):
         sources[key] = f"environment ({ENV_PREFIX}{key.upper().replace('.', '__')})"
     return sources
 
 
-def _leaf_keys(values: Mapping[str, Any], prefix: str = "") -> list[str]:
+def leaf_keys(values: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of every value in nested mappings (``sending.confirm``), an empty table counting as one."""
     keys = []
     for key, value in values.items():
         if isinstance(value, Mapping) and value:
-            keys.extend(_leaf_keys(value, f"{prefix}{key}."))
+            keys.extend(leaf_keys(value, f"{prefix}{key}."))
         else:
             keys.append(f"{prefix}{key}")
     return keys
