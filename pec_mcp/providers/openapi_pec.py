@@ -45,6 +45,7 @@ from pec_mcp.providers import wire
 from pec_mcp.providers.openapi_pec_models import (
     ADDRESS_PATTERN,
     DATE_FORMAT,
+    DOMAIN_PATTERN,
     FIXED_TYPES,
     SUBTYPES_OF,
     UPGRADABLE_TYPES,
@@ -286,7 +287,11 @@ def provider_error(status: int, data: Any, *, text: str = "") -> ProviderError:
                               "code": None if code is None else str(code)}
     said = f": {message}" if message else ""
     if status in (401, 403):
-        return AuthenticationFailed(f"{PROVIDER} refused the token (HTTP {status}){said}", **kwargs)
+        # openapi.it authenticates with the Bearer token alone: no username or password is involved.
+        return AuthenticationFailed(f"{PROVIDER} refused the token (HTTP {status}){said}", **kwargs,
+                                    hint="Check openapi_pec.token (or PEC_MCP_OPENAPI_PEC__TOKEN): it must be a "
+                                    "token with the PEC scopes, made for this environment (a sandbox token works "
+                                    "only on the sandbox host).")
     if status == 402:
         return InsufficientCredit(f"{PROVIDER} wallet cannot pay for this{said}", **kwargs)
     if status == 404 or (status == 400 and re.search(r"(wrong|invalid) id", message, re.IGNORECASE)):
@@ -493,6 +498,9 @@ class OpenapiPecClient:
     async def check_domain(self, *, domain: str) -> DomainCheck:
         """GET /domini_pec/{dominio}: is this a PEC domain? 204 No Content is a normal "no"."""
         domain = domain.strip().lower().lstrip("@")
+        if not DOMAIN_PATTERN.match(domain):
+            raise InputError(f"{domain!r} is not a domain name",
+                             hint="Give the part after the @ of an address, e.g. legalmail.it.")
         response = await self._request("GET", f"/domini_pec/{quote(domain, safe='')}")
         payload = _raise_for_answer(response)
         if payload is None:

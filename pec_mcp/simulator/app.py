@@ -40,6 +40,7 @@ class SimulatorOptions:
     rate: float = 1.0  # PEC Massiva POST /send requests per second
     seed_inbox: bool = True  # a few incoming PEC messages, so an inbox is never empty on first look
     faults: str = ""  # a fault plan (pec_mcp.simulator.faults syntax); empty: no faults
+    mensatek_first_id: int | None = None  # the first Mensatek idMensaje; None: a random 10-digit start
 
 
 class Simulator:
@@ -51,7 +52,7 @@ class Simulator:
         self.stats = Stats()
         self.pecmassiva = PecMassivaSim(self)
         self.openapi_pec = OpenapiPecSim(self)
-        self.mensatek = MensatekSim(self)
+        self.mensatek = MensatekSim(self, first_message_id=options.mensatek_first_id)
         self.faults = FaultPlan.parse(options.faults)
         routes = Starlette(
             routes=[
@@ -77,9 +78,8 @@ class Simulator:
         if request.method == "POST":
             raw = (await request.body()).decode("utf-8", "replace")
             try:
-                text = json.loads(raw).get("faults", "") if raw.lstrip().startswith("{") else raw
-                self.faults = FaultPlan.parse(str(text))
-            except (FaultSpecError, ValueError, AttributeError) as exc:
+                self.faults = FaultPlan.parse(_plan_text(raw))
+            except (FaultSpecError, ValueError) as exc:
                 return JSONResponse({"success": False, "message": str(exc)}, status_code=400)
         return JSONResponse({"success": True, **self.faults.describe(), "injected": dict(self.stats.faults)})
 
@@ -121,7 +121,24 @@ def seed_messages(count: int, now: float) -> list[Incoming]:
 
 def create_simulator(
     *, delivery_delay: float = 2.0, rate: float = 1.0, clock: Clock | None = None, seed_inbox: bool = True,
-    faults: str = "",
+    faults: str = "", mensatek_first_id: int | None = None,
 ) -> Simulator:
-    options = SimulatorOptions(delivery_delay=delivery_delay, rate=rate, seed_inbox=seed_inbox, faults=faults)
+    options = SimulatorOptions(delivery_delay=delivery_delay, rate=rate, seed_inbox=seed_inbox, faults=faults,
+                               mensatek_first_id=mensatek_first_id)
     return Simulator(options, clock=clock)
+
+
+FAULTS_BODY = 'the body is {"faults": "<plan>"} ("" clears the plan), or the plan as plain text'
+
+
+def _plan_text(raw: str) -> str:
+    """The plan from a POST body; a JSON body with any other key is refused, so a typo never clears the plan."""
+    if not raw.lstrip().startswith("{"):
+        return raw
+    body = json.loads(raw)
+    unknown = sorted(set(body) - {"faults"})
+    if unknown or "faults" not in body:
+        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown)) or '(none given)'}: {FAULTS_BODY}")
+    if not isinstance(body["faults"], str):
+        raise ValueError(f"faults must be text: {FAULTS_BODY}")
+    return body["faults"]
