@@ -1,4 +1,4 @@
-"""The command line: ``pec-mcp serve | simulate | demo | check-config``.
+"""The command line: ``pec-mcp serve | simulate | demo | export | check-config``.
 
 Imports are done inside each command, so that starting one command pays only for what it uses.
 """
@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,6 +97,21 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="offline end-to-end story through a real MCP client", parents=[flags])
     demo.set_defaults(run=_demo)
+
+    export = commands.add_parser("export", parents=[flags],
+                                 help="save the ledger as CSV/JSON, or the evidence pack of one sending")
+    export.add_argument("--evidence", metavar="MESSAGE_ID", help="save the evidence ZIP of this sending instead")
+    export.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="first day included (UTC)")
+    export.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="last day included (UTC)")
+    export.add_argument("--account", help="only this account (e.g. pecmassiva)")
+    export.add_argument("--environment", choices=["offline", "sandbox", "production", "all"],
+                        help="whose sendings (default: the configured environment)")
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    export.add_argument("--output", "-o", type=Path, help="a new file to write (never overwritten); default: "
+                        "standard output for CSV/JSON, ./pec-evidence-MESSAGE_ID.zip for --evidence")
+    export.add_argument("--progress", action="store_true", help="draw a progress bar on stderr even when it is "
+                        "not a terminal")
+    export.set_defaults(run=_export)
 
     check = commands.add_parser("check-config", parents=[flags],
                                 help="check the settings: what is missing or wrong, effective hosts, where each "
@@ -217,6 +233,19 @@ def _demo(args: argparse.Namespace) -> int:
     from pec_mcp.demo import run_demo
 
     return anyio.run(run_demo)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-03-31") from None
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pec_mcp.export_command import run_export
+
+    return run_export(_load(args.config), args)
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -125,6 +125,11 @@ class HttpSettings(_Section):
     max_body_mb: float = Field(1.0, gt=0, le=64)
 
 
+class DashboardSettings(_Section):
+    enabled: bool = True
+    session_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
+
+
 class SimulatorSettings(_Section):
     delivery_delay: float = Field(2.0, ge=0)
     rate: float = Field(1.0, gt=0)
@@ -149,6 +154,7 @@ class Settings(BaseSettings):
     tools: ToolsSettings = ToolsSettings()
     http: HttpSettings = HttpSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @model_validator(mode="after")
     def _choose_environment(self) -> Settings:

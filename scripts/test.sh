@@ -11,12 +11,24 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
+# The browser tests drive Debian's chromium (never a browser downloaded by Playwright). As root (CI, a fresh
+# machine) it is installed when missing; elsewhere they are skipped without it, except in CI.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 # The wire-level test drives the server with the MCP Inspector CLI (a Node.js package).
 INSPECTOR_VERSION=2.12.0
+# The browser tests check the dashboard and the MCP App views with axe-core (accessibility rules, run in the page).
+AXE_VERSION=4.14.1
 if command -v npm >/dev/null 2>&1; then
   if [ ! -f .ci/node/node_modules/@modelcontextprotocol/inspector/package.json ]; then
     mkdir -p .ci/node
     npm install --silent --no-audit --no-fund --prefix .ci/node "@modelcontextprotocol/inspector@${INSPECTOR_VERSION}" >/dev/null
+  fi
+  if [ ! -f .ci/node/node_modules/axe-core/axe.min.js ]; then
+    mkdir -p .ci/node
+    npm install --silent --no-audit --no-fund --prefix .ci/node "axe-core@${AXE_VERSION}" >/dev/null
   fi
   # The Claude Desktop bundle (dist/pec-mcp.mcpb) is built and validated with the official MCPB CLI.
   MCPB_VERSION=2.1.2

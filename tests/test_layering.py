@@ -70,6 +70,7 @@ async def _catalogue(toolset: str, make_settings: Any, connect: Any) -> list[dic
             "output_schema": tool.output_schema,
             "annotations": tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
             if tool.annotations else None,
+            **({"meta": tool.meta} if tool.meta else {}),  # an MCP App view the tool names
         }
         for tool in sorted(tools, key=lambda tool: tool.name)
     ]

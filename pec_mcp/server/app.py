@@ -30,6 +30,7 @@ from pydantic import AnyUrl, ValidationError
 from pec_mcp import __version__
 from pec_mcp.config import Settings, environment_label
 from pec_mcp.redaction import Redactor
+from pec_mcp.server.app_views import views_extension
 from pec_mcp.server.catalogue import Catalogue, fingerprint
 from pec_mcp.server.errors import (
     bad_prompt_arguments,
@@ -268,6 +269,7 @@ def build(
         lifespan=lifespan,
         log_level="WARNING",
         subscriptions=bus,
+        extensions=[views_extension(settings.tools.enabled)],
     )
     enabled = settings.tools.enabled
     catalogue = None if catalogue_dir is None else Catalogue(catalogue_dir, fingerprint(enabled))

@@ -1,4 +1,4 @@
-"""The HTTP face: ``/mcp`` (streamable HTTP) behind a bearer token, and the provider webhook receivers."""
+"""The HTTP face: ``/mcp`` (streamable HTTP) behind a bearer token, the webhook receivers and the dashboard."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pec_mcp.config import Settings, is_loopback
+from pec_mcp.dashboard import dashboard_routes
 from pec_mcp.errors import ConfigError
 from pec_mcp.paths import MB
 from pec_mcp.server.app import build
@@ -124,7 +125,7 @@ def build_http_app(settings: Settings, *, host: str) -> ASGIApp:
         streamable_http_path=MCP_PATH, host=host, max_request_body_size=max_bytes,
         transport_security=transport_security(host),
     )
-    for route in webhook_routes(settings, built.holder):
+    for route in [*webhook_routes(settings, built.holder), *dashboard_routes(settings, built.holder)]:
         mcp_app.router.routes.append(route)
     app: ASGIApp = BodyLimit(mcp_app, max_bytes)
     if token:

@@ -16,6 +16,7 @@ from pec_mcp.jobs import BulkPlan, JobStore, Progress, account_of, inline_recipi
 from pec_mcp.jobs.planning import bulk_content
 from pec_mcp.sending import describe_files, describe_recipients
 from pec_mcp.server.annotations import CHANGE, LOCAL_READ, SEND
+from pec_mcp.server.app_views import BULK_JOB_VIEW, view_meta
 from pec_mcp.server.errors import resource_errors, tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
 from pec_mcp.server.pec_models import ENV_FIELD, AttachmentInfo, Environment, EnvironmentFilter, environment_filter
@@ -307,7 +308,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             app.wake_runner()
             return _start_result(app, plan, "started", job.id, seconds)
 
-    @mcp.tool(title="Progress of a bulk PEC job", annotations=LOCAL_READ)
+    @mcp.tool(title="Progress of a bulk PEC job", annotations=LOCAL_READ, meta=view_meta(BULK_JOB_VIEW))
     async def get_bulk_pec(ctx: Context[Any], job_id: JobId) -> BulkJobResult:
         """How a bulk PEC job is going: recipients by state (queued, sent, delivered, not_delivered, failed,
         unknown, cancelled), the rate achieved, the time left, the first errors with reasons, and the recipients

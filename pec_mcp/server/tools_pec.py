@@ -22,8 +22,9 @@ from pec_mcp.sending import (
     pec_question,
     plan_pec,
 )
-from pec_mcp.server import prompts, resources
+from pec_mcp.server import prompts, resources, tools_export
 from pec_mcp.server.annotations import DELETE, LOCAL_READ, READ, SEND
+from pec_mcp.server.app_views import RECEIPTS_VIEW, view_meta
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
 from pec_mcp.server.pec_models import (
@@ -99,6 +100,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
     """Add the pec tools, the PEC resources and the prompts to the server."""
     resources.register(mcp, holder)
     prompts.register(mcp)
+    tools_export.register(mcp, holder)  # exports read the PEC ledger: they belong with the PEC tools
 
     @mcp.tool(title="Send a PEC", annotations=SEND)
     async def send_pec(
@@ -145,7 +147,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             return SendPecResult(status=outcome.status, message_id=outcome.sending.message_id,
                                  **common, note=note)
 
-    @mcp.tool(title="Receipts of a PEC sending", annotations=READ)
+    @mcp.tool(title="Receipts of a PEC sending", annotations=READ, meta=view_meta(RECEIPTS_VIEW))
     async def get_pec_receipts(ctx: Context[Any], message_id: MessageId) -> ReceiptsResult:
         """Was this PEC delivered? Reads every receipt of one sending and says, per recipient, whether it was
         delivered (a CONSEGNA receipt: legal proof of delivery), not delivered (with the provider's reason, e.g. a
