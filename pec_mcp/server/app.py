@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp.types import (
     CallToolResult,
@@ -28,7 +29,9 @@ from pydantic import AnyUrl
 from pec_mcp import __version__
 from pec_mcp.config import Settings, environment_label
 from pec_mcp.server.catalogue import Catalogue, fingerprint
+from pec_mcp.server.replicas import request_state_security
 from pec_mcp.server.state import AppState, StateHolder, open_state
+from pec_mcp.server.users import ToolFacts, current_user, refusal, resource_refusal, user_middleware, visible
 
 if TYPE_CHECKING:
     import httpx
@@ -77,9 +80,29 @@ class PecMcpServer(MCPServer[AppState]):
 
     _catalogue: Catalogue | None = None
     _register_later: Callable[[], None] | None = None
+    # The toolset being registered, and what each registered tool is (for the per-user permissions).
+    _toolset: str | None = None
+    _facts: dict[str, ToolFacts]
 
     def tool(self, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:
-        return _cleaning_doc(super().tool(*args, **kwargs))
+        register = _cleaning_doc(super().tool(*args, **kwargs))
+        annotations = kwargs.get("annotations")
+        read_only = bool(annotations is not None and annotations.read_only_hint)
+
+        def remembered(fn: _F) -> _F:
+            self.tool_facts()[kwargs.get("name") or fn.__name__] = ToolFacts(self._toolset, read_only)
+            return register(fn)
+
+        return remembered
+
+    def tool_facts(self) -> dict[str, ToolFacts]:
+        if not hasattr(self, "_facts"):
+            self._facts = {}
+        return self._facts
+
+    def registering(self, toolset: str | None) -> None:
+        """Tools registered from now on belong to ``toolset`` (None: to no toolset)."""
+        self._toolset = toolset
 
     def resource(self, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:
         return _cleaning_doc(super().resource(*args, **kwargs))
@@ -116,12 +139,19 @@ class PecMcpServer(MCPServer[AppState]):
         if self._catalogue is not None and self._catalogue.tools is None:
             self._catalogue.remember([tool.model_dump(mode="json", by_alias=True, exclude_none=True)
                                       for tool in tools])
-        return tools
+        user = current_user()
+        if user is None:
+            return tools
+        facts = self.tool_facts()
+        return [tool for tool in tools if visible(user, facts.get(tool.name))]
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         self._register_now()
+        refused = refusal(current_user(), name, self.tool_facts().get(name), arguments)
+        if refused is not None:
+            raise ToolError(refused)
         return await super().call_tool(name, arguments, context)
 
     async def list_resources(self) -> list[Resource]:
@@ -136,6 +166,9 @@ class PecMcpServer(MCPServer[AppState]):
         self, uri: AnyUrl | str, context: Context[AppState, Any] | None = None
     ) -> Iterable[ReadResourceContents] | InputRequiredResult:
         self._register_now()
+        refused = resource_refusal(current_user(), str(uri))
+        if refused is not None:
+            raise ResourceNotFoundError(refused)
         return await super().read_resource(uri, context)
 
     async def list_prompts(self) -> list[Prompt]:
@@ -216,7 +249,9 @@ def build(
         lifespan=lifespan,
         log_level="WARNING",
         subscriptions=bus,
+        request_state_security=request_state_security(settings),
     )
+    mcp.middleware.append(user_middleware)
     enabled = settings.tools.enabled
     catalogue = None if catalogue_dir is None else Catalogue(catalogue_dir, fingerprint(enabled))
     mcp.register_with(lambda: register_toolsets(mcp, holder, enabled), catalogue)
@@ -228,5 +263,12 @@ def register_toolsets(mcp: MCPServer[AppState], holder: StateHolder, enabled: It
     from pec_mcp.server import resources
 
     for name in enabled:
+        _registering(mcp, name)
         importlib.import_module(TOOLSETS[name]).register(mcp, holder)
+    _registering(mcp, None)
     resources.register_ledger(mcp, holder)  # whichever toolsets are enabled
+
+
+def _registering(mcp: MCPServer[AppState], toolset: str | None) -> None:
+    if isinstance(mcp, PecMcpServer):
+        mcp.registering(toolset)
