@@ -373,8 +373,9 @@ class CertifiedSender:
 def record_messages(store: Store, sending_id: int, ids: Sequence[tuple[str, str, str]]) -> None:
     with store.transaction() as db:
         db.executemany(
-            "INSERT OR REPLACE INTO certified_messages (message_id, sending_id, position, email, name) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO certified_messages (message_id, sending_id, position, email, name) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (message_id) DO UPDATE SET sending_id = excluded.sending_id, position = excluded.position, "
+            "email = excluded.email, name = excluded.name",
             [(mid, sending_id, position, email, name) for position, (mid, email, name) in enumerate(ids)],
         )
 

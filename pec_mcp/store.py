@@ -1,28 +1,31 @@
-"""The local store: one SQLite file (WAL) with the send ledger, the audit trail, the shared send pacer and events.
+"""The store: the send ledger, the audit trail, the shared send pacer and events, on SQLite or PostgreSQL.
+
+SQLite (one local file, WAL) is the embedded default; PostgreSQL (``store.url``) lets any number of replicas share
+one database. The SQL here is written once for both; each backend module adapts the little that differs.
 
 The ledger is what makes "never sent twice" hold: a row is written before a request goes out and moves through
 ``queued -> sending -> sent | failed | unknown``. ``sending`` means the request may be on the wire; a process that
 dies there leaves the row ``sending``, and the next start turns it into ``unknown``, never into a retry.
 
-Several processes may share one store file: SQLite's locking serialises them, and the pacer table hands out send
-slots to all of them, so that two servers on one account stay within the provider's limit together.
+Several processes may share one store: the backend's write lock serialises their read-modify-write steps, and
+the pacer table hands out send slots to all of them, so that several servers on one account stay within the
+provider's limit together.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
+from pec_mcp import __version__
 from pec_mcp.errors import ConfigError
 
 # Schema version 1: the send ledger, the audit trail, the send pacer, webhook and callback events.
@@ -217,59 +220,81 @@ def iso(timestamp: float) -> str:
 
 
 class Store:
-    """A thread-safe handle on the SQLite file; every method is one short transaction."""
+    """The store on its backend (SQLite by default, PostgreSQL for ``postgresql://`` URLs); every method is one
+    short transaction.
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path).expanduser() if str(path) != ":memory:" else Path(":memory:")
+    ``location`` is a file path or a PostgreSQL URL. ``upgrade`` creates or upgrades the schema when it is older
+    than this pec-mcp's; without it an older schema is refused (``pec-mcp migrate`` upgrades it). A newer schema
+    is always refused: it was written by a newer pec-mcp, which is named.
+    """
+
+    def __init__(
+        self, location: Path | str, *, clock: Callable[[], float] = time.time, upgrade: bool = True
+    ) -> None:
         self.clock = clock
-        if str(self.path) != ":memory:":
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(f"Cannot create the folder of store.path ({self.path.parent}): {exc}") from None
+        self.backend: Backend = open_backend(location)
+        self.path = getattr(self.backend, "path", None)
         try:
-            # isolation_level=None: we issue BEGIN ourselves, so that BEGIN IMMEDIATE is possible.
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"Cannot open the store at store.path ({self.path}): {exc}") from None
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+            self.migrate() if upgrade else self.check_schema()
+        except BaseException:
+            self.backend.close()
+            raise
+
+    @property
+    def kind(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.backend.kind
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.backend.close()
 
-    @contextmanager
-    def transaction(self, *, immediate: bool = False) -> Iterator[sqlite3.Connection]:
-        """One transaction; IMMEDIATE takes the write lock at once (for read-modify-write across processes)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def transaction(self, *, immediate: bool = False) -> AbstractContextManager[Db]:
+        """One transaction; ``immediate`` takes the write lock at once (for read-modify-write across processes)."""
+        opened: AbstractContextManager[Db] = self.backend.transaction(immediate=immediate)
+        return opened
 
     def schema_version(self) -> int:
-        with self._lock:
-            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        with self.backend.migration_lock() as db:
+            return self.backend.schema_version(db)
 
-    def _migrate(self) -> None:
-        with self.transaction(immediate=True) as db:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            if version > len(MIGRATIONS):
-                raise ConfigError(
-                    f"The store {self.path} was written by a newer pec-mcp (schema {version}); upgrade pec-mcp"
-                )
+    def migrate(self) -> tuple[int, int]:
+        """Create or upgrade the schema to this pec-mcp's; returns (version before, version after).
+
+        All pending steps run in one transaction: a migration interrupted half way leaves the schema as it was,
+        and the next run does it all.
+        """
+        with self.backend.migration_lock() as db:
+            version = self._version_known(db)
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in _statements(script):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
+                    db.execute(self.backend.ddl(statement))
+                self.backend.set_schema_version(db, number)
+            if version < len(MIGRATIONS):
+                _set_meta(db, "written_by", __version__)
+        return version, len(MIGRATIONS)
+
+    def check_schema(self) -> None:
+        """Refuse a schema older or newer than this pec-mcp's, saying what to do."""
+        with self.backend.migration_lock() as db:
+            version = self._version_known(db)
+        if version < len(MIGRATIONS):
+            raise ConfigError(
+                f"The store at {self.backend.describe()} has schema version {version}; this pec-mcp needs "
+                f"version {len(MIGRATIONS)}: run `pec-mcp migrate` (with the same --config) once",
+                hint="Then start the server again; every replica of this version can then use it.",
+            )
+
+    def _version_known(self, db: Any) -> int:
+        version = self.backend.schema_version(db)
+        if version > len(MIGRATIONS):
+            writer = _meta(db, "written_by")
+            install = f"pec-mcp {writer} or newer" if writer else "a newer pec-mcp"
+            raise ConfigError(
+                f"The store at {self.backend.describe()} was written by a newer pec-mcp (schema {version}; this is "
+                f"pec-mcp {__version__}, schema {len(MIGRATIONS)}): install {install}",
+                hint="An older pec-mcp must not write to it.",
+            )
+        return version
 
     # -- the send ledger ---------------------------------------------------------------------------------------
 
@@ -307,16 +332,15 @@ class Store:
                     )
                     row = db.execute("SELECT * FROM sendings WHERE id = ?", (existing["id"],)).fetchone()
                     return _sending(row), True
-            cursor = db.execute(
+            sending_id = int(db.execute(
                 """INSERT INTO sendings (provider, environment, idempotency_key, state, sender, recipients, subject,
                        attachments, size_bytes, job_id, created_at, updated_at)
-                   VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
                 (provider, environment, idempotency_key, sender, json.dumps(list(recipients)), subject,
                  json.dumps(list(attachments)), size_bytes, job_id, now, now),
-            )
-            sending_id = int(cursor.lastrowid or 0)
+            ).fetchone()[0])
             db.executemany(
-                "INSERT OR IGNORE INTO sending_recipients (sending_id, address) VALUES (?, ?)",
+                "INSERT INTO sending_recipients (sending_id, address) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 [(sending_id, a.lower()) for a in recipients],
             )
             row = db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
@@ -324,8 +348,8 @@ class Store:
 
     def key_used(self, provider: str, idempotency_key: str) -> bool:
         """Whether a send with this key exists and did not fail before sending (a repeat would be a duplicate)."""
-        with self._lock:
-            row = self._db.execute(
+        with self.transaction() as db:
+            row = db.execute(
                 "SELECT state FROM sendings WHERE provider = ? AND idempotency_key = ?", (provider, idempotency_key)
             ).fetchone()
         return row is not None and row["state"] != "failed"
@@ -393,15 +417,15 @@ class Store:
             )
 
     def sending_by_id(self, sending_id: int) -> Sending | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
         return _sending(row) if row else None
 
     def sending_by_message_id(self, message_id: str, *, provider: str | None = None) -> Sending | None:
         query = "SELECT * FROM sendings WHERE message_id = ?" + (" AND provider = ?" if provider else "")
         args = (message_id, provider) if provider else (message_id,)
-        with self._lock:
-            row = self._db.execute(query + " ORDER BY id DESC LIMIT 1", args).fetchone()
+        with self.transaction() as db:
+            row = db.execute(query + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return _sending(row) if row else None
 
     def find_sendings(
@@ -425,14 +449,14 @@ class Store:
             )
             args.append(f"%{_like(recipient.strip().lower())}%")
         for word in (query or "").split():
-            clauses.append("s.subject LIKE ? ESCAPE '\\'")
-            args.append(f"%{_like(word)}%")
+            clauses.append("lower(s.subject) LIKE ? ESCAPE '\\'")  # PostgreSQL's LIKE minds the case
+            args.append(f"%{_like(word.lower())}%")
         if since:
             clauses.append("s.created_at >= ?")
             args.append(datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp())
         sql = f"SELECT s.* FROM sendings s WHERE {' AND '.join(clauses)} ORDER BY s.id DESC LIMIT ?"
-        with self._lock:
-            rows = self._db.execute(sql, (*args, limit)).fetchall()
+        with self.transaction() as db:
+            rows = db.execute(sql, (*args, limit)).fetchall()
         return [_sending(r) for r in rows]
 
     # -- the audit trail ---------------------------------------------------------------------------------------
@@ -447,8 +471,8 @@ class Store:
             )
 
     def audit_log(self, *, limit: int = 50) -> list[AuditEntry]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        with self.transaction() as db:
+            rows = db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [AuditEntry(**dict(r)) for r in rows]
 
     # -- webhook and callback events ---------------------------------------------------------------------------
@@ -459,8 +483,8 @@ class Store:
         """Store one event; False if an event with the same key was stored before (a replay)."""
         with self.transaction() as db:
             cursor = db.execute(
-                """INSERT OR IGNORE INTO events (provider, event_key, message_id, kind, payload, received_at)
-                   VALUES (?, ?, ?, ?, ?, ?)""",
+                """INSERT INTO events (provider, event_key, message_id, kind, payload, received_at)
+                   VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
                 (provider, event_key, message_id, kind, json.dumps(payload, ensure_ascii=False), self.clock()),
             )
         return cursor.rowcount == 1
@@ -468,8 +492,8 @@ class Store:
     def events(self, *, provider: str, message_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         sql = "SELECT * FROM events WHERE provider = ?" + (" AND message_id = ?" if message_id else "")
         args: tuple[Any, ...] = (provider, message_id) if message_id else (provider,)
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        with self.transaction() as db:
+            rows = db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [
             {"kind": r["kind"], "message_id": r["message_id"], "received_at": iso(r["received_at"]),
              "payload": json.loads(r["payload"])}
@@ -517,7 +541,7 @@ class StorePacer:
             await anyio.sleep(wait)
 
 
-def _sending(row: sqlite3.Row) -> Sending:
+def _sending(row: Any) -> Sending:
     data = dict(row)
     data["recipients"] = json.loads(data["recipients"])
     data["attachments"] = json.loads(data["attachments"])
@@ -530,3 +554,71 @@ def _like(text: str) -> str:
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+class Cursor(Protocol):
+    """What the store reads from a statement, on either backend."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Db(Protocol):
+    """A connection inside one transaction; SQL with ``?`` placeholders."""
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor: ...
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]], /) -> Cursor: ...
+
+
+class Backend(Protocol):
+    """What the store needs of a database: see :mod:`pec_mcp.store_sqlite` and :mod:`pec_mcp.store_postgres`."""
+
+    kind: str
+
+    def describe(self) -> str: ...
+    def close(self) -> None: ...
+    def transaction(self, *, immediate: bool = False) -> AbstractContextManager[Any]: ...
+    def migration_lock(self) -> AbstractContextManager[Any]: ...
+    def schema_version(self, db: Any) -> int: ...
+    def set_schema_version(self, db: Any, version: int) -> None: ...
+    def ddl(self, statement: str) -> str: ...
+
+
+def is_database_url(location: Path | str) -> bool:
+    return str(location).lower().startswith(("postgresql://", "postgres://"))
+
+
+def open_backend(location: Path | str) -> Backend:
+    """SQLite for a path, PostgreSQL for a ``postgresql://`` URL (its driver is imported only then)."""
+    if is_database_url(location):
+        from pec_mcp.store_postgres import PostgresBackend
+
+        return PostgresBackend(str(location))
+    from pec_mcp.store_sqlite import SqliteBackend
+
+    return SqliteBackend(location)
+
+
+def store_location(store: Any) -> Path | str:
+    """Where the settings put the store (``store`` is the ``[store]`` section): ``url`` when set, else ``path``."""
+    url: str | None = store.url.get_secret_value() if store.url is not None else None
+    path: Path = store.path
+    return url or path
+
+
+META_TABLE = "pec_mcp_meta"
+
+
+def _meta(db: Any, key: str) -> str | None:
+    db.execute(f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    row = db.execute(f"SELECT value FROM {META_TABLE} WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _set_meta(db: Any, key: str, value: str) -> None:
+    db.execute(f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(f"""INSERT INTO {META_TABLE} (key, value) VALUES (?, ?)
+                   ON CONFLICT (key) DO UPDATE SET value = excluded.value""", (key, value))

@@ -1,8 +1,11 @@
-"""The send ledger: states, idempotency, recovery after a crash, search, schema, and two handles on one file."""
+"""The send ledger: states, idempotency, recovery after a crash, search, schema, and two handles on one store.
+
+Every test that does not name SQLite runs on both backends (``store_location``: a SQLite file, a PostgreSQL
+database).
+"""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -30,8 +33,8 @@ def tick() -> Tick:
 
 
 @pytest.fixture
-def store(tmp_path: Path, tick: Tick) -> Iterator[Store]:
-    handle = Store(tmp_path / "ledger.sqlite3", clock=tick)
+def store(store_location: str, tick: Tick) -> Iterator[Store]:
+    handle = Store(store_location, clock=tick)
     yield handle
     handle.close()
 
@@ -152,22 +155,59 @@ def test_sendings_are_found_by_recipient_part_subject_words_and_date(store: Stor
     assert subjects(provider="mensatek") == []
 
 
-def test_the_schema_is_at_the_latest_version_and_a_newer_one_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    store = Store(path)
+def test_the_schema_is_at_the_latest_version_and_a_newer_one_is_refused(store_location: str) -> None:
+    store = Store(store_location)
     assert store.schema_version() == len(MIGRATIONS)
     store.close()
-    reopened = Store(path)  # migrating an up-to-date file is a no-op
+    reopened = Store(store_location)  # migrating an up-to-date store is a no-op
     assert reopened.schema_version() == len(MIGRATIONS)
+    assert reopened.migrate() == (len(MIGRATIONS), len(MIGRATIONS))
+    with reopened.backend.migration_lock() as db:
+        reopened.backend.set_schema_version(db, len(MIGRATIONS) + 1)
+        db.execute("UPDATE pec_mcp_meta SET value = '9.9.0' WHERE key = 'written_by'")
     reopened.close()
-    with sqlite3.connect(path) as db:
-        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(ConfigError, match=r"newer pec-mcp.*install pec-mcp 9\.9\.0 or newer"):
+        Store(store_location)
     with pytest.raises(ConfigError, match="newer pec-mcp"):
-        Store(path)
+        Store(store_location, upgrade=False)
 
 
-def test_two_store_objects_on_one_file_share_the_ledger_the_keys_and_the_send_pacer(tmp_path: Path, tick: Tick) -> None:
-    one, two = Store(tmp_path / "s.sqlite3", clock=tick), Store(tmp_path / "s.sqlite3", clock=tick)
+def test_an_older_schema_is_refused_without_upgrade_and_names_migrate(store_location: str) -> None:
+    with pytest.raises(ConfigError, match=r"schema version 0.*pec-mcp migrate"):
+        Store(store_location, upgrade=False)
+    Store(store_location).close()
+    Store(store_location, upgrade=False).close()  # up to date: accepted
+
+
+def test_a_migration_interrupted_half_way_leaves_nothing_and_a_rerun_completes_it(
+    store_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pec_mcp.store as module
+
+    # The last step breaks after its first statements ran: the whole migration must roll back.
+    broken = [*MIGRATIONS[:-1], MIGRATIONS[-1] + ";\nCREATE TABLE half_done (x INTEGER);\nTHIS IS NOT SQL"]
+    monkeypatch.setattr(module, "MIGRATIONS", broken)
+    with pytest.raises(Exception, match=r"(?i)syntax"):
+        Store(store_location)
+    monkeypatch.setattr(module, "MIGRATIONS", MIGRATIONS)
+    store = Store(store_location)
+    try:
+        assert store.schema_version() == len(MIGRATIONS)
+        row, created = _begin(store)
+        assert created and row.state == "queued"
+        with store.transaction() as db:
+            tables = {r[0] for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'" if store.kind == "sqlite" else
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()}
+        assert "half_done" not in tables and "sendings" in tables
+    finally:
+        store.close()
+
+
+def test_two_store_objects_on_one_store_share_the_ledger_the_keys_and_the_send_pacer(
+    store_location: str, tick: Tick
+) -> None:
+    one, two = Store(store_location, clock=tick), Store(store_location, clock=tick)
     try:
         row, _ = _begin(one)
         again, created = _begin(two)
