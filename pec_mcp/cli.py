@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="offline end-to-end story through a real MCP client")
     demo.set_defaults(run=_demo)
 
+    migrate = commands.add_parser("migrate", help="create or upgrade the store's schema (SQLite or PostgreSQL)")
+    migrate.add_argument("--config", type=Path)
+    migrate.set_defaults(run=_migrate)
+
     check = commands.add_parser("check-config", help="print the effective settings, secrets masked")
     check.add_argument("--config", type=Path)
     check.set_defaults(run=_check_config)
@@ -111,6 +115,11 @@ def _serve(args: argparse.Namespace) -> int:
             return 0
         from pec_mcp.server import build_server
         from pec_mcp.server.catalogue import default_dir
+
+        if settings.store.url is not None:
+            from pec_mcp.server.http_app import preflight
+
+            preflight(settings, replica=False)
 
         # A stdio server is spawned per window and per session: remember its tool list between starts.
         server = build_server(settings, catalogue_dir=default_dir(os.environ))
@@ -157,6 +166,23 @@ def _demo(args: argparse.Namespace) -> int:
     from pec_mcp.demo import run_demo
 
     return anyio.run(run_demo)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    from pec_mcp.store import Store, store_location
+
+    opened = Store(store_location(settings.store))  # opening with upgrade (the default) migrates
+    try:
+        where = opened.backend.describe()
+        before, after = opened.migrated
+    finally:
+        opened.close()
+    if before == after:
+        print(f"pec-mcp: the store at {where} is up to date (schema {after})", file=sys.stderr)
+    else:
+        print(f"pec-mcp: the store at {where} was upgraded from schema {before} to {after}", file=sys.stderr)
+    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -168,8 +168,20 @@ CERTIFIED_SCHEMA = """
     CREATE INDEX certified_messages_sending ON certified_messages (sending_id);
 """
 
+# Schema version 5: the HTTP replicas serving from this store, so that one with another http.state_key is refused.
+REPLICAS_SCHEMA = """
+    CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        state_key_id TEXT,
+        started_at REAL NOT NULL,
+        seen_at REAL NOT NULL
+    );
+"""
+
 # Each entry moves the schema one version up; entries are never edited once released, only appended.
-MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA]
+MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA, REPLICAS_SCHEMA]
 
 CATCH_UP = 0.005  # seconds of a late send slot the pacer may win back on the next one
 
@@ -234,8 +246,13 @@ class Store:
         self.clock = clock
         self.backend: Backend = open_backend(location)
         self.path = getattr(self.backend, "path", None)
+        # (schema version found, version now): what opening did to the schema.
+        self.migrated: tuple[int, int] = (len(MIGRATIONS), len(MIGRATIONS))
         try:
-            self.migrate() if upgrade else self.check_schema()
+            if upgrade:
+                self.migrated = self.migrate()
+            else:
+                self.check_schema()
         except BaseException:
             self.backend.close()
             raise

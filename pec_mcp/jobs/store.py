@@ -346,10 +346,10 @@ class JobStore:
 def _gone(runner: Any, now: float, lease: float) -> bool:
     if runner is None or now - runner["seen_at"] > lease:
         return True
-    return runner["host"] == socket.gethostname() and not _pid_alive(int(runner["pid"]))
+    return runner["host"] == socket.gethostname() and not pid_alive(int(runner["pid"]))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -29,7 +29,7 @@ from pydantic import AnyUrl
 from pec_mcp import __version__
 from pec_mcp.config import Settings, environment_label
 from pec_mcp.server.catalogue import Catalogue, fingerprint
-from pec_mcp.server.replicas import request_state_security
+from pec_mcp.server.replicas import Replica, request_state_security, state_key_id
 from pec_mcp.server.state import AppState, StateHolder, open_state
 from pec_mcp.server.users import ToolFacts, current_user, refusal, resource_refusal, user_middleware, visible
 
@@ -219,9 +219,13 @@ def build_server(
 
 def build(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None,
-    client_options: ClientOptions | None = None, catalogue_dir: Path | None = None,
+    client_options: ClientOptions | None = None, catalogue_dir: Path | None = None, replica: bool = False,
 ) -> Built:
-    """:func:`build_server`, also returning the state holder."""
+    """:func:`build_server`, also returning the state holder.
+
+    ``replica``: an HTTP server, which registers in the store so that replicas with different state keys are
+    refused (see :mod:`pec_mcp.server.replicas`).
+    """
     holder = StateHolder()
     # Kept so that the bulk job runner, outside any request, can tell subscribers that a job changed.
     bus = InMemorySubscriptionBus()
@@ -234,6 +238,10 @@ def build(
         async with open_state(settings, transport=transport, publish=publish,
                               client_options=client_options) as state, anyio.create_task_group() as tasks:
             tasks.start_soon(mcp.register_soon)
+            if replica:
+                this = Replica(state.store, state_key_id(settings))
+                this.check()
+                tasks.start_soon(this.keep_alive)
             holder.set(state)
             try:
                 yield state

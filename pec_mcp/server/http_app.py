@@ -153,7 +153,7 @@ def build_http_app(settings: Settings, *, host: str) -> ASGIApp:
             hint="Set http.auth_token (or PEC_MCP_HTTP__AUTH_TOKEN) or [http.users.<name>], or listen on "
             "127.0.0.1.",
         )
-    built = build(settings)
+    built = build(settings, replica=True)
     max_bytes = int(settings.http.max_body_mb * MB)
     mcp_app: Starlette = built.mcp.streamable_http_app(
         streamable_http_path=MCP_PATH, host=host, max_request_body_size=max_bytes,
@@ -167,10 +167,27 @@ def build_http_app(settings: Settings, *, host: str) -> ASGIApp:
     return app
 
 
+def preflight(settings: Settings, *, replica: bool) -> None:
+    """Before serving: the store is reachable, its schema fits, and (HTTP) no live replica holds another state key.
+
+    Done before the server starts so that a problem is one clear line and exit status 2, not a traceback.
+    """
+    from pec_mcp.server.replicas import Replica, state_key_id
+    from pec_mcp.store import Store, store_location
+
+    store = Store(store_location(settings.store), upgrade=settings.store.url is None)
+    try:
+        if replica:
+            Replica(store, state_key_id(settings)).check()
+    finally:
+        store.close()
+
+
 def serve_http(settings: Settings, *, host: str, port: int) -> None:
     import uvicorn
 
     app = build_http_app(settings, host=host)
+    preflight(settings, replica=True)
     # log_config=None: uvicorn's records go to the root handler, where the redacting filter removes secrets (the
     # access log, at INFO, is off at this level anyway; a webhook token in its query string would be a secret).
     uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)
