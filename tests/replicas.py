@@ -102,9 +102,12 @@ def start_replica(env: Mapping[str, str], folder: Path) -> Replica:
     return Replica(process, port, log)
 
 
-async def wait_ready(replica: Replica, timeout: float = 60) -> None:
+READY_WITHIN = 60.0  # seconds for a replica to start answering, on a loaded machine
+
+
+async def wait_ready(replica: Replica) -> None:
     """Until the replica answers HTTP (any status: /mcp wants a token); fails if the process exits first."""
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(READY_WITHIN):
         while True:
             if replica.process.poll() is not None:
                 raise AssertionError(f"replica exited {replica.process.returncode}: {replica.log.read_text()}")
