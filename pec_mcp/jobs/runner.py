@@ -71,6 +71,7 @@ class JobRunner:
         self.notifier = Notifier(self.publish, self.now)
         self._wake = anyio.Event()
         self._next_read = 0.0
+        self._in_flight: set[tuple[str, int]] = set()
 
     def wake(self) -> None:
         """A job was started: look for work now rather than at the next idle check."""
@@ -136,8 +137,13 @@ class JobRunner:
         claim = self.jobs.claim_next(self.owner, self.account)
         if claim is None:
             return False
-        await self.notifier.changed(claim.job.id)
-        await self._send(claim)
+        key = (claim.job.id, claim.seq)
+        self._in_flight.add(key)  # before any await: recovery must not take a request this runner works on
+        try:
+            await self.notifier.changed(claim.job.id)
+            await self._send(claim)
+        finally:
+            self._in_flight.discard(key)
         await self.notifier.changed(claim.job.id)
         return True
 
@@ -217,9 +223,10 @@ class JobRunner:
     # -- recovery
 
     def recover(self) -> int:
-        """Requests left ``sending`` by a runner that is gone: queued again if they never left, else settled from
-        the ledger (``sent``, ``failed``, or ``unknown``: never resent by the runner)."""
-        orphans = self.jobs.orphaned(self.owner, lease=LEASE)
+        """Requests left ``sending`` by a runner that is gone, or by this one when the store was unreachable as
+        their outcome came: queued again if they never left, else settled from the ledger (``sent``, ``failed``,
+        or ``unknown``: never resent by the runner)."""
+        orphans = self.jobs.orphaned(self.owner, lease=LEASE, in_flight=set(self._in_flight))
         for job_id, seq in orphans:
             row = self.jobs.ledger_row(job_id, seq)
             if row is None or row["state"] == "queued":
