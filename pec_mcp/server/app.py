@@ -14,7 +14,7 @@ import anyio
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
-from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
+from mcp.server.subscriptions import ResourceUpdated
 from mcp.types import (
     CallToolResult,
     GetPromptResult,
@@ -28,6 +28,7 @@ from pydantic import AnyUrl
 
 from pec_mcp import __version__
 from pec_mcp.config import Settings, environment_label
+from pec_mcp.server.bus import SharedBus
 from pec_mcp.server.catalogue import Catalogue, fingerprint
 from pec_mcp.server.replicas import Replica, request_state_security, state_key_id
 from pec_mcp.server.state import AppState, StateHolder, open_state
@@ -227,8 +228,9 @@ def build(
     refused (see :mod:`pec_mcp.server.replicas`).
     """
     holder = StateHolder()
-    # Kept so that the bulk job runner, outside any request, can tell subscribers that a job changed.
-    bus = InMemorySubscriptionBus()
+    # Kept so that the bulk job runner, outside any request, can tell subscribers that a job changed; on
+    # PostgreSQL it also carries the changes to (and from) the other replicas.
+    bus = SharedBus(settings.store.url.get_secret_value() if settings.store.url is not None else None)
 
     async def publish(uri: str) -> None:
         await bus.publish(ResourceUpdated(uri=uri))
@@ -238,6 +240,7 @@ def build(
         async with open_state(settings, transport=transport, publish=publish,
                               client_options=client_options) as state, anyio.create_task_group() as tasks:
             tasks.start_soon(mcp.register_soon)
+            tasks.start_soon(bus.listen)
             if replica:
                 this = Replica(state.store, state_key_id(settings))
                 this.check()
@@ -248,6 +251,7 @@ def build(
             finally:
                 holder.set(None)
                 tasks.cancel_scope.cancel()
+                await bus.aclose()
 
     mcp = PecMcpServer(
         "pec-mcp",

@@ -18,6 +18,7 @@ from tests.replicas import Replica, client, migrate, replica_env, replicas, writ
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
+HOOK = "webhook-token-for-replicas-4d2e"
 TOKENS = {
     "anna": "anna-token-5f0c2a9e71d4b3c8",
     "bruno": "bruno-token-9a7e1c4f2b6d8e03",
@@ -30,6 +31,7 @@ confirm = "always"
 
 [http]
 state_key = "{'k' * 16}shared-state-key-0123456789abcdef"
+webhook_token = "{HOOK}"
 
 [http.users.anna]
 token = "{TOKENS['anna']}"
@@ -49,6 +51,7 @@ token = "{TOKENS['dario']}"
 toolsets = ["pec"]
 accounts = []
 """
+REPORT = {"Servicio": "EMAILCERTIFICADO", "Resultado": "1", "idMensaje": "12345", "Fecha": "2026-03-10 10:00"}
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 LIST = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
@@ -131,6 +134,18 @@ async def test_a_confirmation_asked_by_one_replica_is_answered_through_another_a
         ledger = await c.read_resource("pec://ledger")
     text = ledger.contents[0].text  # type: ignore[union-attr]
     assert '"actor": "anna via' in text and "send_pec" in text
+
+
+async def test_a_webhook_received_by_one_replica_is_seen_through_every_other(cluster: list[Replica]) -> None:
+    async with httpx.AsyncClient() as http:
+        received = await http.post(f"http://127.0.0.1:{cluster[0].port}/webhooks/mensatek", params={"token": HOOK},
+                                   data=REPORT)
+    assert received.status_code == 200 and received.json()["stored"] is True
+    for replica in cluster:
+        async with client([replica], TOKENS["carla"]) as c:
+            events = await c.call_tool("list_certified_email_events", {"message_id": "12345"})
+        assert not events.is_error and events.structured_content is not None
+        assert len(events.structured_content["events"]) == 1
 
 
 async def test_a_token_removed_from_the_config_is_refused_after_restart(
