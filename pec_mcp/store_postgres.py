@@ -134,8 +134,11 @@ class PostgresBackend:
             raise ConfigError(f"Cannot reach the PostgreSQL store at {self.shown}: {_reason(exc)}",
                               hint="Check store.url, that the database is running and accepts connections from "
                               "this host.") from None
+        # timeout: how long a store call waits for a connection while the database is away before it fails (the
+        # job runner then pauses and tries again; a tool call reports the error).
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False, name="pec-mcp",
-                                   kwargs={"connect_timeout": CONNECT_TIMEOUT}, configure=on_connect)
+                                   timeout=CONNECT_TIMEOUT, kwargs={"connect_timeout": CONNECT_TIMEOUT},
+                                   configure=on_connect)
         try:
             self.pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
         except PoolTimeout:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import pytest
 
 from tests.bulk.test_bulk_processes import JOB, recipients, simulate, stats
+from tests.proxy import CuttableProxy
 from tests.replicas import Replica, client, migrate, replica_env, replicas, write_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -69,3 +71,40 @@ async def test_replicas_killed_mid_job_hand_it_over_and_every_recipient_is_sent_
     assert counts["unknown"] <= 2 * 2  # at most the requests on their way (two workers) in each killed replica
     # A 429 (arrival jitter on a loaded machine) sends nothing and is retried: it can cost time, never a duplicate.
     # The shared limit itself is measured in bench/replicas.py at the provider's real rate.
+
+
+async def test_a_database_lost_in_the_middle_of_a_job_pauses_it_and_nothing_is_sent_twice(
+    pg_url: str, tmp_path: Path
+) -> None:
+    direct = urlsplit(pg_url)
+    async with CuttableProxy(direct.port or 5432).running() as proxy:
+        through_proxy = urlunsplit(direct._replace(netloc=f"{direct.username}:{direct.password}@127.0.0.1:"
+                                                          f"{proxy.port}"))
+        with simulate(rate=10) as origin:
+            env = replica_env(origin=origin, store=through_proxy, config=write_config(tmp_path, ""), rate=10,
+                              extra={"PEC_MCP_SENDING__CONFIRM": "never",
+                                     "PEC_MCP_TOOLS__ENABLED": '["pec", "bulk"]'})
+            # Directly: a blocking call here would stall the proxy, which runs on this event loop.
+            assert migrate({**env, "PEC_MCP_STORE__URL": pg_url}).returncode == 0
+            async with replicas(1, env, tmp_path) as [replica]:
+                started = await call(replica, "start_bulk_pec", {**JOB, "recipients": recipients(40, "lost"),
+                                                                 "idempotency_key": "lost-db"})
+                await until_sent(origin, 10)
+                proxy.cut()
+                await anyio.sleep(3)  # the outage: whatever the runner does meanwhile must not send twice
+                during = await sent_total(origin)
+                proxy.restore()
+                with anyio.fail_after(120):
+                    while True:
+                        job = await call(replica, "get_bulk_pec", {"job_id": started["job_id"]})
+                        if job["status"] != "sending":
+                            break
+                        await anyio.sleep(0.2)  # a real process on a real clock
+            final = await stats(origin)
+    counted = final["recipients"]
+    assert max(counted.values()) == 1, "somebody got the notice twice"
+    assert during < 40  # the outage really came in the middle of the job
+    counts = job["counts"]
+    assert counts["queued"] == counts["sending"] == 0
+    assert counts["sent"] + counts["unknown"] + counts["delivered"] == 40, (counts, job["first_errors"])
+    assert set(job["unknown_recipients"]) <= set(counted)  # unknown: sent, but the outcome could not be recorded
