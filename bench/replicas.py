@@ -40,6 +40,8 @@ PACING_RATE = 2.0  # requests per second: PEC Massiva's real limit is 1/s; 2/s k
 PACING_RECIPIENTS = 60
 CLIENTS = 60
 LOAD_SECONDS = 15.0
+# A stateless 2026-07-28 request names its method and tool in headers too (the SDK checks they match the body).
+HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28"}
 MODERN = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
           "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
           "io.modelcontextprotocol/clientCapabilities": {}}
@@ -122,9 +124,9 @@ def call(port: int, tool: str, args: dict[str, Any]) -> dict[str, Any]:
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
             "params": {"name": tool, "arguments": args, "_meta": MODERN}}
     answer = httpx.post(f"http://127.0.0.1:{port}/mcp", json=body, timeout=60,
-                        headers={"accept": "application/json, text/event-stream",
-                                 "mcp-protocol-version": "2026-07-28"})
-    answer.raise_for_status()
+                        headers={**HEADERS, "mcp-method": "tools/call", "mcp-name": tool})
+    if answer.status_code != 200:
+        raise RuntimeError(f"{tool}: HTTP {answer.status_code} {answer.text[:300]}")
     message = _message(answer.text)
     result: dict[str, Any] = message["result"]
     if result.get("isError"):
@@ -236,7 +238,8 @@ async def client(http, index, stop):
         body = {"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": params}
         started = time.monotonic()
         try:
-            answer = await http.post(f"http://127.0.0.1:{port}/mcp", json=body, headers=HEADERS)
+            headers = {**HEADERS, "mcp-method": "tools/call", "mcp-name": name}
+            answer = await http.post(f"http://127.0.0.1:{port}/mcp", json=body, headers=headers)
             text = answer.text
             ok = answer.status_code == 200 and '"isError":true' not in text and '"error"' not in text[:200]
         except httpx.HTTPError:

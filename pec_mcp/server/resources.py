@@ -12,6 +12,7 @@ from pec_mcp.server.errors import resource_errors
 from pec_mcp.server.gate import state_of
 from pec_mcp.server.pec_models import inbox_kind, sending_info
 from pec_mcp.server.state import StateHolder
+from pec_mcp.server.users import visible_audit, visible_sendings
 from pec_mcp.store import iso
 
 JSON = "application/json"
@@ -74,8 +75,10 @@ def register_ledger(mcp: MCPServer[Any], holder: StateHolder) -> None:
     def ledger() -> str:
         """The last 50 sendings and the last 50 paid or destructive actions, from the local store."""
         app = holder.get()
-        rows = app.store.find_sendings(limit=50)
-        audit = app.store.audit_log(limit=50)
+        rows = visible_sendings(app.store.find_sendings(limit=50))
+        known = getattr(mcp, "tool_facts", None)  # PecMcpServer knows each tool's toolset (users see their own)
+        facts = known() if callable(known) else {}
+        audit = visible_audit(app.store.audit_log(limit=50), facts)
         return _dump({
             "environment": app.environment,
             "sendings": [sending_info(r).model_dump() for r in rows],

@@ -32,6 +32,7 @@ from pec_mcp.server.pec_models import (
     sending_info,
 )
 from pec_mcp.server.state import StateHolder
+from pec_mcp.server.users import visible_sendings
 from pec_mcp.store import iso
 
 if TYPE_CHECKING:
@@ -241,8 +242,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         delivery status (call get_pec_receipts for the latest)."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
-            rows = app.store.find_sendings(recipient=recipient, query=query, since=since, limit=limit,
-                                           provider="pecmassiva")
+            rows = visible_sendings(app.store.find_sendings(recipient=recipient, query=query, since=since,
+                                                            limit=limit, provider="pecmassiva"))
             note = (f"{len(rows)} sending(s) found in the local ledger." if rows else
                     "Nothing found in the local ledger (it holds only PEC sent through pec-mcp on this machine).")
             return FindSendingsResult(sendings=[sending_info(r) for r in rows], note=note)

@@ -193,6 +193,28 @@ def may_see_account(account: str) -> bool:
     return user is None or user.may_use_account(account)
 
 
-def filter_visible(rows: Iterable[Any], account: Any) -> list[Any]:
-    """The rows whose account (``account(row)``) the current user may see."""
-    return [row for row in rows if may_see_account(account(row))]
+def sending_account(row: Any) -> str:
+    """The account of a ledger row: its own ``account``, else the one its provider stands for."""
+    account = getattr(row, "account", None)
+    return str(account) if account else str(row.provider)
+
+
+def visible_audit(entries: Iterable[Any], facts: Mapping[str, ToolFacts]) -> list[Any]:
+    """The audit entries the current user may see: those of tools they may use, on accounts they may use."""
+    user = current_user()
+    if user is None:
+        return list(entries)
+    shown = []
+    for entry in entries:
+        tool = facts.get(entry.action)
+        if tool is None or (tool.toolset is not None and tool.toolset not in user.toolsets):
+            continue
+        account = TOOLSET_ACCOUNT.get(tool.toolset or "")
+        if account is None or user.may_use_account(account):
+            shown.append(entry)
+    return shown
+
+
+def visible_sendings(rows: Iterable[Any]) -> list[Any]:
+    """The ledger rows whose account the current user may see (all of them without users)."""
+    return [row for row in rows if may_see_account(sending_account(row))]

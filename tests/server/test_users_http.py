@@ -133,7 +133,10 @@ async def test_a_confirmation_asked_by_one_replica_is_answered_through_another_a
     async with client(cluster, TOKENS["bruno"]) as c:
         ledger = await c.read_resource("pec://ledger")
     text = ledger.contents[0].text  # type: ignore[union-attr]
-    assert '"actor": "anna via' in text and "send_pec" in text
+    assert '"actor": "anna via' in text and "send_pec" in text and "mario.rossi@pec.example.it" in text
+    async with client(cluster, TOKENS["carla"]) as c:  # no PEC Massiva account: its sendings are not hers to see
+        theirs = (await c.read_resource("pec://ledger")).contents[0].text  # type: ignore[union-attr]
+    assert "mario.rossi@pec.example.it" not in theirs
 
 
 async def test_a_webhook_received_by_one_replica_is_seen_through_every_other(cluster: list[Replica]) -> None:
