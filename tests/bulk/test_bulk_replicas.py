@@ -76,7 +76,7 @@ async def test_replicas_killed_mid_job_hand_it_over_and_every_recipient_is_sent_
     assert again["status"] == "duplicate"
     assert max(counted.values()) == 1, "somebody got the notice twice"
     settled(job, counted, 90)
-    assert counts["unknown"] <= 2 * 2  # at most the requests on their way (two workers) in each killed replica
+    assert job["counts"]["unknown"] <= 2 * 2  # at most the requests on their way (two workers) in each killed replica
     # A 429 (arrival jitter on a loaded machine) sends nothing and is retried: it can cost time, never a duplicate.
     # The shared limit itself is measured in bench/replicas.py at the provider's real rate.
 
