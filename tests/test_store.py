@@ -249,3 +249,32 @@ def test_an_unusable_store_path_is_a_config_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ConfigError, match=r"store\.path"):
         Store(blocker / "sub" / "s.sqlite3")
+
+
+def test_a_process_killed_while_holding_the_write_lock_does_not_block_the_send_slot(store_location: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    Store(store_location).close()  # the schema exists before the holder starts
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pec_mcp.store import Store\n"
+         "store = Store(sys.argv[1])\nwith store.transaction(immediate=True):\n"
+         "    print('held', flush=True)\n    time.sleep(600)\n", store_location],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        store = Store(store_location)
+        try:
+            assert store.take_slot("pecmassiva-send", 1.0) == 0.0  # free at once: the lock went with the process
+        finally:
+            store.close()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
