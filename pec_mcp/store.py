@@ -287,6 +287,7 @@ class Store:
                     db.execute(self.backend.ddl(statement))
                 self.backend.set_schema_version(db, number)
             if version < len(MIGRATIONS):
+                self.backend.after_migration(db)
                 _set_meta(db, "written_by", __version__)
         return version, len(MIGRATIONS)
 
@@ -602,6 +603,7 @@ class Backend(Protocol):
     def schema_version(self, db: Any) -> int: ...
     def set_schema_version(self, db: Any, version: int) -> None: ...
     def ddl(self, statement: str) -> str: ...
+    def after_migration(self, db: Any) -> None: ...
 
 
 def is_database_url(location: Path | str) -> bool:

@@ -72,3 +72,6 @@ class SqliteBackend:
     def ddl(self, statement: str) -> str:
         """A schema statement as SQLite takes it: the store's schema is written in SQLite's dialect."""
         return statement
+
+    def after_migration(self, db: Any) -> None:
+        """Nothing to do: SQLite's integer keys continue after the largest row by themselves."""
