@@ -265,9 +265,13 @@ class Store:
     def close(self) -> None:
         self.backend.close()
 
-    def transaction(self, *, immediate: bool = False) -> AbstractContextManager[Db]:
-        """One transaction; ``immediate`` takes the write lock at once (for read-modify-write across processes)."""
-        opened: AbstractContextManager[Db] = self.backend.transaction(immediate=immediate)
+    def transaction(self, *, immediate: bool = False, lock: str | None = None) -> AbstractContextManager[Db]:
+        """One transaction; ``immediate`` takes the write lock at once (for read-modify-write across processes).
+
+        ``lock`` names a narrower lock for an immediate transaction that touches only its own rows (PostgreSQL
+        takes that one instead of the store-wide one; SQLite has only the one).
+        """
+        opened: AbstractContextManager[Db] = self.backend.transaction(immediate=immediate, lock=lock)
         return opened
 
     def schema_version(self) -> int:
@@ -394,7 +398,9 @@ class Store:
         message_id: str | None = None,
         error: str | None = None,
     ) -> Sending:
-        with self.transaction(immediate=True) as db:
+        # One guarded UPDATE of one row: atomic by itself, so no store-wide lock (this runs between a send's turn
+        # and the request leaving, where waiting on another replica's lock would make requests arrive in bursts).
+        with self.transaction() as db:
             marks = ",".join("?" * len(allowed_from))
             db.execute(
                 f"""UPDATE sendings SET state = ?, message_id = COALESCE(?, message_id), error = COALESCE(?, error),
@@ -525,8 +531,10 @@ class Store:
 
         The slot is taken at the moment of sending, not booked ahead: a request that is late (a busy event loop,
         a slow disk) pushes the next one back, so two requests never leave closer together than ``interval``.
+        Where the backend can, only this slot is locked, not the whole store: a replica claiming a job request
+        meanwhile does not delay a send that has its turn.
         """
-        with self.transaction(immediate=True) as db:
+        with self.transaction(immediate=True, lock=f"pacer:{name}") as db:
             row = db.execute("SELECT next_at FROM pacer WHERE name = ?", (name,)).fetchone()
             now = self.clock()
             due = float(row[0]) if row is not None else now
@@ -598,7 +606,7 @@ class Backend(Protocol):
 
     def describe(self) -> str: ...
     def close(self) -> None: ...
-    def transaction(self, *, immediate: bool = False) -> AbstractContextManager[Any]: ...
+    def transaction(self, *, immediate: bool = False, lock: str | None = None) -> AbstractContextManager[Any]: ...
     def migration_lock(self) -> AbstractContextManager[Any]: ...
     def schema_version(self, db: Any) -> int: ...
     def set_schema_version(self, db: Any, version: int) -> None: ...

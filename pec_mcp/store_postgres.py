@@ -168,10 +168,12 @@ class PostgresBackend:
         self.pool.close()
 
     @contextmanager
-    def transaction(self, *, immediate: bool = False) -> Iterator[_Db]:
+    def transaction(self, *, immediate: bool = False, lock: str | None = None) -> Iterator[_Db]:
         with self.pool.connection() as connection:  # commits on success, rolls back on an exception
             db = _Db(connection)
-            if immediate:
+            if immediate and lock is not None:
+                db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (lock,))
+            elif immediate:
                 db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
             yield db
 

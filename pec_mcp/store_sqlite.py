@@ -47,7 +47,8 @@ class SqliteBackend:
             self._db.close()
 
     @contextmanager
-    def transaction(self, *, immediate: bool = False) -> Iterator[Any]:
+    def transaction(self, *, immediate: bool = False, lock: str | None = None) -> Iterator[Any]:
+        """``lock`` is ignored: SQLite has one write lock for the whole file."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
             try:
