@@ -60,9 +60,17 @@ class SqliteBackend:
 
     @contextmanager
     def migration_lock(self) -> Iterator[Any]:
-        """One transaction holding the write lock: a migration is all done or not at all."""
-        with self.transaction(immediate=True) as db:
-            yield db
+        """One transaction holding the write lock: a migration is all done or not at all.
+
+        Rebuilding a table that others reference needs foreign keys off (a no-op inside a transaction).
+        """
+        with self._lock:
+            self._db.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with self.transaction(immediate=True) as db:
+                    yield db
+            finally:
+                self._db.execute("PRAGMA foreign_keys=ON")
 
     def schema_version(self, db: Any) -> int:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
