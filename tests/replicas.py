@@ -25,34 +25,29 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from pec_mcp.simulator import credentials as sim
-from tests.bulk.test_bulk_processes import free_port
+from tests.bulk.test_bulk_processes import free_port, server_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def replica_env(*, origin: str, store: str, config: Path, rate: float = 1000.0,
                 extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of one replica: sandbox on the simulator at ``origin``, the store at ``store``."""
-    env = {
+    """The environment of one replica: sandbox on the simulator at ``origin``, the store at ``store`` (a file or a
+    postgresql:// URL), every toolset, the confirmation policy of the config file."""
+    env = server_env(origin, Path(store), rate, config)
+    for left_to_the_config in ("PEC_MCP_SENDING__CONFIRM", "PEC_MCP_TOOLS__ENABLED"):
+        env.pop(left_to_the_config)
+    env.update({
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/root"),
-        "PYTHONPATH": str(ROOT),
-        "PEC_MCP_CONFIG": str(config),
-        "PEC_MCP_ENVIRONMENT": "sandbox",
-        "PEC_MCP_PECMASSIVA__BASE_URL": origin + "/pecmassiva",
-        "PEC_MCP_PECMASSIVA__TOKEN": sim.PECMASSIVA_TOKEN,
-        "PEC_MCP_PECMASSIVA__USERNAME": sim.PECMASSIVA_USERNAME,
-        "PEC_MCP_PECMASSIVA__PASSWORD": sim.PECMASSIVA_PASSWORD,
         "PEC_MCP_MENSATEK__BASE_URL": origin + "/mensatek/v7",
         "PEC_MCP_MENSATEK__API_USER": sim.MENSATEK_API_USER,
         "PEC_MCP_MENSATEK__API_TOKEN": sim.MENSATEK_API_TOKEN,
         "PEC_MCP_MENSATEK__SENDER": sim.MENSATEK_SENDER,
-        "PEC_MCP_SENDING__REQUESTS_PER_SECOND": str(rate),
-    }
+    })
     if store.startswith("postgresql://"):
+        env.pop("PEC_MCP_STORE__PATH")
         env["PEC_MCP_STORE__URL"] = store
-    else:
-        env["PEC_MCP_STORE__PATH"] = store
     env.update(extra or {})
     return env
 

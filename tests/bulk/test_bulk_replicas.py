@@ -38,6 +38,16 @@ async def call(replica: Replica, tool: str, args: dict[str, Any]) -> dict[str, A
     return result.structured_content
 
 
+async def until_done(replica: Replica, job_id: str) -> dict[str, Any]:
+    """The job once nothing is left to send, as ``replica`` reports it."""
+    with anyio.fail_after(120):
+        while True:
+            job = await call(replica, "get_bulk_pec", {"job_id": job_id})
+            if job["status"] != "sending":
+                return job
+            await anyio.sleep(0.2)  # real processes on a real clock: their pace, not a test shortcut
+
+
 async def sent_total(origin: str) -> int:
     return sum((await stats(origin))["recipients"].values())
 
@@ -63,12 +73,7 @@ async def test_replicas_killed_mid_job_hand_it_over_and_every_recipient_is_sent_
             first.kill()  # the replica the job was started on
             await until_sent(origin, 50)
             second.kill()
-            with anyio.fail_after(120):
-                while True:
-                    job = await call(third, "get_bulk_pec", {"job_id": started["job_id"]})
-                    if job["status"] != "sending":
-                        break
-                    await anyio.sleep(0.2)  # real processes on a real clock: their pace, not a test shortcut
+            job = await until_done(third, started["job_id"])
             again = await call(third, "start_bulk_pec", {**JOB, "recipients": recipients(90, "rep"),
                                                          "idempotency_key": "solleciti-replicas"})
         final = await stats(origin)
@@ -102,12 +107,7 @@ async def test_a_database_lost_in_the_middle_of_a_job_pauses_it_and_nothing_is_s
                 await anyio.sleep(3)  # the outage: whatever the runner does meanwhile must not send twice
                 during = await sent_total(origin)
                 proxy.restore()
-                with anyio.fail_after(120):
-                    while True:
-                        job = await call(replica, "get_bulk_pec", {"job_id": started["job_id"]})
-                        if job["status"] != "sending":
-                            break
-                        await anyio.sleep(0.2)  # a real process on a real clock
+                job = await until_done(replica, started["job_id"])
             final = await stats(origin)
     counted = final["recipients"]
     assert max(counted.values()) == 1, "somebody got the notice twice"
