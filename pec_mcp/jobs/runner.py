@@ -15,7 +15,7 @@ from pec_mcp.config import Settings
 from pec_mcp.errors import LimitExceeded, PecError, RateLimited
 from pec_mcp.jobs.notify import Notifier, Publish
 from pec_mcp.jobs.planning import account_of, render
-from pec_mcp.jobs.store import CANCELLED_REASON, Claim, FollowTarget, JobStore, ledger_key
+from pec_mcp.jobs.store import CANCELLED_REASON, Claim, FollowTarget, Job, JobStore, ledger_key
 from pec_mcp.paths import MB
 from pec_mcp.receipts import RecipientState
 from pec_mcp.sending import PecMessage, PecSender, load_attachments, message_size
@@ -44,6 +44,11 @@ HEARTBEAT = 5.0
 LEASE = 60.0
 IDLE = 1.0  # a runner with nothing to send looks again this often (jobs of other processes, recovery)
 RATE_LIMIT_ATTEMPTS = 5
+
+
+def job_actor(job: Job) -> str:
+    """Who a job's sends are for, in the ledger: whoever started the job (a user's name when known)."""
+    return f"{job.actor}, bulk job {job.id}" if job.actor else f"bulk job {job.id}"
 
 
 class JobCancelled(PecError):
@@ -164,7 +169,7 @@ class JobRunner:
 
         try:
             outcome = await self.sender().send(message, idempotency_key=ledger_key(job_id, seq),
-                                               actor=f"bulk job {job_id}", job_id=job_id,
+                                               actor=job_actor(claim.job), job_id=job_id,
                                                before_dispatch=before_dispatch)
         except JobCancelled:
             self.jobs.finish(job_id, seq, "cancelled", reason=CANCELLED_REASON)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import mcp.types as t
 import pytest
@@ -137,6 +138,22 @@ async def test_a_confirmation_asked_by_one_replica_is_answered_through_another_a
     async with client(cluster, TOKENS["carla"]) as c:  # no PEC Massiva account: its sendings are not hers to see
         theirs = (await c.read_resource("pec://ledger")).contents[0].text  # type: ignore[union-attr]
     assert "mario.rossi@pec.example.it" not in theirs
+
+
+async def test_the_sends_of_a_users_bulk_job_name_that_user_in_the_ledger(cluster: list[Replica]) -> None:
+    people = [{"address": f"cliente{i}@pec.example.it", "variables": {"n": str(i)}} for i in range(2)]
+    async with client(cluster, TOKENS["anna"], elicitation_callback=accept) as c:
+        started = await c.call_tool("start_bulk_pec", {"recipients": people, "subject": "Avviso {{n}}",
+                                                       "body": "Gentile cliente {{n}}", "idempotency_key": "avvisi"})
+        assert not started.is_error, started.content
+        with anyio.fail_after(60):
+            while True:
+                job = await c.call_tool("get_bulk_pec", {"job_id": started.structured_content["job_id"]})  # type: ignore[index]
+                if job.structured_content["status"] != "sending":  # type: ignore[index]
+                    break
+                await anyio.sleep(0.2)  # real processes on a real clock
+        ledger = (await c.read_resource("pec://ledger")).contents[0].text  # type: ignore[union-attr]
+    assert ledger.count('"actor": "anna via') >= 3  # the job's start and each of its two sends
 
 
 async def test_a_webhook_received_by_one_replica_is_seen_through_every_other(cluster: list[Replica]) -> None:
