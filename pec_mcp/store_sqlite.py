@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pec_mcp.errors import ConfigError
+from pec_mcp.store_file import check_store_path, prepare_store_file
 
 
 class SqliteBackend:
@@ -24,10 +25,8 @@ class SqliteBackend:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path).expanduser() if str(path) != ":memory:" else Path(":memory:")
         if str(self.path) != ":memory:":
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(f"Cannot create the folder of store.path ({self.path.parent}): {exc}") from None
+            check_store_path(self.path)
+            prepare_store_file(self.path)
         try:
             # isolation_level=None: we issue BEGIN ourselves, so that BEGIN IMMEDIATE is possible.
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)

@@ -61,9 +61,10 @@ class ReceiptInfo(BaseModel):
     date: str
     recipient: str | None = Field(None, description="The recipient the receipt is about, when it names one")
     meaning: str
-    at_provider: bool = Field(True, description="true: the provider returned it just now; false: known only from "
-                              "the local ledger, the provider no longer has it (deleted, or an offline simulator "
-                              "that restarted empty)")
+    at_provider: bool | None = Field(True, description="true: the provider returned it just now; false: known "
+                                     "only from the local ledger, the provider no longer has it (deleted, or an "
+                                     "offline simulator that restarted empty); null: not known now, the provider "
+                                     "could not be read")
     deleted_at: str | None = Field(None, description="When pec-mcp deleted the provider's copy (UTC), if it did")
 
 
@@ -74,10 +75,13 @@ class ReceiptsResult(BaseModel):
     )
     summary: str = Field(description="One plain sentence, e.g. 'delivered to 48 of 50; 2 not delivered (...)'")
     recipients: list[RecipientReceipt]
-    receipts: list[ReceiptInfo] = Field(description="Every receipt received so far, oldest first")
+    receipts: list[ReceiptInfo] = Field(description="Every receipt seen so far (returned by the provider now or "
+                                        "kept in the local ledger), in the order they were first seen")
     known_locally: bool = Field(description="Whether this sending is in the local ledger (sent through pec-mcp)")
     ledger_only: int = Field(0, description="How many receipts are known only from the local ledger (the provider "
                              "no longer returns them)")
+    provider_unreachable: str | None = Field(None, description="Set when the provider could not be read now: what "
+                                             "it said. The answer then comes from the local ledger alone")
     environment: Environment = ENV_FIELD
     note: str
 
@@ -123,10 +127,10 @@ class PecMessageResult(BaseModel):
 
 class QuotaResult(BaseModel):
     mailbox: str
-    usage: float = Field(description="Space used, in the provider's unit")
-    limit: float = Field(description="Space available, in the provider's unit")
+    usage: float = Field(description="Space used, in KB (see unit)")
+    limit: float = Field(description="Space available, in KB (see unit)")
     percent_used: float
-    unit: str = Field(description="The unit of usage and limit as far as known")
+    unit: str = Field(description="The unit of usage and limit: KB of 1024 bytes")
     environment: Environment = ENV_FIELD
 
 
@@ -141,7 +145,9 @@ class DeletedResult(BaseModel):
 
 class SendingInfo(BaseModel):
     message_id: str | None = Field(description="The sending code (None if the send never got one)")
-    sent_at: str = Field(description="When it was recorded, UTC")
+    recorded_at: str = Field(description="When the send was recorded, before it left (ISO 8601, UTC)")
+    sent_at: str | None = Field(description="When it was sent (ISO 8601, UTC); null when it was not sent (failed, "
+                                "queued) or may not have been (unknown)")
     state: Literal["queued", "sending", "sent", "failed", "unknown"] = Field(
         description="The send itself: sent (accepted by the provider), failed (not sent), unknown (may or may not "
         "have been sent)"
@@ -165,7 +171,8 @@ class FindSendingsResult(BaseModel):
 def sending_info(row: Sending) -> SendingInfo:
     return SendingInfo(
         message_id=row.message_id,
-        sent_at=row.created,
+        recorded_at=row.created,
+        sent_at=row.created if row.state == "sent" else None,  # the row is written moments before the send leaves
         state=row.state,
         recipients=row.recipients,
         subject=row.subject,
@@ -183,9 +190,12 @@ def inbox_kind(subject: str) -> tuple[str, str | None]:
     return classify_header(subject)
 
 
-def receipt_note(status: SendingStatus, *, ledger_only: int = 0) -> str:
+def receipt_note(status: SendingStatus, *, ledger_only: int = 0, unreachable: str | None = None,
+                 known: int = 0, recorded_only: bool = False) -> str:
     if status.status == "delivered":
         note = "Every recipient has a CONSEGNA receipt: legal proof of delivery (reading is irrelevant)."
+    elif status.status == "pending" and unreachable:
+        note = "The local ledger knows no receipt of this sending yet."
     elif status.status == "pending":
         note = "No receipt yet. ACCETTAZIONE usually arrives within seconds; check again shortly."
     else:
@@ -193,7 +203,14 @@ def receipt_note(status: SendingStatus, *, ledger_only: int = 0) -> str:
             "Only recipients marked delivered have legal proof of delivery (a CONSEGNA receipt). Recipients not "
             "delivered must be notified again; pending ones may take up to 24 hours."
         )
-    if ledger_only:
+    if recorded_only:
+        note += (f" This status ({status.status.value}) was recorded in the local ledger before it kept receipts; "
+                 "the receipts it came from are no longer returned by the provider, and a status never moves back.")
+    if unreachable:
+        note += (f" The provider could not be reached now (it said: {unreachable}), so this answer comes from the "
+                 f"local ledger alone ({known} receipt(s) kept there); receipts that arrived since are not shown. "
+                 "Call get_pec_receipts again later.")
+    elif ledger_only:
         note += (f" {ledger_only} receipt(s) are known only from the local ledger: the provider no longer has them "
                  "(deleted, or an offline simulator that restarted empty). The ledger records what they said; the "
                  "signed originals are no longer at the provider.")

@@ -68,7 +68,9 @@ def secret_fields() -> set[tuple[str, str]]:
     for section, info in Settings.model_fields.items():
         model = info.annotation
         for key, inner in getattr(model, "model_fields", {}).items():
-            if SecretStr in getattr(inner.annotation, "__args__", (inner.annotation,)):
+            members = getattr(inner.annotation, "__args__", (inner.annotation,))
+            # A secret setting may be SecretStr itself or SecretStr with validators (Annotated).
+            if any(member is SecretStr or getattr(member, "__origin__", None) is SecretStr for member in members):
                 found.add((section, key))
     return found
 
