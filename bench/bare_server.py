@@ -1,8 +1,10 @@
-"""The baseline for start-up and shutdown: a bare one-tool MCPServer on stdio, as the SDK's docs write it."""
+"""The baseline: a bare one-tool MCPServer as the SDK's docs write it; stdio, or streamable HTTP (``--http PORT``)."""
+
+import sys
 
 from mcp.server.mcpserver import MCPServer
 
-mcp = MCPServer("bare")
+mcp = MCPServer("bare", log_level="WARNING")
 
 
 @mcp.tool()
@@ -12,4 +14,7 @@ def echo(text: str) -> str:
 
 
 if __name__ == "__main__":
-    mcp.run()
+    if len(sys.argv) == 3 and sys.argv[1] == "--http":
+        mcp.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        mcp.run()

@@ -25,12 +25,14 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,7 @@ FAULTS = ",".join([
     "pecmassiva:*:502-html:0.03",  # reads too: receipts, inbox, quota
     "pecmassiva:*:drop-after:0.02",
 ])
+STATE_KEY = "soak-replicas-state-key-0123456789abcdef"
 UNEXPLAINED_LOG = ("unexpected error in a tool", "unexpected problem", "Traceback")
 
 
@@ -148,11 +151,21 @@ class Simulator:
 
 
 class Driver:
-    """MCP calls over HTTP, one short session each (the server may have been killed since the last one)."""
+    """MCP calls over HTTP, one short session each (the server may have been killed since the last one); with
+    several replicas, each call goes to the next one that is running."""
 
-    def __init__(self, server: Server, figures: Figures) -> None:
-        self.server = server
+    def __init__(self, servers: list[Server], figures: Figures) -> None:
+        self.servers = servers
         self.figures = figures
+        self.turn = 0
+
+    def next_url(self) -> str:
+        for _ in range(len(self.servers)):
+            self.turn += 1
+            server = self.servers[self.turn % len(self.servers)]
+            if server.proc is not None and server.proc.poll() is None:
+                return server.url
+        raise RuntimeError("no server is running")
 
     async def call(self, tool: str, args: dict[str, Any]) -> dict[str, Any] | None:
         from mcp import Client
@@ -160,7 +173,7 @@ class Driver:
         from pec_mcp.server.errors import UNEXPECTED
 
         with anyio.fail_after(60):
-            async with Client(self.server.url) as client:
+            async with Client(self.next_url()) as client:
                 result = await client.call_tool(tool, args)
         self.figures.tool_calls += 1
         text = " ".join(getattr(c, "text", "") for c in result.content)
@@ -179,40 +192,66 @@ def addresses(count: int) -> list[str]:
     return [f"destinatario{n:05d}@pec-soak.it" for n in range(count)]
 
 
-async def soak(recipients: int, restarts: int, seed: int, *, faults: str = FAULTS) -> Figures:
+async def soak(recipients: int, restarts: int, seed: int, *, faults: str = FAULTS, replicas: int = 1,
+               postgres: bool = False) -> Figures:
+    """``replicas`` servers on one store (a SQLite file, or with ``postgres`` a PostgreSQL database); at each
+    restart one of them, chosen at random, is SIGKILLed and started again."""
     figures = Figures(recipients=recipients)
     rng = random.Random(seed)
     started = time.perf_counter()
-    with temp_dir() as tmp:
-        store = tmp / "store.sqlite3"
+    with temp_dir() as tmp, database(postgres) as url:
+        store = url or str(tmp / "store.sqlite3")
         sim = Simulator(f"{faults},seed={seed}", tmp)
-        environ = env(**sandbox_settings_env(sim.origin, store), PEC_MCP_SENDING__REQUESTS_PER_SECOND=str(CLIENT_RATE),
-                      PEC_MCP_SENDING__CONFIRM="never", PEC_MCP_TOOLS__ENABLED='["pec", "bulk"]')
-        server = Server(environ, tmp)
-        driver = Driver(server, figures)
+        where = {"PEC_MCP_STORE__URL": url} if url else {}
+        environ = env(**sandbox_settings_env(sim.origin, tmp / "store.sqlite3"), **where,
+                      PEC_MCP_SENDING__REQUESTS_PER_SECOND=str(CLIENT_RATE), PEC_MCP_SENDING__CONFIRM="never",
+                      PEC_MCP_TOOLS__ENABLED='["pec", "bulk"]', PEC_MCP_HTTP__STATE_KEY=STATE_KEY)
+        if url:
+            await anyio.to_thread.run_sync(partial(subprocess.run, [PYTHON, "-m", "pec_mcp", "migrate"], env=environ,
+                                                   cwd=ROOT, check=True, capture_output=True))
+        servers = [Server(environ, tmp / f"replica-{n}") for n in range(replicas)]
+        driver = Driver(servers, figures)
         try:
-            server.start()
+            for server in servers:
+                server.logs.mkdir(exist_ok=True)
+                server.start()
             job_id = await start_job(driver, recipients)
             # Kill at random moments spread over the job's expected duration.
             expected = recipients / CLIENT_RATE
             for _ in range(restarts):
                 await anyio.sleep(rng.uniform(0.3, 1.2) * expected / (restarts + 1))
-                server.kill()
+                victim = rng.choice(servers)
+                victim.kill()
                 figures.restarts += 1
-                server.start()
+                victim.start()
                 await driver.reads()
             progress = await wait_until_sent(driver, job_id, within=expected * 4 + 120)
             figures.states = {k: v for k, v in progress["counts"].items() if v}
-            server.stop()
+            for server in servers:
+                server.stop()
             stats = sim.stats()
         finally:
-            server.stop()
+            for server in servers:
+                server.stop()
             sim.stop()
-        figures.unexplained += len(server.unexplained_log_lines())
-        figures.problems += server.unexplained_log_lines()[:10]
+        for server in servers:
+            figures.unexplained += len(server.unexplained_log_lines())
+            figures.problems += server.unexplained_log_lines()[:10]
         account(figures, job_id, store, stats)
     figures.seconds = time.perf_counter() - started
     return figures
+
+
+@contextmanager
+def database(postgres: bool) -> Iterator[str | None]:
+    """A PostgreSQL database on a throwaway cluster (its URL), or None for the SQLite file."""
+    if not postgres:
+        yield None
+        return
+    from tests.postgres import cluster
+
+    with cluster() as running:
+        yield running.url(running.create_database("soak"))
 
 
 async def start_job(driver: Driver, count: int) -> str:
@@ -237,16 +276,19 @@ async def wait_until_sent(driver: Driver, job_id: str, *, within: float) -> dict
         await anyio.sleep(1.0)
 
 
-def account(figures: Figures, job_id: str, store: Path, stats: dict[str, Any]) -> None:
+def account(figures: Figures, job_id: str, store: str, stats: dict[str, Any]) -> None:
     """Compare what the store says about every recipient with what the simulator received."""
     received: dict[str, int] = stats["recipients"]
     figures.faults = dict(sorted(stats.get("faults", {}).items()))
     figures.rate_limited = int(stats["rate_limited"])
-    db = sqlite3.connect(store)
+    from pec_mcp.store import Store
+
+    opened = Store(store)
     try:
-        rows = db.execute("SELECT address, state FROM job_recipients WHERE job_id = ?", (job_id,)).fetchall()
+        with opened.transaction() as db:
+            rows = db.execute("SELECT address, state FROM job_recipients WHERE job_id = ?", (job_id,)).fetchall()
     finally:
-        db.close()
+        opened.close()
     assert len(rows) == figures.recipients, (len(rows), figures.recipients)
     for address, state in rows:
         times = received.get(address.lower(), 0)
@@ -297,11 +339,15 @@ def main() -> int:
     parser.add_argument("--recipients", type=int)
     parser.add_argument("--restarts", type=int)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--replicas", type=int, default=1, help="servers on one store, killed at random")
+    parser.add_argument("--postgres", action="store_true", help="the store on a throwaway PostgreSQL cluster")
     args = parser.parse_args()
     recipients = args.recipients or (600 if args.quick else 3000)
     restarts = args.restarts if args.restarts is not None else (3 if args.quick else 6)
-    f = anyio.run(soak, recipients, restarts, args.seed)
-    print(f"soak: {f.recipients} recipients, {f.restarts} restarts (SIGKILL), {f.seconds:.0f} s, seed {args.seed}")
+    f = anyio.run(partial(soak, recipients, restarts, args.seed, replicas=args.replicas, postgres=args.postgres))
+    store = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"soak: {f.recipients} recipients, {args.replicas} replica(s) on {store}, {f.restarts} restarts (SIGKILL), "
+          f"{f.seconds:.0f} s, seed {args.seed}")
     print(f"  faults injected:     {sum(f.faults.values())}  ({', '.join(f'{k} {v}' for k, v in f.faults.items())})")
     print(f"  rate-gate 429s:      {f.rate_limited} (the simulator's own limit, besides the injected ones)")
     print(f"  final states:        {f.states}")

@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--progress", action="store_true", help="draw a progress bar on stderr even when it is "
                         "not a terminal")
     export.set_defaults(run=_export)
+    migrate = commands.add_parser("migrate", parents=[flags],
+                                  help="create or upgrade the store's schema (SQLite or PostgreSQL)")
+    migrate.set_defaults(run=_migrate)
 
     check = commands.add_parser("check-config", parents=[flags],
                                 help="check the settings: what is missing or wrong, effective hosts, where each "
@@ -169,6 +172,11 @@ def _serve(args: argparse.Namespace) -> int:
             return 0
         from pec_mcp.server import build_server
         from pec_mcp.server.catalogue import default_dir
+
+        if settings.store.url is not None:
+            from pec_mcp.server.http_app import preflight
+
+            preflight(settings, replica=False)
 
         # A stdio server is spawned per window and per session: remember its tool list between starts.
         server = build_server(settings, catalogue_dir=default_dir(os.environ))
@@ -246,6 +254,21 @@ def _export(args: argparse.Namespace) -> int:
     from pec_mcp.export_command import run_export
 
     return run_export(_load(args.config), args)
+def _migrate(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    from pec_mcp.store import Store, store_location
+
+    opened = Store(store_location(settings.store))  # opening with upgrade (the default) migrates
+    try:
+        where = opened.backend.describe()
+        before, after = opened.migrated
+    finally:
+        opened.close()
+    if before == after:
+        print(f"pec-mcp: the store at {where} is up to date (schema {after})", file=sys.stderr)
+    else:
+        print(f"pec-mcp: the store at {where} was upgraded from schema {before} to {after}", file=sys.stderr)
+    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -43,6 +43,8 @@ CONFIG_ENV_VAR = "PEC_MCP_CONFIG"
 # PEC_MCP_* variables that are not settings: the config file's path, and switches of the test suite.
 NON_SETTING_ENV_VARS = frozenset({CONFIG_ENV_VAR, "PEC_MCP_INSPECTOR", "PEC_MCP_UPDATE_SNAPSHOTS"})
 DEFAULT_CONFIG_PATH = Path("~/.config/pec-mcp/config.toml")
+# Tables of named entries, whose variables carry the entry's name: PEC_MCP_HTTP__USERS__<NAME>__<KEY>.
+NAMED_TABLES = ("HTTP__USERS",)
 
 # Production and sandbox hosts. Mensatek publishes no sandbox: there, a base_url must be given explicitly.
 PROVIDER_URLS: dict[ProviderName, dict[str, str | None]] = {
@@ -111,10 +113,40 @@ class AttachmentSettings(_Section):
 
 class StoreSettings(_Section):
     path: Path = Path("~/.local/share/pec-mcp/pec-mcp.sqlite3")
+    # postgresql://user:password@host:port/db: when set, the store is PostgreSQL and ``path`` is unused. Secret,
+    # since the password is part of it; shown by check-config with the password masked.
+    url: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        scheme = value.get_secret_value().split("://", 1)[0].lower()
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL (postgresql://user:password@host:5432/database)")
+        return value
 
 
 class ToolsSettings(_Section):
     enabled: tuple[Toolset, ...] = ("pec", "bulk", "mailbox", "certified")
+
+
+class UserSettings(_Section):
+    """One person or agent reaching the HTTP transport with their own bearer token (``[http.users.<name>]``)."""
+
+    token: SecretStr
+    toolsets: tuple[Toolset, ...] | None = None  # None: every toolset of tools.enabled
+    read_only: bool = False  # only tools annotated read-only are listed and callable
+    accounts: tuple[str, ...] | None = None  # None: every account
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().strip()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))')")
+        return value
 
 
 class HttpSettings(_Section):
@@ -123,6 +155,28 @@ class HttpSettings(_Section):
     auth_token: Secret | None = None
     webhook_token: Secret | None = None
     max_body_mb: float = Field(1.0, gt=0, le=64)
+    # Seals the confirmations a replica asks for, so that any replica sharing the key can take the answer.
+    state_key: SecretStr | None = None
+    users: dict[str, UserSettings] = Field(default_factory=dict)
+
+    @field_validator("state_key")
+    @classmethod
+    def _state_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters of secret randomness (e.g. python -c 'import "
+                             "secrets; print(secrets.token_hex(32))'), the same on every replica")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_tokens(self) -> HttpSettings:
+        seen: dict[str, str] = {}
+        for name, user in self.users.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+                raise ValueError(f"users.{name}: a user name is letters, digits, '.', '_' or '-' (at most 64)")
+            other = seen.setdefault(user.token.get_secret_value(), name)
+            if other != name:
+                raise ValueError(f"users.{other} and users.{name} have the same token; give each their own")
+        return self
 
 
 class DashboardSettings(_Section):
@@ -155,6 +209,15 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     dashboard: DashboardSettings = DashboardSettings()
+
+    @model_validator(mode="after")
+    def _users_within_enabled_toolsets(self) -> Settings:
+        for name, user in self.http.users.items():
+            beyond = [t for t in user.toolsets or () if t not in self.tools.enabled]
+            if beyond:
+                raise ValueError(f"http.users.{name}.toolsets names {', '.join(beyond)}, not in tools.enabled "
+                                 f"({', '.join(self.tools.enabled)}); enable it there or remove it from the user")
+        return self
 
     @model_validator(mode="after")
     def _choose_environment(self) -> Settings:
@@ -202,17 +265,18 @@ class Settings(BaseSettings):
             self.mensatek.api_token,
             self.http.auth_token,
             self.http.webhook_token,
+            self.http.state_key,
+            *(user.token for user in self.http.users.values()),
+            store_password(self.store.url),
         )
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, secrets shown as ``**********`` (for ``check-config``)."""
         data: dict[str, Any] = self.model_dump(mode="json")
-        for section in data.values():
-            if isinstance(section, dict):
-                for key in section:
-                    if key in SECRET_KEYS and section[key] is not None:
-                        section[key] = "**********"
+        _mask(data)
+        if self.store.url is not None:
+            data["store"]["url"] = masked_url(self.store.url.get_secret_value())
         return data
 
     @classmethod
@@ -228,7 +292,44 @@ class Settings(BaseSettings):
         return (init_settings,)
 
 
-SECRET_KEYS = frozenset({"token", "password", "api_token", "auth_token", "webhook_token"})
+SECRET_KEYS = frozenset({"token", "password", "api_token", "auth_token", "webhook_token", "state_key", "url"})
+MASK = "**********"
+
+
+def _mask(data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            _mask(value)
+        elif key in SECRET_KEYS and value is not None:
+            data[key] = MASK
+
+
+def store_password(url: SecretStr | None) -> SecretStr | None:
+    """The password inside ``store.url``, for the redactor (the rest of the URL is not secret)."""
+    if url is None:
+        return None
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url.get_secret_value()).password
+    except ValueError:
+        return None
+    return SecretStr(unquote(password)) if password else None
+
+
+def masked_url(url: str) -> str:
+    """A database URL with its password replaced by the mask, fit to print."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return MASK
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:{MASK}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class _MappingEnvSource(EnvSettingsSource):
@@ -377,6 +478,8 @@ def environment_warnings(environ: Mapping[str, str]) -> list[str]:
             continue
         if any(name.startswith(s) for s in sections) and name.count("__") == 1:
             continue
+        if any(name.startswith(f"{ENV_PREFIX}{table}__") and name.count("__") == 3 for table in NAMED_TABLES):
+            continue  # a key of one named entry, e.g. PEC_MCP_HTTP__USERS__ANNA__TOKEN
         guess = by_squashed.get(name.replace("_", "")) or _close_match(name, known)
         hint = f" Did you mean {guess}?" if guess else " Sections and keys are joined by two underscores, e.g. " \
             f"{ENV_PREFIX}PECMASSIVA__TOKEN."

@@ -1,11 +1,15 @@
-"""The local store: one SQLite file (WAL) with the send ledger, the audit trail, the shared send pacer and events.
+"""The store: the send ledger, the audit trail, the shared send pacer and events, on SQLite or PostgreSQL.
+
+SQLite (one local file, WAL) is the embedded default; PostgreSQL (``store.url``) lets any number of replicas share
+one database. The SQL here is written once for both; each backend module adapts the little that differs.
 
 The ledger is what makes "never sent twice" hold: a row is written before a request goes out and moves through
 ``queued -> sending -> sent | failed | unknown``. ``sending`` means the request may be on the wire; a process that
 dies there leaves the row ``sending``, and the next start turns it into ``unknown``, never into a retry.
 
-Several processes may share one store file: SQLite's locking serialises them, and the pacer table hands out send
-slots to all of them, so that two servers on one account stay within the provider's limit together.
+Several processes may share one store: the backend's write lock serialises their read-modify-write steps, and
+the pacer table hands out send slots to all of them, so that several servers on one account stay within the
+provider's limit together.
 
 Every row belongs to one ``environment`` (offline, sandbox, production) and one ``account`` (``pecmassiva``,
 ``mensatek``, or an IMAP account by its config name): idempotency keys are unique per environment and account, so
@@ -17,21 +21,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
+from pec_mcp import __version__
 from pec_mcp.errors import ConfigError
 from pec_mcp.pacing import paced_interval
-from pec_mcp.store_file import check_store_path, prepare_store_file
 
 # Schema version 1: the send ledger, the audit trail, the send pacer, webhook and callback events.
 LEDGER_SCHEMA = """
@@ -344,8 +346,21 @@ ACCOUNTS_SCHEMA = """
     CREATE INDEX receipts_sending ON receipts (sending_id);
 """
 
+# Schema version 6: the HTTP replicas serving from this store, so that one with another http.state_key is refused.
+REPLICAS_SCHEMA = """
+    CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        state_key_id TEXT,
+        started_at REAL NOT NULL,
+        seen_at REAL NOT NULL
+    );
+"""
+
 # Each entry moves the schema one version up; entries are never edited once released, only appended.
-MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA, ACCOUNTS_SCHEMA]
+MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA, ACCOUNTS_SCHEMA,
+                         REPLICAS_SCHEMA]
 
 SLOT_HOLD = 5.0  # seconds a send slot stays held by a taker that never says whether its request left (it died)
 HELD = "#held"  # suffix of the pacer row that marks a slot held between a turn and the request leaving
@@ -443,63 +458,91 @@ def iso(timestamp: float) -> str:
 
 
 class Store:
-    """A thread-safe handle on the SQLite file; every method is one short transaction."""
+    """The store on its backend (SQLite by default, PostgreSQL for ``postgresql://`` URLs); every method is one
+    short transaction.
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path).expanduser() if str(path) != ":memory:" else Path(":memory:")
+    ``location`` is a file path or a PostgreSQL URL. ``upgrade`` creates or upgrades the schema when it is older
+    than this pec-mcp's; without it an older schema is refused (``pec-mcp migrate`` upgrades it). A newer schema
+    is always refused: it was written by a newer pec-mcp, which is named.
+    """
+
+    def __init__(
+        self, location: Path | str, *, clock: Callable[[], float] = time.time, upgrade: bool = True
+    ) -> None:
         self.clock = clock
-        if str(self.path) != ":memory:":
-            check_store_path(self.path)
-            prepare_store_file(self.path)
+        self.backend: Backend = open_backend(location)
+        self.path = getattr(self.backend, "path", None)
+        # (schema version found, version now): what opening did to the schema.
+        self.migrated: tuple[int, int] = (len(MIGRATIONS), len(MIGRATIONS))
         try:
-            # isolation_level=None: we issue BEGIN ourselves, so that BEGIN IMMEDIATE is possible.
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"Cannot open the store at store.path ({self.path}): {exc}") from None
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+            if upgrade:
+                self.migrated = self.migrate()
+            else:
+                self.check_schema()
+        except BaseException:
+            self.backend.close()
+            raise
+
+    @property
+    def kind(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.backend.kind
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.backend.close()
 
-    @contextmanager
-    def transaction(self, *, immediate: bool = False) -> Iterator[sqlite3.Connection]:
-        """One transaction; IMMEDIATE takes the write lock at once (for read-modify-write across processes)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def transaction(self, *, immediate: bool = False, lock: str | None = None) -> AbstractContextManager[Db]:
+        """One transaction; ``immediate`` takes the write lock at once (for read-modify-write across processes).
+
+        ``lock`` names a narrower lock for an immediate transaction that touches only its own rows (PostgreSQL
+        takes that one instead of the store-wide one; SQLite has only the one).
+        """
+        opened: AbstractContextManager[Db] = self.backend.transaction(immediate=immediate, lock=lock)
+        return opened
 
     def schema_version(self) -> int:
-        with self._lock:
-            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        with self.backend.migration_lock() as db:
+            return self.backend.schema_version(db)
 
-    def _migrate(self) -> None:
-        # Rebuilding a table that others reference needs foreign keys off (a no-op inside a transaction).
-        with self._lock:
-            self._db.execute("PRAGMA foreign_keys=OFF")
-            try:
-                with self.transaction(immediate=True) as db:
-                    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-                    if version > len(MIGRATIONS):
-                        raise ConfigError(
-                            f"The store {self.path} was written by a newer pec-mcp (schema {version}); upgrade pec-mcp"
-                        )
-                    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                        for statement in _statements(script):
-                            db.execute(statement)
-                        db.execute(f"PRAGMA user_version = {number}")
-            finally:
-                self._db.execute("PRAGMA foreign_keys=ON")
+    def migrate(self) -> tuple[int, int]:
+        """Create or upgrade the schema to this pec-mcp's; returns (version before, version after).
+
+        All pending steps run in one transaction: a migration interrupted half way leaves the schema as it was,
+        and the next run does it all.
+        """
+        with self.backend.migration_lock() as db:
+            version = self._version_known(db)
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in _statements(script):
+                    db.execute(self.backend.ddl(statement))
+                self.backend.set_schema_version(db, number)
+            if version < len(MIGRATIONS):
+                self.backend.after_migration(db)
+                _set_meta(db, "written_by", __version__)
+        return version, len(MIGRATIONS)
+
+    def check_schema(self) -> None:
+        """Refuse a schema older or newer than this pec-mcp's, saying what to do."""
+        with self.backend.migration_lock() as db:
+            version = self._version_known(db)
+        if version < len(MIGRATIONS):
+            raise ConfigError(
+                f"The store at {self.backend.describe()} has schema version {version}; this pec-mcp needs "
+                f"version {len(MIGRATIONS)}: run `pec-mcp migrate` (with the same --config) once",
+                hint="Then start the server again; every replica of this version can then use it.",
+            )
+
+    def _version_known(self, db: Any) -> int:
+        version = self.backend.schema_version(db)
+        if version > len(MIGRATIONS):
+            writer = _meta(db, "written_by")
+            install = f"pec-mcp {writer} or newer" if writer else "a newer pec-mcp"
+            raise ConfigError(
+                f"The store at {self.backend.describe()} was written by a newer pec-mcp (schema {version}; this is "
+                f"pec-mcp {__version__}, schema {len(MIGRATIONS)}): install {install}",
+                hint="An older pec-mcp must not write to it.",
+            )
+        return version
 
     # -- the send ledger ---------------------------------------------------------------------------------------
 
@@ -548,17 +591,16 @@ class Store:
                     )
                     row = db.execute("SELECT * FROM sendings WHERE id = ?", (existing["id"],)).fetchone()
                     return _sending(row), True
-            cursor = db.execute(
+            sending_id = int(db.execute(
                 """INSERT INTO sendings (provider, environment, account, idempotency_key, state, sender, recipients,
                        subject, attachments, size_bytes, job_id, actor, content_hash, content, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
                 (provider, environment, account, idempotency_key, sender, json.dumps(list(recipients)), subject,
                  json.dumps(list(attachments)), size_bytes, job_id, actor, content_hash, _json_or_none(content),
                  now, now),
-            )
-            sending_id = int(cursor.lastrowid or 0)
+            ).fetchone()[0])
             db.executemany(
-                "INSERT OR IGNORE INTO sending_recipients (sending_id, address) VALUES (?, ?)",
+                "INSERT INTO sending_recipients (sending_id, address) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 [(sending_id, a.lower()) for a in recipients],
             )
             row = db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
@@ -566,8 +608,8 @@ class Store:
 
     def sending_by_key(self, environment: str, account: str, idempotency_key: str) -> Sending | None:
         """The sending made with this key in this environment and account, if any."""
-        with self._lock:
-            row = self._db.execute(
+        with self.transaction() as db:
+            row = db.execute(
                 "SELECT * FROM sendings WHERE environment = ? AND account = ? AND idempotency_key = ?",
                 (environment, account, idempotency_key),
             ).fetchone()
@@ -600,7 +642,9 @@ class Store:
         message_id: str | None = None,
         error: str | None = None,
     ) -> Sending:
-        with self.transaction(immediate=True) as db:
+        # One guarded UPDATE of one row: atomic by itself, so no store-wide lock (this runs between a send's turn
+        # and the request leaving, where waiting on another replica's lock would make requests arrive in bursts).
+        with self.transaction() as db:
             marks = ",".join("?" * len(allowed_from))
             db.execute(
                 f"""UPDATE sendings SET state = ?, message_id = COALESCE(?, message_id), error = COALESCE(?, error),
@@ -642,8 +686,8 @@ class Store:
             )
 
     def sending_by_id(self, sending_id: int) -> Sending | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
         return _sending(row) if row else None
 
     def sending_by_message_id(
@@ -655,8 +699,8 @@ class Store:
             if value:
                 query += f" AND {column} = ?"
                 args.append(value)
-        with self._lock:
-            row = self._db.execute(query + " ORDER BY id DESC LIMIT 1", args).fetchone()
+        with self.transaction() as db:
+            row = db.execute(query + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return _sending(row) if row else None
 
     def find_sendings(
@@ -684,14 +728,14 @@ class Store:
             )
             args.append(f"%{_like(recipient.strip().lower())}%")
         for word in (query or "").split():
-            clauses.append("s.subject LIKE ? ESCAPE '\\'")
-            args.append(f"%{_like(word)}%")
+            clauses.append("lower(s.subject) LIKE ? ESCAPE '\\'")  # PostgreSQL's LIKE minds the case
+            args.append(f"%{_like(word.lower())}%")
         if since:
             clauses.append("s.created_at >= ?")
             args.append(datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp())
         sql = f"SELECT s.* FROM sendings s WHERE {' AND '.join(clauses)} ORDER BY s.id DESC LIMIT ?"
-        with self._lock:
-            rows = self._db.execute(sql, (*args, limit)).fetchall()
+        with self.transaction() as db:
+            rows = db.execute(sql, (*args, limit)).fetchall()
         return [_sending(r) for r in rows]
 
     # -- the audit trail ---------------------------------------------------------------------------------------
@@ -708,8 +752,8 @@ class Store:
     def audit_log(self, *, limit: int = 50, environment: str | None = None) -> list[AuditEntry]:
         """The newest entries of the audit trail, of one environment (None: every environment)."""
         where, args = ("WHERE environment = ?", (environment,)) if environment else ("", ())
-        with self._lock:
-            rows = self._db.execute(f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        with self.transaction() as db:
+            rows = db.execute(f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [AuditEntry(**dict(r)) for r in rows]
 
     # -- webhook and callback events ---------------------------------------------------------------------------
@@ -729,8 +773,8 @@ class Store:
         with the same key was stored there before (a replay)."""
         with self.transaction() as db:
             cursor = db.execute(
-                """INSERT OR IGNORE INTO events (provider, environment, account, event_key, message_id, kind, payload,
-                       received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                """INSERT INTO events (provider, environment, account, event_key, message_id, kind, payload,
+                       received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
                 (provider, environment, account or provider, event_key, message_id, kind,
                  json.dumps(payload, ensure_ascii=False), self.clock()),
             )
@@ -745,8 +789,8 @@ class Store:
             if value:
                 sql += f" AND {column} = ?"
                 args.append(value)
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        with self.transaction() as db:
+            rows = db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [
             {"kind": r["kind"], "message_id": r["message_id"], "received_at": iso(r["received_at"]),
              "payload": json.loads(r["payload"]), "environment": r["environment"], "account": r["account"]}
@@ -786,8 +830,8 @@ class Store:
 
     def receipts_of(self, *, environment: str, account: str, message_id: str) -> list[Receipt]:
         """Every receipt the ledger keeps for one sending, in the order they were first seen."""
-        with self._lock:
-            rows = self._db.execute(
+        with self.transaction() as db:
+            rows = db.execute(
                 """SELECT * FROM receipts WHERE environment = ? AND account = ? AND message_id = ?
                    ORDER BY first_seen_at, id""",
                 (environment, account, message_id),
@@ -825,14 +869,14 @@ class Store:
             )
 
     def certified_messages_of(self, sending_id: int) -> list[CertifiedMessage]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM certified_messages WHERE sending_id = ? ORDER BY position",
+        with self.transaction() as db:
+            rows = db.execute("SELECT * FROM certified_messages WHERE sending_id = ? ORDER BY position",
                                     (sending_id,)).fetchall()
         return [_certified(r) for r in rows]
 
     def certified_message(self, environment: str, message_id: str) -> CertifiedMessage | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM certified_messages WHERE environment = ? AND message_id = ?",
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM certified_messages WHERE environment = ? AND message_id = ?",
                                    (environment, message_id)).fetchone()
         return _certified(row) if row else None
 
@@ -844,8 +888,10 @@ class Store:
         A slot taken is held by its taker until :meth:`slot_used` (the request left) or :meth:`free_slot` (it will
         not go); a taker that dies holds it ``hold`` seconds at most. The interval to the next send is measured from
         :meth:`slot_used`, the moment of sending, so a request that is late after its turn pushes the next one back.
+        Where the backend can, only this pacer's rows are locked, not the whole store: a replica claiming a job
+        request meanwhile does not delay a send that has its turn.
         """
-        with self.transaction(immediate=True) as db:
+        with self.transaction(immediate=True, lock=_pacer_lock(name)) as db:
             now = self.clock()
             held = _slot_time(db, name + HELD)
             if held is not None and held > now:
@@ -858,19 +904,19 @@ class Store:
 
     def slot_used(self, name: str, interval: float) -> None:
         """The holder's request goes on the wire now: the next one may go ``interval`` seconds from now."""
-        with self.transaction(immediate=True) as db:
+        with self.transaction(immediate=True, lock=_pacer_lock(name)) as db:
             now = self.clock()
             _set_slot_time(db, name, max(now + interval, _slot_time(db, name) or 0.0))
             db.execute("DELETE FROM pacer WHERE name = ?", (name + HELD,))
 
     def free_slot(self, name: str) -> None:
         """The holder's request will not go: the slot is free again at once."""
-        with self.transaction(immediate=True) as db:
+        with self.transaction(immediate=True, lock=_pacer_lock(name)) as db:
             db.execute("DELETE FROM pacer WHERE name = ?", (name + HELD,))
 
     def pause_slot(self, name: str, seconds: float) -> None:
         """The provider asked for a pause (429 with Retry-After): no send of ``name`` for ``seconds``."""
-        with self.transaction(immediate=True) as db:
+        with self.transaction(immediate=True, lock=_pacer_lock(name)) as db:
             _set_slot_time(db, name, max(self.clock() + seconds, _slot_time(db, name) or 0.0))
 
 
@@ -913,17 +959,21 @@ class StorePacer:
         await anyio.to_thread.run_sync(self.store.pause_slot, self.name, seconds)
 
 
-def _slot_time(db: sqlite3.Connection, name: str) -> float | None:
+def _pacer_lock(name: str) -> str:
+    return f"pacer:{name}"
+
+
+def _slot_time(db: Any, name: str) -> float | None:
     row = db.execute("SELECT next_at FROM pacer WHERE name = ?", (name,)).fetchone()
     return None if row is None else float(row[0])
 
 
-def _set_slot_time(db: sqlite3.Connection, name: str, at: float) -> None:
+def _set_slot_time(db: Any, name: str, at: float) -> None:
     db.execute("INSERT INTO pacer (name, next_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET next_at = ?",
                (name, at, at))
 
 
-def _sending(row: sqlite3.Row) -> Sending:
+def _sending(row: Any) -> Sending:
     data = dict(row)
     data["recipients"] = json.loads(data["recipients"])
     data["attachments"] = json.loads(data["attachments"])
@@ -931,14 +981,14 @@ def _sending(row: sqlite3.Row) -> Sending:
     return Sending(**data)
 
 
-def _receipt(row: sqlite3.Row) -> Receipt:
+def _receipt(row: Any) -> Receipt:
     return Receipt(kind=row["kind"], date=row["date"], provider_text=row["provider_text"], source=row["source"],
                    recipient=row["recipient"], reason=row["reason"], signature=row["signature"],
                    signature_detail=row["signature_detail"], raw=row["raw"], first_seen_at=row["first_seen_at"],
                    last_seen_at=row["last_seen_at"], deleted_at=row["deleted_at"])
 
 
-def _certified(row: sqlite3.Row) -> CertifiedMessage:
+def _certified(row: Any) -> CertifiedMessage:
     return CertifiedMessage(row["message_id"], row["sending_id"], row["email"], row["name"], row["environment"])
 
 
@@ -952,3 +1002,72 @@ def _like(text: str) -> str:
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+class Cursor(Protocol):
+    """What the store reads from a statement, on either backend."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Db(Protocol):
+    """A connection inside one transaction; SQL with ``?`` placeholders."""
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor: ...
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]], /) -> Cursor: ...
+
+
+class Backend(Protocol):
+    """What the store needs of a database: see :mod:`pec_mcp.store_sqlite` and :mod:`pec_mcp.store_postgres`."""
+
+    kind: str
+
+    def describe(self) -> str: ...
+    def close(self) -> None: ...
+    def transaction(self, *, immediate: bool = False, lock: str | None = None) -> AbstractContextManager[Any]: ...
+    def migration_lock(self) -> AbstractContextManager[Any]: ...
+    def schema_version(self, db: Any) -> int: ...
+    def set_schema_version(self, db: Any, version: int) -> None: ...
+    def ddl(self, statement: str) -> str: ...
+    def after_migration(self, db: Any) -> None: ...
+
+
+def is_database_url(location: Path | str) -> bool:
+    return str(location).lower().startswith(("postgresql://", "postgres://"))
+
+
+def open_backend(location: Path | str) -> Backend:
+    """SQLite for a path, PostgreSQL for a ``postgresql://`` URL (its driver is imported only then)."""
+    if is_database_url(location):
+        from pec_mcp.store_postgres import PostgresBackend
+
+        return PostgresBackend(str(location))
+    from pec_mcp.store_sqlite import SqliteBackend
+
+    return SqliteBackend(location)
+
+
+def store_location(store: Any) -> Path | str:
+    """Where the settings put the store (``store`` is the ``[store]`` section): ``url`` when set, else ``path``."""
+    url: str | None = store.url.get_secret_value() if store.url is not None else None
+    path: Path = store.path
+    return url or path
+
+
+META_TABLE = "pec_mcp_meta"
+
+
+def _meta(db: Any, key: str) -> str | None:
+    db.execute(f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    row = db.execute(f"SELECT value FROM {META_TABLE} WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _set_meta(db: Any, key: str, value: str) -> None:
+    db.execute(f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(f"""INSERT INTO {META_TABLE} (key, value) VALUES (?, ?)
+                   ON CONFLICT (key) DO UPDATE SET value = excluded.value""", (key, value))

@@ -39,6 +39,16 @@ else
   echo "npm not found: the MCP Inspector and MCP Bundle tests will be skipped (they fail under CI=true)" >&2
 fi
 
+# The PostgreSQL store's tests start a real PostgreSQL 15 server (Debian's package) on a loopback port.
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && ! command -v pg_config >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+  else
+    echo "PostgreSQL 15 not found: its tests will be skipped (they fail under CI=true)" >&2
+  fi
+fi
+
 .venv/bin/ruff check pec_mcp tests bench
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

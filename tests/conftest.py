@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,9 @@ from pec_mcp.server import build_server
 from pec_mcp.simulator import Simulator, create_simulator
 from pec_mcp.simulator.clock import Clock
 from pec_mcp.simulator.mensatek import FIRST_MESSAGE_ID
+from tests.postgres import Cluster
+from tests.postgres import Unavailable as PgUnavailable
+from tests.postgres import cluster as pg_cluster
 
 # A Tuesday morning in Rome; any fixed moment works, this one reads well in receipts.
 FROZEN_AT = datetime(2026, 3, 10, 9, 0, 0, tzinfo=UTC).timestamp()
@@ -108,3 +112,35 @@ def connect(simulator: Simulator) -> Callable[..., Any]:
             yield client
 
     return open_client
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """One PostgreSQL 15 cluster for the whole run, started at the first test that needs it.
+
+    Skipped only where PostgreSQL cannot start at all; under CI=true that is a failure.
+    """
+    try:
+        with pg_cluster() as running:
+            yield running
+    except PgUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL must run in CI: {exc}")
+        pytest.skip(f"PostgreSQL is not available here: {exc}")
+
+
+@pytest.fixture
+def pg_url(postgres: Cluster) -> Iterator[str]:
+    """A fresh, empty database of its own for one test."""
+    name = postgres.create_database()
+    yield postgres.url(name)
+    postgres.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store lives, once for each backend: a SQLite file, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.sqlite3")
+    url: str = request.getfixturevalue("pg_url")
+    return url

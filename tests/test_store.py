@@ -1,8 +1,11 @@
-"""The send ledger: states, idempotency, recovery after a crash, search, schema, and two handles on one file."""
+"""The send ledger: states, idempotency, recovery after a crash, search, schema, and two handles on one store.
+
+Every test that does not name SQLite runs on both backends (``store_location``: a SQLite file, a PostgreSQL
+database).
+"""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -30,8 +33,8 @@ def tick() -> Tick:
 
 
 @pytest.fixture
-def store(tmp_path: Path, tick: Tick) -> Iterator[Store]:
-    handle = Store(tmp_path / "ledger.sqlite3", clock=tick)
+def store(store_location: str, tick: Tick) -> Iterator[Store]:
+    handle = Store(store_location, clock=tick)
     yield handle
     handle.close()
 
@@ -152,22 +155,59 @@ def test_sendings_are_found_by_recipient_part_subject_words_and_date(store: Stor
     assert subjects(provider="mensatek") == []
 
 
-def test_the_schema_is_at_the_latest_version_and_a_newer_one_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    store = Store(path)
+def test_the_schema_is_at_the_latest_version_and_a_newer_one_is_refused(store_location: str) -> None:
+    store = Store(store_location)
     assert store.schema_version() == len(MIGRATIONS)
     store.close()
-    reopened = Store(path)  # migrating an up-to-date file is a no-op
+    reopened = Store(store_location)  # migrating an up-to-date store is a no-op
     assert reopened.schema_version() == len(MIGRATIONS)
+    assert reopened.migrate() == (len(MIGRATIONS), len(MIGRATIONS))
+    with reopened.backend.migration_lock() as db:
+        reopened.backend.set_schema_version(db, len(MIGRATIONS) + 1)
+        db.execute("UPDATE pec_mcp_meta SET value = '9.9.0' WHERE key = 'written_by'")
     reopened.close()
-    with sqlite3.connect(path) as db:
-        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(ConfigError, match=r"newer pec-mcp.*install pec-mcp 9\.9\.0 or newer"):
+        Store(store_location)
     with pytest.raises(ConfigError, match="newer pec-mcp"):
-        Store(path)
+        Store(store_location, upgrade=False)
 
 
-def test_two_store_objects_on_one_file_share_the_ledger_the_keys_and_the_send_pacer(tmp_path: Path, tick: Tick) -> None:
-    one, two = Store(tmp_path / "s.sqlite3", clock=tick), Store(tmp_path / "s.sqlite3", clock=tick)
+def test_an_older_schema_is_refused_without_upgrade_and_names_migrate(store_location: str) -> None:
+    with pytest.raises(ConfigError, match=r"schema version 0.*pec-mcp migrate"):
+        Store(store_location, upgrade=False)
+    Store(store_location).close()
+    Store(store_location, upgrade=False).close()  # up to date: accepted
+
+
+def test_a_migration_interrupted_half_way_leaves_nothing_and_a_rerun_completes_it(
+    store_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pec_mcp.store as module
+
+    # The last step breaks after its first statements ran: the whole migration must roll back.
+    broken = [*MIGRATIONS[:-1], MIGRATIONS[-1] + ";\nCREATE TABLE half_done (x INTEGER);\nTHIS IS NOT SQL"]
+    monkeypatch.setattr(module, "MIGRATIONS", broken)
+    with pytest.raises(Exception, match=r"(?i)syntax"):
+        Store(store_location)
+    monkeypatch.setattr(module, "MIGRATIONS", MIGRATIONS)
+    store = Store(store_location)
+    try:
+        assert store.schema_version() == len(MIGRATIONS)
+        row, created = _begin(store)
+        assert created and row.state == "queued"
+        with store.transaction() as db:
+            tables = {r[0] for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'" if store.kind == "sqlite" else
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()}
+        assert "half_done" not in tables and "sendings" in tables
+    finally:
+        store.close()
+
+
+def test_two_store_objects_on_one_store_share_the_ledger_the_keys_and_the_send_pacer(
+    store_location: str, tick: Tick
+) -> None:
+    one, two = Store(store_location, clock=tick), Store(store_location, clock=tick)
     try:
         row, _ = _begin(one)
         again, created = _begin(two)
@@ -226,6 +266,63 @@ def test_an_unusable_store_path_is_a_config_error(tmp_path: Path) -> None:
         Store(blocker / "sub" / "s.sqlite3")
 
 
+def test_a_process_killed_while_holding_the_write_lock_does_not_block_the_send_slot(store_location: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    Store(store_location).close()  # the schema exists before the holder starts
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pec_mcp.store import Store\n"
+         "store = Store(sys.argv[1])\nwith store.transaction(immediate=True):\n"
+         "    print('held', flush=True)\n    time.sleep(600)\n", store_location],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        store = Store(store_location)
+        try:
+            assert store.take_slot("pecmassiva-send") == 0.0  # free at once: the lock went with the process
+        finally:
+            store.close()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+def test_schema_statements_written_for_sqlite_become_postgresql() -> None:
+    from pec_mcp.store_postgres import ddl, translate
+
+    assert ddl("CREATE TABLE t (id INTEGER PRIMARY KEY, at REAL NOT NULL, raw BLOB)") == (
+        "CREATE TABLE t (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, at DOUBLE PRECISION NOT NULL, "
+        "raw BYTEA)")
+    assert ddl("CREATE TABLE j (id TEXT PRIMARY KEY, n INTEGER)") == (
+        "CREATE TABLE j ( rowid BIGINT GENERATED BY DEFAULT AS IDENTITY,id TEXT PRIMARY KEY, n BIGINT)")
+    assert ddl("INSERT OR IGNORE INTO a (x) SELECT x FROM b") == (
+        "INSERT INTO a (x) SELECT x FROM b ON CONFLICT DO NOTHING")
+    assert ddl("DROP TABLE sendings") == "DROP TABLE sendings CASCADE"
+    assert translate("SELECT '?', x FROM t WHERE a = ? AND b LIKE '%' AND instr(s, ?) > 0") == (
+        "SELECT '?', x FROM t WHERE a = %s AND b LIKE '%%' AND strpos(s, %s) > 0")
+
+
+def test_rows_copied_by_a_migration_keep_their_ids_and_new_rows_continue_after_them(pg_url: str) -> None:
+    store = Store(pg_url)
+    try:
+        with store.backend.migration_lock() as db:
+            db.execute("INSERT INTO audit (id, at, action, actor, environment, summary, outcome) "
+                       "VALUES (41, 0, 'a', 'b', 'offline', 's', 'o')")
+            store.backend.after_migration(db)
+        store.record_audit(action="send_pec", actor="anna", environment="offline", summary="x", outcome="sent")
+        assert [a.id for a in store.audit_log()] == [42, 41]
+    finally:
+        store.close()
+
+
 def test_receipts_are_kept_once_per_environment_and_account_and_marked_when_deleted(store: Store, tick: Tick) -> None:
     from pec_mcp.store import Receipt
 
@@ -242,3 +339,26 @@ def test_receipts_are_kept_once_per_environment_and_account_and_marked_when_dele
     assert [(r.kind, r.last_seen_at, r.deleted_at) for r in kept] == [("accepted", T0 + 10, None),
                                                                       ("delivered", T0, T0 + 10)]
     assert kept[1].raw == b"signed bytes" and kept[1].signature is None
+
+
+def test_a_send_slot_held_by_a_process_that_died_frees_up_after_the_hold(store_location: str) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from pec_mcp.store import SLOT_HOLD
+
+    Store(store_location).close()
+    took = subprocess.run(  # takes the slot and exits without saying whether its request left: as if killed
+        [sys.executable, "-c", "import sys\nfrom pec_mcp.store import Store\n"
+         "print(Store(sys.argv[1]).take_slot('pecmassiva-send'))", store_location],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert took.stdout.strip() == "0.0", took.stderr
+    now = Store(store_location)
+    later = Store(store_location, clock=lambda: time.time() + SLOT_HOLD + 1)
+    try:
+        assert now.take_slot("pecmassiva-send") > 0  # still held
+        assert later.take_slot("pecmassiva-send") == 0.0  # the hold ran out: another process sends
+    finally:
+        now.close()
+        later.close()

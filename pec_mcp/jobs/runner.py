@@ -15,7 +15,7 @@ from pec_mcp.config import Settings
 from pec_mcp.errors import LimitExceeded, PecError, RateLimited
 from pec_mcp.jobs.notify import Notifier, Publish
 from pec_mcp.jobs.planning import account_of, render
-from pec_mcp.jobs.store import CANCELLED_REASON, Claim, FollowTarget, JobStore, ledger_key
+from pec_mcp.jobs.store import CANCELLED_REASON, Claim, FollowTarget, Job, JobStore, ledger_key
 from pec_mcp.paths import MB
 from pec_mcp.receipts import RecipientState
 from pec_mcp.sending import PecMessage, PecSender, load_attachments, message_size
@@ -53,6 +53,11 @@ def rate_limit_wait(retry_after: float | None, attempt: int) -> float:
     return min(max(retry_after or 0.0, backoff, 0.1), RATE_LIMIT_MAX_WAIT)
 
 
+def job_actor(job: Job) -> str:
+    """Who a job's sends are for, in the ledger: whoever started the job (a user's name when known)."""
+    return f"{job.actor}, bulk job {job.id}" if job.actor else f"bulk job {job.id}"
+
+
 class JobCancelled(PecError):
     """The job was cancelled while this request waited for its turn: nothing was sent."""
 
@@ -78,6 +83,7 @@ class JobRunner:
         self.notifier = Notifier(self.publish, self.now)
         self._wake = anyio.Event()
         self._next_read = 0.0
+        self._in_flight: set[tuple[str, int]] = set()
 
     def wake(self) -> None:
         """A job was started: look for work now rather than at the next idle check."""
@@ -143,8 +149,13 @@ class JobRunner:
         claim = self.jobs.claim_next(self.owner, self.settings.env, self.account)
         if claim is None:
             return False
-        await self.notifier.changed(claim.job.id)
-        await self._send(claim)
+        key = (claim.job.id, claim.seq)
+        self._in_flight.add(key)  # before any await: recovery must not take a request this runner works on
+        try:
+            await self.notifier.changed(claim.job.id)
+            await self._send(claim)
+        finally:
+            self._in_flight.discard(key)
         await self.notifier.changed(claim.job.id)
         return True
 
@@ -165,7 +176,7 @@ class JobRunner:
 
         try:
             outcome = await self.sender().send(message, idempotency_key=claim.key or ledger_key(job_id, seq),
-                                               actor=f"bulk job {job_id}", job_id=job_id,
+                                               actor=job_actor(claim.job), job_id=job_id,
                                                before_dispatch=before_dispatch)
         except JobCancelled:
             self.jobs.finish(job_id, seq, "cancelled", reason=CANCELLED_REASON)
@@ -227,9 +238,10 @@ class JobRunner:
     # -- recovery
 
     def recover(self) -> int:
-        """Requests left ``sending`` by a runner that is gone: queued again if they never left, else settled from
-        the ledger (``sent``, ``failed``, or ``unknown``: never resent by the runner)."""
-        orphans = self.jobs.orphaned(self.owner, lease=LEASE)
+        """Requests left ``sending`` by a runner that is gone, or by this one when the store was unreachable as
+        their outcome came: queued again if they never left, else settled from the ledger (``sent``, ``failed``,
+        or ``unknown``: never resent by the runner)."""
+        orphans = self.jobs.orphaned(self.owner, lease=LEASE, in_flight=set(self._in_flight))
         for job_id, seq in orphans:
             row = self.jobs.ledger_row(job_id, seq)
             if row is None or row["state"] == "queued":

@@ -8,6 +8,7 @@ import secrets
 import socket
 import time
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -401,14 +402,17 @@ class JobStore:
         with self.store.transaction(immediate=True) as db:
             db.execute("DELETE FROM job_runners WHERE owner = ?", (owner,))
 
-    def orphaned(self, owner: str, *, lease: float) -> list[tuple[str, int]]:
-        """Requests left ``sending`` by a runner that is gone (its process died, or it stopped beating)."""
+    def orphaned(self, owner: str, *, lease: float,
+                 in_flight: AbstractSet[tuple[str, int]] = frozenset()) -> list[tuple[str, int]]:
+        """Requests left ``sending`` by a runner that is gone (its process died, or it stopped beating), and this
+        runner's own that it no longer works on (the store was unreachable when their outcome came)."""
         with self.store.transaction() as db:
-            rows = db.execute("SELECT job_id, seq, owner FROM job_groups WHERE state = 'sending' AND "
-                              "(owner IS NULL OR owner != ?)", (owner,)).fetchall()
+            rows = db.execute("SELECT job_id, seq, owner FROM job_groups WHERE state = 'sending'").fetchall()
             runners = {r["owner"]: r for r in db.execute("SELECT * FROM job_runners").fetchall()}
         now = self.store.clock()
-        return [(r["job_id"], r["seq"]) for r in rows if _gone(runners.get(r["owner"]), now, lease)]
+        return [(r["job_id"], r["seq"]) for r in rows
+                if (r["job_id"], r["seq"]) not in in_flight
+                and (r["owner"] == owner or _gone(runners.get(r["owner"]), now, lease))]
 
     def ledger_row(self, job_id: str, seq: int) -> Any:
         with self.store.transaction() as db:
@@ -439,10 +443,10 @@ class JobStore:
 def _gone(runner: Any, now: float, lease: float) -> bool:
     if runner is None or now - runner["seen_at"] > lease:
         return True
-    return runner["host"] == socket.gethostname() and not _pid_alive(int(runner["pid"]))
+    return runner["host"] == socket.gethostname() and not pid_alive(int(runner["pid"]))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

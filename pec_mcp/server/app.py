@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError, UnexpectedToolError
+from mcp.server.subscriptions import ResourceUpdated
 from mcp.types import (
     CallToolResult,
     GetPromptResult,
@@ -31,6 +31,7 @@ from pec_mcp import __version__
 from pec_mcp.config import Settings, environment_label
 from pec_mcp.redaction import Redactor
 from pec_mcp.server.app_views import views_extension
+from pec_mcp.server.bus import SharedBus
 from pec_mcp.server.catalogue import Catalogue, fingerprint
 from pec_mcp.server.errors import (
     bad_prompt_arguments,
@@ -41,7 +42,9 @@ from pec_mcp.server.errors import (
     unknown_tool,
     validation_cause,
 )
+from pec_mcp.server.replicas import Replica, request_state_security, state_key_id
 from pec_mcp.server.state import AppState, StateHolder, open_state
+from pec_mcp.server.users import ToolFacts, current_user, refusal, resource_refusal, user_middleware, visible
 
 if TYPE_CHECKING:
     import httpx
@@ -90,9 +93,29 @@ class PecMcpServer(MCPServer[AppState]):
 
     _catalogue: Catalogue | None = None
     _register_later: Callable[[], None] | None = None
+    # The toolset being registered, and what each registered tool is (for the per-user permissions).
+    _toolset: str | None = None
+    _facts: dict[str, ToolFacts]
 
     def tool(self, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:
-        return _cleaning_doc(super().tool(*args, **kwargs))
+        register = _cleaning_doc(super().tool(*args, **kwargs))
+        annotations = kwargs.get("annotations")
+        read_only = bool(annotations is not None and annotations.read_only_hint)
+
+        def remembered(fn: _F) -> _F:
+            self.tool_facts()[kwargs.get("name") or fn.__name__] = ToolFacts(self._toolset, read_only)
+            return register(fn)
+
+        return remembered
+
+    def tool_facts(self) -> dict[str, ToolFacts]:
+        if not hasattr(self, "_facts"):
+            self._facts = {}
+        return self._facts
+
+    def registering(self, toolset: str | None) -> None:
+        """Tools registered from now on belong to ``toolset`` (None: to no toolset)."""
+        self._toolset = toolset
 
     def resource(self, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:
         return _cleaning_doc(super().resource(*args, **kwargs))
@@ -129,13 +152,20 @@ class PecMcpServer(MCPServer[AppState]):
         if self._catalogue is not None and self._catalogue.tools is None:
             self._catalogue.remember([tool.model_dump(mode="json", by_alias=True, exclude_none=True)
                                       for tool in tools])
-        return tools
+        user = current_user()
+        if user is None:
+            return tools
+        facts = self.tool_facts()
+        return [tool for tool in tools if visible(user, facts.get(tool.name))]
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         """Call a tool; an unknown tool is a protocol error and refused arguments are explained in plain words."""
         self._register_now()
+        refused = refusal(current_user(), name, self.tool_facts().get(name), arguments)
+        if refused is not None:
+            raise ToolError(refused)
         tool = self._tool_manager.get_tool(name)
         listed = {listed.name for listed in await self.list_tools()}
         if tool is None or name not in listed:
@@ -165,6 +195,9 @@ class PecMcpServer(MCPServer[AppState]):
         self, uri: AnyUrl | str, context: Context[AppState, Any] | None = None
     ) -> Iterable[ReadResourceContents] | InputRequiredResult:
         self._register_now()
+        refused = resource_refusal(current_user(), str(uri))
+        if refused is not None:
+            raise ResourceNotFoundError(refused)
         return await super().read_resource(uri, context)
 
     async def list_prompts(self) -> list[Prompt]:
@@ -239,12 +272,17 @@ def build_server(
 
 def build(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None,
-    client_options: ClientOptions | None = None, catalogue_dir: Path | None = None,
+    client_options: ClientOptions | None = None, catalogue_dir: Path | None = None, replica: bool = False,
 ) -> Built:
-    """:func:`build_server`, also returning the state holder."""
+    """:func:`build_server`, also returning the state holder.
+
+    ``replica``: an HTTP server, which registers in the store so that replicas with different state keys are
+    refused (see :mod:`pec_mcp.server.replicas`).
+    """
     holder = StateHolder()
-    # Kept so that the bulk job runner, outside any request, can tell subscribers that a job changed.
-    bus = InMemorySubscriptionBus()
+    # Kept so that the bulk job runner, outside any request, can tell subscribers that a job changed; on
+    # PostgreSQL it also carries the changes to (and from) the other replicas.
+    bus = SharedBus(settings.store.url.get_secret_value() if settings.store.url is not None else None)
 
     async def publish(uri: str) -> None:
         await bus.publish(ResourceUpdated(uri=uri))
@@ -254,12 +292,18 @@ def build(
         async with open_state(settings, transport=transport, publish=publish,
                               client_options=client_options) as state, anyio.create_task_group() as tasks:
             tasks.start_soon(mcp.register_soon)
+            tasks.start_soon(bus.listen)
+            if replica:
+                this = Replica(state.store, state_key_id(settings))
+                this.check()
+                tasks.start_soon(this.keep_alive)
             holder.set(state)
             try:
                 yield state
             finally:
                 holder.set(None)
                 tasks.cancel_scope.cancel()
+                await bus.aclose()
 
     mcp = PecMcpServer(
         "pec-mcp",
@@ -270,7 +314,9 @@ def build(
         log_level="WARNING",
         subscriptions=bus,
         extensions=[views_extension(settings.tools.enabled)],
+        request_state_security=request_state_security(settings),
     )
+    mcp.middleware.append(user_middleware)
     enabled = settings.tools.enabled
     catalogue = None if catalogue_dir is None else Catalogue(catalogue_dir, fingerprint(enabled))
     mcp.register_with(lambda: register_toolsets(mcp, holder, enabled), catalogue)
@@ -290,5 +336,12 @@ def register_toolsets(mcp: MCPServer[AppState], holder: StateHolder, enabled: It
     from pec_mcp.server import resources
 
     for name in enabled:
+        _registering(mcp, name)
         importlib.import_module(TOOLSETS[name]).register(mcp, holder)
+    _registering(mcp, None)
     resources.register_ledger(mcp, holder)  # whichever toolsets are enabled
+
+
+def _registering(mcp: MCPServer[AppState], toolset: str | None) -> None:
+    if isinstance(mcp, PecMcpServer):
+        mcp.registering(toolset)

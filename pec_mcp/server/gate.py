@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from pec_mcp.errors import NotConfirmed
 from pec_mcp.sending import Action, needs_confirmation
 from pec_mcp.server.state import AppState
+from pec_mcp.server.users import actor_name
 
 
 class Confirmation(BaseModel):
@@ -47,14 +48,15 @@ def state_of(ctx: Context[Any]) -> AppState:
 
 
 def actor_of(ctx: Context[Any], via: str | None = None) -> str:
-    """Who asked, for the audit trail: the client's declared name and version, and how the action was approved."""
+    """Who asked, for the audit trail: the user (when the server has users), the client's declared name and
+    version, and how the action was approved."""
     try:
         params = ctx.session.client_params
         info = params.client_info if params is not None else None
     except (AttributeError, LookupError):
         info = None
     name = f"{info.name} {info.version}".strip() if info is not None else "unknown MCP client"
-    return f"{name} ({via})" if via else name
+    return actor_name(f"{name} ({via})" if via else name)
 
 
 def can_elicit(ctx: Context[Any]) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -14,7 +15,10 @@ from pec_mcp.dashboard import dashboard_routes
 from pec_mcp.errors import ConfigError
 from pec_mcp.paths import MB
 from pec_mcp.server.app import build
+from pec_mcp.server.users import SCOPE_KEY, TokenTable
 from pec_mcp.server.webhooks import webhook_routes
+
+log = logging.getLogger("pec_mcp.http")
 
 MCP_PATH = "/mcp"
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
@@ -42,21 +46,37 @@ def transport_security(host: str) -> TransportSecuritySettings:
 
 
 class BearerAuth:
-    """Every request under ``/mcp`` must carry ``Authorization: Bearer <http.auth_token>`` (constant-time check)."""
+    """Every request under ``/mcp`` must carry a known token as ``Authorization: Bearer <token>``.
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    With ``[http.users.*]`` each token names its user, who is put in the ASGI scope for the MCP layer (see
+    :mod:`pec_mcp.server.users`); otherwise the single ``http.auth_token``. Tokens are compared in constant time
+    and never logged.
+    """
+
+    def __init__(self, app: ASGIApp, *, token: str | None = None, users: TokenTable | None = None) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = f"Bearer {token}".encode() if token else None
+        self.users = users
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(MCP_PATH):
             given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                await _json(send, 401, {"error": "unauthorized",
-                                        "message": "Send the server's token as 'Authorization: Bearer <token>'."},
-                            extra=[(b"www-authenticate", b'Bearer realm="pec-mcp"')])
+            if self.users:
+                user = self.users.find(given)
+                if user is None:
+                    await _unauthorized(send)
+                    return
+                scope = {**scope, SCOPE_KEY: user}
+            elif self.expected is not None and not hmac.compare_digest(given, self.expected):
+                await _unauthorized(send)
                 return
         await self.app(scope, receive, send)
+
+
+async def _unauthorized(send: Send) -> None:
+    await _json(send, 401, {"error": "unauthorized",
+                            "message": "Send your token as 'Authorization: Bearer <token>'."},
+                extra=[(b"www-authenticate", b'Bearer realm="pec-mcp"')])
 
 
 class BodyLimit:
@@ -112,14 +132,19 @@ async def _json(send: Send, status: int, body: dict[str, str], extra: list[tuple
 
 
 def build_http_app(settings: Settings, *, host: str) -> ASGIApp:
-    """The whole HTTP app; refuses to listen beyond loopback without ``http.auth_token``."""
+    """The whole HTTP app; refuses to listen beyond loopback without ``http.auth_token`` or ``http.users``."""
+    users = TokenTable(settings)
     token = settings.http.auth_token.get_secret_value() if settings.http.auth_token else None
-    if not is_loopback(host) and not token:
+    if users and token:
+        log.warning("http.users is set: the single http.auth_token is not accepted; give its holder a user")
+        token = None
+    if not is_loopback(host) and not token and not users:
         raise ConfigError(
             f"Refusing to listen on {host} without http.auth_token: anyone on the network could send PEC",
-            hint="Set http.auth_token (or PEC_MCP_HTTP__AUTH_TOKEN), or listen on 127.0.0.1.",
+            hint="Set http.auth_token (or PEC_MCP_HTTP__AUTH_TOKEN) or [http.users.<name>], or listen on "
+            "127.0.0.1.",
         )
-    built = build(settings)
+    built = build(settings, replica=True)
     max_bytes = int(settings.http.max_body_mb * MB)
     mcp_app: Starlette = built.mcp.streamable_http_app(
         streamable_http_path=MCP_PATH, host=host, max_request_body_size=max_bytes,
@@ -128,15 +153,32 @@ def build_http_app(settings: Settings, *, host: str) -> ASGIApp:
     for route in [*webhook_routes(settings, built.holder), *dashboard_routes(settings, built.holder)]:
         mcp_app.router.routes.append(route)
     app: ASGIApp = BodyLimit(mcp_app, max_bytes)
-    if token:
-        app = BearerAuth(app, token)
+    if token or users:
+        app = BearerAuth(app, token=token, users=users)
     return app
+
+
+def preflight(settings: Settings, *, replica: bool) -> None:
+    """Before serving: the store is reachable, its schema fits, and (HTTP) no live replica holds another state key.
+
+    Done before the server starts so that a problem is one clear line and exit status 2, not a traceback.
+    """
+    from pec_mcp.server.replicas import Replica, state_key_id
+    from pec_mcp.store import Store, store_location
+
+    store = Store(store_location(settings.store), upgrade=settings.store.url is None)
+    try:
+        if replica:
+            Replica(store, state_key_id(settings)).check()
+    finally:
+        store.close()
 
 
 def serve_http(settings: Settings, *, host: str, port: int) -> None:
     import uvicorn
 
     app = build_http_app(settings, host=host)
+    preflight(settings, replica=True)
     # log_config=None: uvicorn's records go to the root handler, where the redacting filter removes secrets (the
     # access log, at INFO, is off at this level anyway; a webhook token in its query string would be a secret).
     uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)

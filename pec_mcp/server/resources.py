@@ -12,6 +12,7 @@ from pec_mcp.server.errors import resource_errors
 from pec_mcp.server.gate import state_of
 from pec_mcp.server.pec_models import inbox_kind, sending_info
 from pec_mcp.server.state import StateHolder
+from pec_mcp.server.users import visible_audit, visible_sendings
 from pec_mcp.store import Store, iso
 
 JSON = "application/json"
@@ -79,7 +80,7 @@ def register_ledger(mcp: MCPServer[Any], holder: StateHolder) -> None:
         """The last 50 sendings and the last 50 paid or destructive actions of the server's current environment,
         from the local store (pec://ledger/all and pec://ledger/{environment} show others)."""
         app = holder.get()
-        return _ledger(app.store, app.environment, app.environment)
+        return _ledger(app.store, app.environment, app.environment, _facts(mcp))
 
     @mcp.resource("pec://ledger/{environment}", mime_type=JSON, title="Local ledger of one environment, or all")
     def ledger_of(environment: str) -> str:
@@ -90,12 +91,18 @@ def register_ledger(mcp: MCPServer[Any], holder: StateHolder) -> None:
             if environment not in ("offline", "sandbox", "production", "all"):
                 raise InputError(f"{environment!r} is not an environment",
                                  hint="Use pec://ledger/offline, /sandbox, /production or /all.")
-            return _ledger(app.store, None if environment == "all" else environment, app.environment)
+            return _ledger(app.store, None if environment == "all" else environment, app.environment, _facts(mcp))
 
 
-def _ledger(store: Store, environment: str | None, current: str) -> str:
-    rows = store.find_sendings(limit=50, environment=environment)
-    audit = store.audit_log(limit=50, environment=environment)
+def _facts(mcp: MCPServer[Any]) -> dict[str, Any]:
+    """What each tool is (PecMcpServer knows): a user sees only the audit of tools they may use."""
+    known = getattr(mcp, "tool_facts", None)
+    return known() if callable(known) else {}
+
+
+def _ledger(store: Store, environment: str | None, current: str, facts: dict[str, Any]) -> str:
+    rows = visible_sendings(store.find_sendings(limit=50, environment=environment))
+    audit = visible_audit(store.audit_log(limit=50, environment=environment), facts)
     return _dump({
         "environment": current,
         "shown": environment or "all",

@@ -13,7 +13,7 @@ import anyio
 from pec_mcp.config import ProviderName, Settings
 from pec_mcp.errors import ConfigError
 from pec_mcp.redaction import Redactor
-from pec_mcp.store import Store, StorePacer
+from pec_mcp.store import Store, StorePacer, store_location
 
 # The HTTP stack, provider clients, the send path, the job runner and the simulator are imported when first used,
 # not at start-up: a server answers its first requests sooner, and a provider never called costs nothing.
@@ -247,7 +247,9 @@ async def open_state(
     subscribers that a job resource changed), from the first job started or ``RUNNER_GRACE`` after start-up.
     """
     redactor = Redactor(settings.secret_values())
-    store = Store(settings.store.path)
+    # The embedded SQLite file is created and upgraded in place; a shared PostgreSQL database is upgraded only by
+    # `pec-mcp migrate`, so that replicas of different versions never change its schema under each other.
+    store = Store(store_location(settings.store), upgrade=settings.store.url is None)
     # A request that was on its way when a previous process died is unknown from now on, never resent.
     store.recover_interrupted()
     simulated = transport is None and settings.env == "offline"

@@ -21,6 +21,7 @@ from pec_mcp.server.errors import resource_errors, tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
 from pec_mcp.server.pec_models import ENV_FIELD, AttachmentInfo, Environment, EnvironmentFilter, environment_filter
 from pec_mcp.server.state import AppState, StateHolder
+from pec_mcp.server.users import may_see_account
 from pec_mcp.store import iso
 
 PREVIEW_CHARS = 2000
@@ -352,6 +353,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         with tool_errors(app.redactor):
             summaries = []
             for job in JobStore(app.store).recent(limit, environment=environment_filter(app, environment)):
+                if not may_see_account(job.account):  # another account's job: not this user's to see
+                    continue
                 report = job_report(app, job.id, shown=0)
                 summaries.append(BulkJobSummary(job_id=job.id, created_at=report.created_at, subject=job.subject,
                                                 status=report.status, total_recipients=job.total,

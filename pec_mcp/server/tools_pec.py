@@ -46,6 +46,7 @@ from pec_mcp.server.pec_models import (
     sending_info,
 )
 from pec_mcp.server.state import StateHolder
+from pec_mcp.server.users import visible_sendings
 from pec_mcp.store import iso
 from pec_mcp.times import as_utc
 
@@ -307,8 +308,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         app = state_of(ctx)
         with tool_errors(app.redactor):
             shown = environment_filter(app, environment)
-            rows = app.store.find_sendings(recipient=recipient, query=query, since=since, limit=limit,
-                                           provider="pecmassiva", environment=shown)
+            rows = visible_sendings(app.store.find_sendings(recipient=recipient, query=query, since=since,
+                                                            limit=limit, provider="pecmassiva", environment=shown))
             where = f"the {shown} environment" if shown else "every environment"
             note = (f"{len(rows)} sending(s) found in the local ledger ({where})." if rows else
                     f"Nothing found in the local ledger for {where} (it holds only PEC sent through pec-mcp on "

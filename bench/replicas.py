@@ -1,0 +1,346 @@
+"""Replicas on one PostgreSQL database: shared pacing, takeover after SIGKILL, HTTP throughput.
+
+A throwaway PostgreSQL 15 cluster is started on loopback (as in the tests), with ``pec-mcp simulate`` and
+``pec-mcp serve --transport http`` processes around it.
+
+1. Pacing: a bulk job of personalised recipients (one request each) run by 3 replicas together on one account,
+   against a simulator with the same limit. Reported: the achieved rate as a fraction of the limit (target 0.97)
+   and the requests the simulator refused as over the limit (target 0).
+2. Takeover: one of the 3 replicas is SIGKILLed while it holds requests of the job; reported: the seconds until
+   every request it held is settled by another (queued again and sent, or ``unknown`` if it may have left).
+3. HTTP load: 60 concurrent clients calling ``find_pec_sendings`` and ``get_pec_receipts`` (stateless
+   2026-07-28 requests, round-robin over the replicas): 3 replicas vs 1 replica, throughput and p99 latency;
+   and 1 replica vs a bare SDK streamable-HTTP server with one tool (``bench/bare_server.py --http``), same run.
+   The load generator runs in its own process.
+
+``python bench/replicas.py [--quick]`` prints a table; ``run()`` returns its rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+from common import PYTHON, ROOT, env, free_port, row, simulator, temp_dir, wait_for_port
+
+STATE_KEY = "bench-replicas-state-key-0123456789abcdef"
+PACING_RATE = 2.0  # requests per second: PEC Massiva's real limit is 1/s; 2/s keeps the run short
+PACING_RECIPIENTS = 60
+CLIENTS = 60
+LOAD_SECONDS = 15.0
+# A stateless 2026-07-28 request names its method and tool in headers too (the SDK checks they match the body).
+HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28"}
+MODERN = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+          "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+          "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+@contextmanager
+def postgres() -> Iterator[Any]:
+    from tests.postgres import cluster
+
+    with cluster() as running:
+        yield running
+
+
+def server_env(origin: str, url: str, rate: float, folder: Path) -> dict[str, str]:
+    from pec_mcp.simulator import credentials as sim
+
+    config = folder / "config.toml"
+    config.write_text("")
+    config.chmod(0o600)
+    return env(PEC_MCP_CONFIG=str(config), PEC_MCP_ENVIRONMENT="sandbox", PEC_MCP_STORE__URL=url,
+               PEC_MCP_PECMASSIVA__TOKEN=sim.PECMASSIVA_TOKEN, PEC_MCP_PECMASSIVA__USERNAME=sim.PECMASSIVA_USERNAME,
+               PEC_MCP_PECMASSIVA__PASSWORD=sim.PECMASSIVA_PASSWORD,
+               PEC_MCP_PECMASSIVA__BASE_URL=origin + "/pecmassiva",
+               PEC_MCP_SENDING__REQUESTS_PER_SECOND=str(rate), PEC_MCP_SENDING__CONFIRM="never",
+               PEC_MCP_TOOLS__ENABLED='["pec", "bulk"]', PEC_MCP_HTTP__STATE_KEY=STATE_KEY)
+
+
+class Replica:
+    def __init__(self, environ: dict[str, str], folder: Path) -> None:
+        self.port = free_port()
+        self.log = folder / f"replica-{self.port}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen([PYTHON, "-m", "pec_mcp", "serve", "--transport", "http", "--port",
+                                          str(self.port)], env=environ, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=out)
+
+    def ready(self) -> Replica:
+        wait_for_port(self.port, self.proc, timeout=120)
+        return self
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@contextmanager
+def replicas(count: int, environ: dict[str, str], folder: Path) -> Iterator[list[Replica]]:
+    started = [Replica(environ, folder) for _ in range(count)]
+    try:
+        yield [r.ready() for r in started]
+    finally:
+        for r in started:
+            r.stop()
+
+
+def migrate(environ: dict[str, str]) -> None:
+    subprocess.run([PYTHON, "-m", "pec_mcp", "migrate"], env=environ, cwd=ROOT, check=True, capture_output=True)
+
+
+def stats(origin: str) -> dict[str, Any]:
+    import urllib.request
+
+    with urllib.request.urlopen(origin + "/__simulator__/stats", timeout=10) as answer:
+        data: dict[str, Any] = json.load(answer)
+    return data
+
+
+def call(port: int, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+    """One stateless 2026-07-28 tools/call; the structured result."""
+    import httpx
+
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": tool, "arguments": args, "_meta": MODERN}}
+    answer = httpx.post(f"http://127.0.0.1:{port}/mcp", json=body, timeout=60,
+                        headers={**HEADERS, "mcp-method": "tools/call", "mcp-name": tool})
+    if answer.status_code != 200:
+        raise RuntimeError(f"{tool}: HTTP {answer.status_code} {answer.text[:300]}")
+    message = _message(answer.text)
+    result: dict[str, Any] = message["result"]
+    if result.get("isError"):
+        raise RuntimeError(f"{tool}: {result['content'][0]['text']}")
+    structured: dict[str, Any] = result["structuredContent"]
+    return structured
+
+
+def _message(text: str) -> dict[str, Any]:
+    """The JSON-RPC answer, from a JSON body or the data line of an SSE stream."""
+    text = text.strip()
+    if text.startswith("{"):
+        data: dict[str, Any] = json.loads(text)
+        return data
+    for line in text.splitlines():
+        if line.startswith("data:") and line[5:].strip().startswith("{"):
+            data = json.loads(line[5:])
+            if "result" in data or "error" in data:
+                return data
+    raise RuntimeError(f"no JSON-RPC answer in {text[:200]!r}")
+
+
+def recipients(count: int, tag: str) -> list[dict[str, Any]]:
+    return [{"address": f"{tag}{i}@pec.example.it", "variables": {"n": str(i)}} for i in range(count)]
+
+
+def job_progress(port: int, job_id: str) -> dict[str, Any]:
+    return call(port, "get_bulk_pec", {"job_id": job_id})
+
+
+def wait_job(port: int, job_id: str, within: float) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        job = job_progress(port, job_id)
+        if job["status"] != "sending" or time.monotonic() > deadline:
+            return job
+        time.sleep(0.5)
+
+
+# -- 1 and 2: pacing across replicas, takeover after SIGKILL -------------------------------------------------------
+
+
+def pacing_and_takeover(cluster: Any, folder: Path, count: int) -> list[dict[str, Any]]:
+    import psycopg
+
+    url = cluster.url(cluster.create_database("pacing"))
+    with simulator(rate=PACING_RATE, delivery_delay=1.0) as origin:
+        environ = server_env(origin, url, PACING_RATE, folder)
+        migrate(environ)
+        with replicas(3, environ, folder) as (first, second, third):
+            started = call(first.port, "start_bulk_pec", {"recipients": recipients(count, "pace"),
+                                                          "subject": "Sollecito {{n}}", "body": "Gentile {{n}}"})
+            job_id = started["job_id"]
+            job = wait_job(first.port, job_id, within=count / PACING_RATE * 3 + 60)
+            paced = stats(origin)
+            # Takeover: a second job; SIGKILL a replica while it holds requests, time until they are settled.
+            second_job = call(first.port, "start_bulk_pec", {"recipients": recipients(count, "take"),
+                                                             "subject": "Sollecito {{n}}", "body": "Gentile {{n}}"})
+            held: list[Any] = []
+            with psycopg.connect(url, autocommit=True) as db:
+                deadline = time.monotonic() + 60
+                while not held and time.monotonic() < deadline:
+                    held = db.execute("SELECT job_id, seq FROM job_groups WHERE state = 'sending' AND owner LIKE %s",
+                                      (f"%:{second.proc.pid}:%",)).fetchall()
+                    time.sleep(0.02)
+                second.kill()
+                killed_at = time.monotonic()
+                while db.execute("SELECT COUNT(*) FROM job_groups WHERE state = 'sending' AND owner LIKE %s",
+                                 (f"%:{second.proc.pid}:%",)).fetchone()[0]:
+                    time.sleep(0.05)
+                takeover = time.monotonic() - killed_at
+            wait_job(third.port, second_job["job_id"], within=count / PACING_RATE * 3 + 60)
+    cluster.drop_database(url.rsplit("/", 1)[1])
+    fraction = (job["achieved_rate_per_second"] or 0.0) / PACING_RATE
+    from pec_mcp.jobs.runner import HEARTBEAT, LEASE
+
+    return [
+        row("replicas", f"achieved rate / limit (3 replicas, {count} requests, {PACING_RATE:g}/s)", fraction, None,
+            unit="x", target=">= 0.97", met=fraction >= 0.97, n=count,
+            note=f"{job['counts']['sent'] + job['counts']['delivered']} sent"),
+        row("replicas", "requests refused by the simulator (429)", float(paced["rate_limited"]), None, unit="n",
+            target="0", met=paced["rate_limited"] == 0, n=count),
+        row("replicas", "takeover after SIGKILL (s)", takeover, LEASE, unit="s", target=f"<= lease ({LEASE:g} s)",
+            met=takeover <= LEASE, n=len(held),
+            note=f"{len(held)} request(s) held; same host: a dead pid is seen at the next check (every "
+                 f"{HEARTBEAT:g} s); another host: when the lease runs out"),
+    ]
+
+
+# -- 3: HTTP load ---------------------------------------------------------------------------------------------------
+
+
+LOAD_SCRIPT = r"""
+import asyncio, json, sys, time
+import httpx
+ports, calls, clients, seconds = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "load", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}}
+HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28"}
+latencies, errors, turn = [], 0, 0
+async def client(http, index, stop):
+    global errors, turn
+    n = index
+    while time.monotonic() < stop:
+        port = ports[turn % len(ports)]; turn += 1
+        name, args = calls[n % len(calls)]; n += 1
+        params = {"name": name, "arguments": args, "_meta": META}
+        body = {"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": params}
+        started = time.monotonic()
+        try:
+            headers = {**HEADERS, "mcp-method": "tools/call", "mcp-name": name}
+            answer = await http.post(f"http://127.0.0.1:{port}/mcp", json=body, headers=headers)
+            text = answer.text
+            ok = answer.status_code == 200 and '"isError":true' not in text and '"error"' not in text[:200]
+        except httpx.HTTPError:
+            ok = False
+        if ok:
+            latencies.append(time.monotonic() - started)
+        else:
+            errors += 1
+async def main():
+    limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        stop = time.monotonic() + seconds
+        await asyncio.gather(*(client(http, i, stop) for i in range(clients)))
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0
+    print(json.dumps({"done": len(latencies), "errors": errors, "per_second": len(latencies) / seconds, "p99": p99}))
+asyncio.run(main())
+"""
+
+
+def load(ports: Sequence[int], calls: list[tuple[str, dict[str, Any]]], seconds: float) -> dict[str, Any]:
+    done = subprocess.run([PYTHON, "-c", LOAD_SCRIPT, json.dumps(list(ports)), json.dumps(calls), str(CLIENTS),
+                           str(seconds)], env=env(), cwd=ROOT, capture_output=True, text=True, check=True,
+                          timeout=seconds + 300)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@contextmanager
+def bare_http_server() -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen([PYTHON, str(ROOT / "bench" / "bare_server.py"), "--http", str(port)], env=env(),
+                            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc, timeout=120)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def http_load(cluster: Any, folder: Path, seconds: float) -> list[dict[str, Any]]:
+    url = cluster.url(cluster.create_database("load"))
+    with simulator(rate=1000, delivery_delay=0.0) as origin, ExitStack() as stack:
+        environ = server_env(origin, url, 1000, folder)
+        migrate(environ)
+        three = stack.enter_context(replicas(3, environ, folder))
+        # Something to find: a few sendings, with receipts at the simulator.
+        ids = [call(three[0].port, "send_pec", {"recipients": [f"destinatario{i}@pec.example.it"],
+                                                "subject": f"Comunicazione {i}", "body": "Testo",
+                                                "idempotency_key": f"load-{i}"})["message_id"] for i in range(5)]
+        calls: list[tuple[str, dict[str, Any]]] = [("find_pec_sendings", {"limit": 5})]
+        calls += [("get_pec_receipts", {"message_id": mid}) for mid in ids[:1]]
+        one_replica = load([three[0].port], calls, seconds)
+        three_replicas = load([r.port for r in three], calls, seconds)
+        for replica in three[1:]:
+            replica.stop()
+        with bare_http_server() as bare_port:
+            bare = load([bare_port], [("echo", {"text": "ciao"})], seconds)
+            single = load([three[0].port], calls, seconds)
+    cluster.drop_database(url.rsplit("/", 1)[1])
+    ratio = three_replicas["per_second"] / one_replica["per_second"] if one_replica["per_second"] else 0.0
+    versus_bare = single["per_second"] / bare["per_second"] if bare["per_second"] else 0.0
+
+    def note(result: dict[str, Any]) -> str:
+        return f"{result['per_second']:.0f}/s, p99 {result['p99'] * 1000:.0f} ms, {result['errors']} errors"
+
+    return [
+        row("replicas", f"HTTP calls/s, 3 replicas vs 1 ({CLIENTS} clients)", three_replicas["per_second"],
+            one_replica["per_second"], unit="/s", target="ratio >= 1.6", met=ratio >= 1.6, n=three_replicas["done"],
+            note=f"3: {note(three_replicas)}; 1: {note(one_replica)}"),
+        row("replicas", "HTTP calls/s, 1 replica vs bare SDK server", single["per_second"], bare["per_second"],
+            unit="/s", target="ratio >= 0.8", met=versus_bare >= 0.8, n=single["done"],
+            note=f"pec-mcp: {note(single)}; bare echo: {note(bare)}"),
+    ]
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    with postgres() as cluster, temp_dir() as folder:
+        rows = pacing_and_takeover(cluster, folder, 20 if quick else PACING_RECIPIENTS)
+        rows += http_load(cluster, folder, 5.0 if quick else LOAD_SECONDS)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["pacing", "load"])
+    args = parser.parse_args()
+    with postgres() as cluster, temp_dir() as folder:
+        rows = []
+        if args.only in (None, "pacing"):
+            rows += pacing_and_takeover(cluster, folder, 20 if args.quick else PACING_RECIPIENTS)
+        if args.only in (None, "load"):
+            rows += http_load(cluster, folder, 5.0 if args.quick else LOAD_SECONDS)
+    for r in rows:
+        ratio = f" ratio {r['ratio']:.2f}" if r["ratio"] else ""
+        print(f"{r['measure']}: {r['pec_mcp']:.3f}{ratio} (target {r['target']}) {r['note']}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

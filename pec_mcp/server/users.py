@@ -1,0 +1,220 @@
+"""Who is asking: one bearer token per person or agent (``[http.users.<name>]``), and what each may see and do.
+
+The HTTP transport authenticates every ``/mcp`` request (see :class:`pec_mcp.server.http_app.BearerAuth`) and puts
+the :class:`User` in the ASGI scope. :func:`user_middleware` copies it, for each MCP message, into a context
+variable, so that anything below the handler (tools, the confirmation gate, the audit trail) finds it with
+:func:`current_user`. A server without users (stdio, or HTTP with the single ``http.auth_token``) has no current
+user: everything is allowed, as before.
+
+What a user may do is checked in one place, :func:`refusal`: the tool's toolset, read-only, and the accounts the
+call would touch. Listings (``tools/list``) show only what the user may call.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+
+from pec_mcp.config import Settings
+
+# Where the HTTP authentication leaves the user in the ASGI scope.
+SCOPE_KEY = "pec_mcp.user"
+
+# The account of each toolset whose tools act on one (until a tool names its own with an ``account`` argument).
+# The mailbox toolset manages mailboxes through openapi.it and acts on no sending account.
+TOOLSET_ACCOUNT = {"pec": "pecmassiva", "bulk": "pecmassiva", "certified": "mensatek"}
+
+
+@dataclass(frozen=True)
+class User:
+    """A person or agent with their own token: their name, toolsets, read-only switch and accounts."""
+
+    name: str
+    toolsets: frozenset[str]
+    read_only: bool
+    accounts: frozenset[str] | None  # None: every account
+
+    def may_use_account(self, account: str) -> bool:
+        return self.accounts is None or account in self.accounts
+
+
+_current: ContextVar[User | None] = ContextVar("pec_mcp_user", default=None)
+
+
+def current_user() -> User | None:
+    """The user of the request being handled; None without users (stdio, or the single shared token)."""
+    return _current.get()
+
+
+def users_of(settings: Settings) -> dict[str, User]:
+    """The configured users by name; toolsets default to ``tools.enabled``."""
+    return {
+        name: User(name=name, toolsets=frozenset(entry.toolsets or settings.tools.enabled),
+                   read_only=entry.read_only,
+                   accounts=None if entry.accounts is None else frozenset(entry.accounts))
+        for name, entry in settings.http.users.items()
+    }
+
+
+class TokenTable:
+    """Finds the user of a bearer token, comparing with every token in constant time (no early exit)."""
+
+    def __init__(self, settings: Settings) -> None:
+        users = users_of(settings)
+        self._entries = [(f"Bearer {entry.token.get_secret_value()}".encode(), users[name])
+                         for name, entry in settings.http.users.items()]
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def find(self, authorization: bytes) -> User | None:
+        found = None
+        for expected, user in self._entries:
+            if hmac.compare_digest(authorization, expected):
+                found = user
+        return found
+
+
+async def user_middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Make the user the HTTP layer authenticated the current user while this MCP message is handled."""
+    token = _current.set(user_of_request(ctx))
+    try:
+        return await call_next(ctx)
+    finally:
+        _current.reset(token)
+
+
+def user_of_request(ctx: ServerRequestContext[Any, Any]) -> User | None:
+    """The user the HTTP layer authenticated for this message (read from the request, not the context variable)."""
+    scope = getattr(ctx.request, "scope", None)
+    user = scope.get(SCOPE_KEY) if isinstance(scope, Mapping) else None
+    return user if isinstance(user, User) else None
+
+
+def principal(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    """What a sealed confirmation is bound to: the user's name, so that one user cannot answer another's.
+
+    The SDK checks it before any middleware runs, so it is read from the request itself.
+    """
+    user = user_of_request(ctx)
+    return None if user is None else f"user:{user.name}"
+
+
+def actor_name(client: str) -> str:
+    """Who acted, for the audit trail and the ledger: the user's name when known, with the client they used."""
+    user = current_user()
+    return client if user is None else f"{user.name} via {client}"
+
+
+# -- what a user may do -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolFacts:
+    """What the permission check needs to know about a tool."""
+
+    toolset: str | None  # None: available with any toolset (e.g. the ledger resource's companions)
+    read_only: bool
+
+
+def account_of_call(toolset: str | None, arguments: Mapping[str, Any]) -> str | None:
+    """The account a tool call acts on: its ``account`` argument, else its toolset's account, else none."""
+    named = arguments.get("account")
+    if isinstance(named, str) and named:
+        return named
+    return TOOLSET_ACCOUNT.get(toolset or "")
+
+
+def refusal(user: User | None, tool: str, facts: ToolFacts | None, arguments: Mapping[str, Any]) -> str | None:
+    """Why ``user`` may not call ``tool`` with these arguments, or None when they may."""
+    if user is None:
+        return None
+    if facts is None:
+        return f"There is no tool named {tool!r} for user {user.name}."
+    if facts.toolset is not None and facts.toolset not in user.toolsets:
+        return (f"User {user.name} may not use {tool!r} (toolset {facts.toolset!r}); their toolsets are "
+                f"{', '.join(sorted(user.toolsets)) or 'none'}. Ask the administrator if you need it.")
+    if user.read_only and not facts.read_only:
+        return (f"User {user.name} has read-only access: {tool!r} changes something and is not available. "
+                "Ask someone with write access, or the administrator.")
+    account = account_of_call(facts.toolset, arguments)
+    if account is not None and not user.may_use_account(account):
+        allowed = ", ".join(sorted(user.accounts or ())) or "none"
+        return f"User {user.name} may not use the account {account!r}; their accounts are: {allowed}."
+    return None
+
+
+def visible(user: User | None, facts: ToolFacts | None) -> bool:
+    """Whether a tool is listed for the user (its account is checked when it is called)."""
+    if user is None:
+        return True
+    if facts is None:
+        return False
+    if facts.toolset is not None and facts.toolset not in user.toolsets:
+        return False
+    if user.read_only and not facts.read_only:
+        return False
+    # A user with no account at all has nothing to use the account tools on.
+    return not (facts.toolset in TOOLSET_ACCOUNT and user.accounts is not None and not user.accounts)
+
+
+# The toolset and account behind each resource, by URI prefix; the ledger is every toolset's.
+RESOURCE_FACTS = (
+    ("pec://ledger", None, None),
+    ("pec://jobs/", "bulk", "pecmassiva"),
+    ("pec://mailboxes/", "mailbox", None),
+    ("pec://", "pec", "pecmassiva"),
+    ("certified://", "certified", "mensatek"),
+)
+
+
+def resource_refusal(user: User | None, uri: str) -> str | None:
+    """Why ``user`` may not read ``uri``, or None when they may (resources are reads: read-only users may)."""
+    if user is None:
+        return None
+    for prefix, toolset, account in RESOURCE_FACTS:
+        if uri.startswith(prefix):
+            if toolset is not None and toolset not in user.toolsets:
+                return f"User {user.name} may not read {uri} (toolset {toolset!r})."
+            if account is not None and not user.may_use_account(account):
+                return f"User {user.name} may not read {uri} (account {account!r})."
+            return None
+    return None
+
+
+def may_see_account(account: str) -> bool:
+    """Whether the current user may see ledger rows, jobs and events of ``account`` (always without users)."""
+    user = current_user()
+    return user is None or user.may_use_account(account)
+
+
+def sending_account(row: Any) -> str:
+    """The account of a ledger row: its own ``account``, else the one its provider stands for."""
+    account = getattr(row, "account", None)
+    return str(account) if account else str(row.provider)
+
+
+def visible_audit(entries: Iterable[Any], facts: Mapping[str, ToolFacts]) -> list[Any]:
+    """The audit entries the current user may see: those of tools they may use, on accounts they may use."""
+    user = current_user()
+    if user is None:
+        return list(entries)
+    shown = []
+    for entry in entries:
+        tool = facts.get(entry.action)
+        if tool is None or (tool.toolset is not None and tool.toolset not in user.toolsets):
+            continue
+        account = TOOLSET_ACCOUNT.get(tool.toolset or "")
+        if account is None or user.may_use_account(account):
+            shown.append(entry)
+    return shown
+
+
+def visible_sendings(rows: Iterable[Any]) -> list[Any]:
+    """The ledger rows whose account the current user may see (all of them without users)."""
+    return [row for row in rows if may_see_account(sending_account(row))]

@@ -1,0 +1,69 @@
+"""A TCP proxy that can cut every connection and refuse new ones for a while: the database "lost" and back."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from anyio.abc import SocketStream
+
+
+class CuttableProxy:
+    """Forwards 127.0.0.1:``port`` to ``upstream``; :meth:`cut` drops everything until :meth:`restore`."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self.open = True
+        self._live: set[SocketStream] = set()
+
+    def cut(self) -> None:
+        self.open = False
+        for stream in list(self._live):
+            self._tasks.start_soon(stream.aclose)
+        self._live.clear()
+
+    def restore(self) -> None:
+        self.open = True
+
+    async def _handle(self, client: SocketStream) -> None:
+        if not self.open:
+            await client.aclose()
+            return
+        try:
+            upstream = await anyio.connect_tcp("127.0.0.1", self.upstream_port)
+        except OSError:
+            await client.aclose()
+            return
+        if not self.open:  # cut while connecting
+            await upstream.aclose()
+            await client.aclose()
+            return
+        self._live.update((client, upstream))
+        async with anyio.create_task_group() as pipes:
+            pipes.start_soon(self._pipe, client, upstream, pipes.cancel_scope)
+            pipes.start_soon(self._pipe, upstream, client, pipes.cancel_scope)
+        self._live.difference_update((client, upstream))
+        for stream in (client, upstream):
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+
+    async def _pipe(self, source: SocketStream, target: SocketStream, scope: anyio.CancelScope) -> None:
+        with contextlib.suppress(Exception):
+            async for chunk in source:
+                await target.send(chunk)
+        scope.cancel()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[CuttableProxy]:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with listener, anyio.create_task_group() as tasks:
+            self._tasks = tasks
+            tasks.start_soon(listener.serve, self._handle)
+            try:
+                yield self
+            finally:
+                tasks.cancel_scope.cancel()
