@@ -33,13 +33,18 @@ class Viewer:
 
 def sign_in_possible(settings: Settings) -> bool:
     """Whether any token exists to sign in with; without one the dashboard stays closed."""
-    return settings.http.auth_token is not None
+    return settings.http.auth_token is not None or bool(settings.http.users)
 
 
 def authenticate(settings: Settings, token: str) -> Viewer | None:
     """The person a token belongs to, or None. The one place a dashboard token is checked (in constant time)."""
     if not token:
         return None
+    if settings.http.users:  # per-user tokens replace the single shared one, as on /mcp
+        from pec_mcp.server.users import TokenTable
+
+        user = TokenTable(settings).find(b"Bearer " + token.encode())
+        return None if user is None else Viewer(user.name, user.accounts)
     expected = settings.http.auth_token
     if expected is not None and hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
         return Viewer("administrator (http.auth_token)")
