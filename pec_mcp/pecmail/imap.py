@@ -8,6 +8,7 @@ Failures become errors of ``pec_mcp.errors`` (see ``pec_mcp.pecmail.connection``
 
 from __future__ import annotations
 
+import contextlib
 import email.policy
 import imaplib
 import re
@@ -153,8 +154,11 @@ class ImapClient:
         result: list[MessageHeaders] = []
         for start in range(0, len(uids), FETCH_BATCH):
             batch = list(uids[start:start + FETCH_BATCH])
-            answer = await self._call(lambda c, b=batch: c.fetch(b, ["RFC822.SIZE", "INTERNALDATE", _HEADER_ITEM]),
-                                      "fetching headers")
+
+            def fetch(client: IMAPClient, batch: list[int] = batch) -> dict[int, dict[bytes, Any]]:
+                return client.fetch(batch, ["RFC822.SIZE", "INTERNALDATE", _HEADER_ITEM])  # type: ignore[no-any-return]
+
+            answer = await self._call(fetch, "fetching headers")
             result.extend(_headers(uid, data) for uid, data in sorted(answer.items()))
         return result
 
@@ -199,8 +203,8 @@ class ImapClient:
                 return Quota(root=str(quota.quota_root), used_kib=int(quota.usage), limit_kib=int(quota.limit))
         return None
 
-    async def wait_for_news(self, timeout: float) -> bool:
-        """IDLE on the selected folder for at most ``timeout`` seconds; True when the server announced a change.
+    async def wait_for_news(self, seconds: float) -> bool:
+        """IDLE on the selected folder for at most ``seconds``; True when the server announced a change.
 
         Without IDLE on the server this returns False at once: the caller then polls with :meth:`uids_after`.
         """
@@ -210,7 +214,7 @@ class ImapClient:
         def idle(client: IMAPClient) -> bool:
             client.idle()
             try:
-                events = client.idle_check(timeout=timeout)
+                events = client.idle_check(timeout=seconds)
             finally:
                 client.idle_done()
             return any(isinstance(e, tuple) and len(e) > 1 and e[1] in (b"EXISTS", b"EXPUNGE", b"FETCH")
@@ -290,7 +294,5 @@ def _quietly_close(client: IMAPClient, *, logout: bool = True) -> None:
         else:
             client.shutdown()
     except (IMAPClientError, imaplib.IMAP4.error, OSError):
-        try:
+        with contextlib.suppress(IMAPClientError, imaplib.IMAP4.error, OSError):
             client.shutdown()
-        except (IMAPClientError, imaplib.IMAP4.error, OSError):
-            pass

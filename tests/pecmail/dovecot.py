@@ -46,23 +46,22 @@ class Dovecot:
     imap_port: int  # plain IMAP that demands STARTTLS before login
     process: subprocess.Popen[bytes] | None = None
     _names: count[int] = field(default_factory=lambda: count(1))
-    _users: list[str] = field(default_factory=list)
 
     @property
-    def users_file(self) -> Path:
+    def users_dir(self) -> Path:
         return self.folder / "users"
 
     def add_user(self, password: str, *, quota_kib: int | None = None, name: str | None = None) -> str:
-        """A new mailbox user (an address at pec.test); Dovecot re-reads the file when its mtime changes."""
+        """A new mailbox user (an address at pec.test), in a passwd-file of its own.
+
+        One file per user: Dovecot reads a new file at once, where it may not notice a second change of one
+        file within the same second.
+        """
         user = name or f"box{next(self._names)}@pec.test"
         uid, gid = _mail_owner()
         home = self.folder / "mail" / user
         extra = f"userdb_quota_rule=*:storage={quota_kib}K" if quota_kib else ""
-        self._users.append(f"{user}:{{PLAIN}}{password}:{uid}:{gid}::{home}::{extra}")
-        self.users_file.write_text("\n".join(self._users) + "\n")
-        # A distinct mtime per write, so that two users added within one second are both seen.
-        stamp = time.time() + len(self._users)
-        os.utime(self.users_file, (stamp, stamp))
+        (self.users_dir / user).write_text(f"{user}:{{PLAIN}}{password}:{uid}:{gid}::{home}::{extra}\n")
         return user
 
     def stop(self) -> None:
@@ -114,11 +113,11 @@ disable_plaintext_auth = yes
 auth_mechanisms = plain login
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {d.users_file}
+  args = scheme=PLAIN username_format=%u {d.users_dir}/%u
 }}
 userdb {{
   driver = passwd-file
-  args = username_format=%u {d.users_file}
+  args = username_format=%u {d.users_dir}/%u
 }}
 mail_location = maildir:~/Maildir
 mail_plugins = quota
@@ -158,14 +157,14 @@ def start_dovecot() -> Dovecot:
     pki = make_pki(folder / "tls")
     (folder / "tls").chmod(0o755)
     d = Dovecot(folder=folder, pki=pki, imaps_port=free_port(), imap_port=free_port())
-    d.users_file.write_text("")
+    d.users_dir.mkdir()
     uid, gid = _mail_owner()
     (folder / "mail").mkdir()
     os.chown(folder / "mail", uid, gid)
     conf = folder / "dovecot.conf"
     conf.write_text(config_text(d))
-    d.process = subprocess.Popen([DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                 stderr=open(folder / "stderr.log", "wb"))  # noqa: SIM115 (the child owns it)
+    with open(folder / "stderr.log", "wb") as stderr:  # the child keeps its own copy of the descriptor
+        d.process = subprocess.Popen([DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if d.process.poll() is not None:
