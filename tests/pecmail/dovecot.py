@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
 
-from tests.pecmail.tls import TestPki, make_pki
+from tests.pecmail.tls import MailPki, make_pki
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 START_TIMEOUT = 20.0
@@ -41,7 +41,7 @@ class Dovecot:
     """A running Dovecot: ports, the CA its certificate chains to, and a way to add users."""
 
     folder: Path
-    pki: TestPki
+    pki: MailPki
     imaps_port: int
     imap_port: int  # plain IMAP that demands STARTTLS before login
     process: subprocess.Popen[bytes] | None = None

@@ -14,13 +14,13 @@ from cryptography.x509.oid import NameOID
 
 
 @dataclass(frozen=True)
-class TestPki:
+class MailPki:
     ca_file: Path  # PEM of the CA: what a client's ca_file names
     cert_file: Path  # the server's certificate chain (PEM)
     key_file: Path  # the server's private key (PEM, unencrypted)
 
 
-def make_pki(folder: Path, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TestPki:
+def make_pki(folder: Path, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> MailPki:
     """A CA and a server certificate valid for ``hosts`` for a day, written to ``folder``."""
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -54,7 +54,7 @@ def make_pki(folder: Path, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"
         .sign(ca_key, hashes.SHA256())
     )
     folder.mkdir(parents=True, exist_ok=True)
-    pki = TestPki(ca_file=folder / "ca.pem", cert_file=folder / "server.pem", key_file=folder / "server.key")
+    pki = MailPki(ca_file=folder / "ca.pem", cert_file=folder / "server.pem", key_file=folder / "server.key")
     pki.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     pki.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     pki.key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
