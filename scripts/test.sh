@@ -22,6 +22,15 @@ else
   echo "npm not found: the MCP Inspector test will be skipped (it fails under CI=true)" >&2
 fi
 
+# The IMAP client is tested against a real Dovecot (started by the tests on loopback with its own config).
+if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
+  else
+    echo "dovecot not found: the IMAP server tests will be skipped (they fail under CI=true)" >&2
+  fi
+fi
+
 .venv/bin/ruff check pec_mcp tests bench
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
