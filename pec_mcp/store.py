@@ -165,8 +165,46 @@ CERTIFIED_SCHEMA = """
     CREATE INDEX certified_messages_sending ON certified_messages (sending_id);
 """
 
+# The index of IMAP mailboxes (see pec_mcp.pecmail.index): per environment, account and folder, the UIDVALIDITY
+# and last UID synced, and the headers of each message by UID. Deleted messages stay, marked (they may be proof).
+MAIL_INDEX_SCHEMA = """
+    CREATE TABLE mail_folders (
+        environment TEXT NOT NULL,
+        account TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        last_uid INTEGER NOT NULL,
+        synced_at REAL NOT NULL,
+        PRIMARY KEY (environment, account, folder)
+    );
+    CREATE TABLE mail_index (
+        environment TEXT NOT NULL,
+        account TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        at REAL NOT NULL,
+        date TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        message_id TEXT,
+        refers_to TEXT,
+        x_ricevuta TEXT,
+        x_trasporto TEXT,
+        size INTEGER NOT NULL,
+        search TEXT NOT NULL,
+        receipt_pending INTEGER NOT NULL DEFAULT 0,
+        deleted_at REAL,
+        PRIMARY KEY (environment, account, folder, uidvalidity, uid)
+    );
+    CREATE INDEX mail_index_pending ON mail_index (environment, account, folder, receipt_pending);
+    CREATE INDEX mail_index_refers ON mail_index (environment, account, refers_to);
+    CREATE INDEX mail_index_order ON mail_index (environment, account, folder, at, uid);
+"""
+
 # Each entry moves the schema one version up; entries are never edited once released, only appended.
-MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA]
+MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA, MAIL_INDEX_SCHEMA]
 
 CATCH_UP = 0.005  # seconds of a late send slot the pacer may win back on the next one
 

@@ -123,8 +123,10 @@ class ImapClient:
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            async with self._lock:
-                await anyio.to_thread.run_sync(_quietly_close, client)
+            # Shielded: a cancelled task still logs out and closes its socket.
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    await anyio.to_thread.run_sync(_quietly_close, client)
 
     async def select(self, folder: str = "INBOX", *, readonly: bool = True) -> FolderState:
         """Select a folder (read-only unless deleting) and return its UIDVALIDITY, UIDNEXT and size."""
@@ -206,21 +208,33 @@ class ImapClient:
     async def wait_for_news(self, seconds: float) -> bool:
         """IDLE on the selected folder for at most ``seconds``; True when the server announced a change.
 
-        Without IDLE on the server this returns False at once: the caller then polls with :meth:`uids_after`.
+        The server is asked once to IDLE, then listened to a second at a time, so that a cancelled wait ends
+        within a second. Without IDLE on the server this returns False at once: the caller then polls.
         """
         if not self.supports("IDLE"):
             return False
-
-        def idle(client: IMAPClient) -> bool:
-            client.idle()
+        client = self._client
+        if client is None:
+            raise RuntimeError("the IMAP session is not open")
+        async with self._lock:
+            await self._unlocked(client.idle, "starting IDLE")
             try:
-                events = client.idle_check(timeout=seconds)
-            finally:
-                client.idle_done()
-            return any(isinstance(e, tuple) and len(e) > 1 and e[1] in (b"EXISTS", b"EXPUNGE", b"FETCH")
-                       for e in events)
+                deadline = anyio.current_time() + seconds
+                while (left := deadline - anyio.current_time()) > 0:
+                    step = min(1.0, left)
 
-        return bool(await self._call(idle, "waiting for new mail"))
+                    def check(step: float = step) -> list[Any]:
+                        return client.idle_check(timeout=step)  # type: ignore[no-any-return]
+
+                    events = await self._unlocked(check, "waiting for new mail")
+                    if any(isinstance(e, tuple) and len(e) > 1 and e[1] in (b"EXISTS", b"EXPUNGE", b"FETCH")
+                           for e in events):
+                        return True
+                return False
+            finally:
+                if self._client is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._unlocked(client.idle_done, "ending IDLE")
 
     # -- plumbing ----------------------------------------------------------------------------------------------
 
@@ -236,18 +250,21 @@ class ImapClient:
 
     async def _run(self, work: Callable[[], T], doing: str) -> T:
         async with self._lock:
-            try:
-                return await anyio.to_thread.run_sync(work)
-            except PecError:
-                raise
-            except LoginError:
-                raise login_refused(self.endpoint, self.login, protocol="IMAP") from None
-            except (IMAPClientAbortError, imaplib.IMAP4.abort, OSError) as exc:
-                # The session is unusable after a drop: close it so that the next use reconnects.
-                self._drop()
-                raise connection_error(exc, self.endpoint, protocol="IMAP", doing=doing) from None
-            except (IMAPClientError, imaplib.IMAP4.error) as exc:
-                raise _refusal(str(exc), self._provider, doing) from None
+            return await self._unlocked(work, doing)
+
+    async def _unlocked(self, work: Callable[[], T], doing: str) -> T:
+        try:
+            return await anyio.to_thread.run_sync(work)
+        except PecError:
+            raise
+        except LoginError:
+            raise login_refused(self.endpoint, self.login, protocol="IMAP") from None
+        except (IMAPClientAbortError, imaplib.IMAP4.abort, OSError) as exc:
+            # The session is unusable after a drop: close it so that the next use reconnects.
+            self._drop()
+            raise connection_error(exc, self.endpoint, protocol="IMAP", doing=doing) from None
+        except (IMAPClientError, imaplib.IMAP4.error) as exc:
+            raise _refusal(str(exc), self._provider, doing) from None
 
     def _drop(self) -> None:
         client, self._client = self._client, None

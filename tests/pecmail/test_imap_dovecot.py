@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -27,6 +28,16 @@ def receipt(ref: str, kind: str = "avvenuta-consegna", *, number: int = 1, size:
     message["X-Riferimento-Message-ID"] = ref
     message.set_content("Il messaggio è stato consegnato.\n" + "x" * size)
     return message.as_bytes()
+
+
+_TEMPLATE = receipt("<REF-PLACEHOLDER@studio.test>", number=999_999_999)
+
+
+def many_receipts(count: int) -> Iterator[bytes]:
+    """``count`` receipts made from one template (building each with the email package costs milliseconds)."""
+    for n in range(count):
+        yield (_TEMPLATE.replace(b"REF-PLACEHOLDER", f"m{n}".encode())
+               .replace(b"999999999", str(n).encode()))
 
 
 @pytest.fixture
