@@ -82,9 +82,9 @@ def default_account_name(settings: Settings) -> str | None:
     """The account a tool uses when none is named; None when that is ambiguous (several, no default)."""
     if settings.default_account:
         return settings.default_account
-    if pecmassiva_configured(settings):
-        return "pecmassiva"
     configured = sorted(settings.accounts)
+    if pecmassiva_configured(settings) or not configured:
+        return "pecmassiva"  # with nothing configured, its tools then say which keys to set
     return configured[0] if len(configured) == 1 else None
 
 

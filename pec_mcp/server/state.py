@@ -20,9 +20,11 @@ from pec_mcp.store import Store, StorePacer
 if TYPE_CHECKING:
     import httpx
 
+    from pec_mcp.accounts import Account, MailEndpoints
     from pec_mcp.http import ClientOptions, Pacer
     from pec_mcp.inbox_index import InboxIndex
     from pec_mcp.jobs import FollowUpPolicy, JobRunner
+    from pec_mcp.mail_accounts import MailAccount
     from pec_mcp.providers.mensatek import MensatekClient
     from pec_mcp.providers.openapi_pec import OpenapiPecClient
     from pec_mcp.providers.pecmassiva import Credentials
@@ -56,6 +58,7 @@ class AppState:
     _pec: PecSender | None = None
     _mensatek: MensatekClient | None = None
     _inbox_index: InboxIndex | None = None
+    _mail_accounts: dict[str, MailAccount] = field(default_factory=dict)
 
     @property
     def environment(self) -> str:
@@ -145,6 +148,35 @@ class AppState:
             client = self.pec().client
             self._inbox_index = InboxIndex(self.store, client, f"{self.environment}:{client.mailbox}")
         return self._inbox_index
+
+
+    def account(self, name: str | None) -> Account:
+        """The PEC account a tool call names (or the default one); InputError when unknown or ambiguous."""
+        from pec_mcp.accounts import resolve_account
+
+        return resolve_account(self.settings, name)
+
+    def mail_account(self, account: Account) -> MailAccount:
+        """The IMAP/SMTP operations of an IMAP account (one per account for the server's life)."""
+        mail = self._mail_accounts.get(account.name)
+        if mail is None:
+            from pec_mcp.accounts import require
+            from pec_mcp.mail_accounts import MailAccount
+
+            require(account)
+            mail = self._mail_accounts[account.name] = MailAccount(account, self.mail_endpoints(account),
+                                                                   self.store)
+        return mail
+
+    def mail_endpoints(self, account: Account) -> MailEndpoints:
+        """Where an IMAP account's servers are: the configured ones, or offline the simulator's."""
+        from pec_mcp.accounts import mail_endpoints
+
+        if account.simulated:
+            raise ConfigError(
+                f"The account {account.name!r} is offline and this build has no simulated PEC mail provider",
+                hint="Name an environment (sandbox or production) to use the account's own servers.")
+        return mail_endpoints(account)
 
 
 class StateHolder:

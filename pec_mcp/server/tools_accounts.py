@@ -1,0 +1,97 @@
+"""PEC accounts: the ``list_pec_accounts`` tool, and the PEC tools' answers for IMAP/SMTP accounts.
+
+The tools of the ``pec`` toolset resolve their ``account`` argument (``AppState.account``); for an IMAP account
+they call the functions here, which speak through ``pec_mcp.mail_accounts`` and answer with the same models as
+for PEC Massiva, so a model reading the answers sees one shape whatever the account.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import Field
+
+from pec_mcp.accounts import Account, default_account_name, list_accounts
+from pec_mcp.paths import MB
+from pec_mcp.server.account_models import AccountInfo, AccountsResult
+from pec_mcp.server.annotations import LOCAL_READ
+from pec_mcp.server.errors import tool_errors
+from pec_mcp.server.gate import state_of
+from pec_mcp.server.pec_models import (
+    AttachmentInfo,
+    DeletedResult,
+    InboxEntry,
+    InboxPageResult,
+    PecMessageResult,
+    QuotaResult,
+)
+from pec_mcp.server.state import AppState
+from pec_mcp.store import iso
+
+AccountName = Annotated[str | None, Field(max_length=40, description="The PEC account to use (list_pec_accounts "
+                                          "names them); default: the configured default account")]
+
+
+def register(mcp: MCPServer[Any]) -> None:
+    @mcp.tool(title="List the PEC accounts", annotations=LOCAL_READ)
+    async def list_pec_accounts(ctx: Context[Any]) -> AccountsResult:
+        """The PEC accounts this server can use: the PEC Massiva account ('pecmassiva') and every PEC mailbox
+        reached over IMAP/SMTP (Aruba, Legalmail, Namirial, Poste, Register.it, others), with the address, the
+        environment, whether each can send and read, and which one is the default. Pass a name as account= to
+        send_pec, list_pec_inbox, read_pec_message, delete_pec_message, get_pec_quota, find_pec_sendings and
+        start_bulk_pec."""
+        app = state_of(ctx)
+        with tool_errors(app.redactor):
+            default = default_account_name(app.settings)
+            return AccountsResult(accounts=[_info(a, default) for a in list_accounts(app.settings)],
+                                  default_account=default)
+
+
+def _info(account: Account, default: str | None) -> AccountInfo:
+    return AccountInfo(name=account.name, address=account.address, kind=account.kind, provider=account.provider,
+                       environment=account.environment,
+                       can_send=account.can_send, can_read=account.can_read, default=account.name == default,
+                       note=account.note)
+
+
+async def imap_inbox(app: AppState, account: Account, query: str | None, page: int) -> InboxPageResult:
+    from pec_mcp.mail_accounts import header_kind
+
+    found = await app.mail_account(account).inbox(query=query, page=page)
+    entries = [InboxEntry(inbox_id=m.uid, date=m.date, sender=m.sender, subject=m.subject, kind=header_kind(m),
+                          message_id=m.refers_to) for m in found.messages]
+    return InboxPageResult(page=found.page, pages=found.pages, total=found.total, messages=entries, query=query,
+                           source="index", index_synced_at=iso(found.synced_at) if found.synced_at else None,
+                           environment=app.environment, account=account.name)
+
+
+async def imap_message(app: AppState, account: Account, inbox_id: int) -> PecMessageResult:
+    from pec_mcp.mail_accounts import header_kind
+
+    read = await app.mail_account(account).read(inbox_id)
+    mail = read.mail
+    return PecMessageResult(
+        inbox_id=inbox_id, date=mail.date, sender=mail.sender, recipient=mail.recipient, subject=mail.subject,
+        kind=header_kind(mail), message_id=mail.refers_to, body=read.text(),
+        attachments=[AttachmentInfo(name=n, size_bytes=s) for n, s in read.attachment_names()],
+        environment=app.environment, account=account.name)
+
+
+async def imap_delete(app: AppState, account: Account, inbox_id: int) -> DeletedResult:
+    mail = await app.mail_account(account).delete(inbox_id)
+    return DeletedResult(deleted=True, what=f"message {inbox_id} ({mail.subject[:80]!r}) of the account "
+                         f"{account.name}", environment=app.environment, account=account.name)
+
+
+async def imap_quota(app: AppState, account: Account, mailbox: str) -> QuotaResult:
+    quota = await app.mail_account(account).quota(mailbox)
+    if quota is None:
+        return QuotaResult(mailbox=mailbox, usage=0, limit=0, percent_used=0.0,
+                           unit="unknown: this IMAP server does not offer the QUOTA extension",
+                           environment=app.environment, account=account.name)
+    percent = round(100 * quota.used_kib / quota.limit_kib, 1) if quota.limit_kib else 0.0
+    return QuotaResult(mailbox=mailbox, usage=round(quota.used_kib * 1024 / MB, 2),
+                       limit=round(quota.limit_kib * 1024 / MB, 2), percent_used=percent,
+                       unit=f"MB (IMAP QUOTA of the root {quota.root!r})", environment=app.environment,
+                       account=account.name)
