@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import anyio
 
@@ -31,7 +31,17 @@ from pec_mcp.pecmail.connection import Endpoint, Login, connection_error, login_
 
 CHUNK = 64 * 1024  # bytes handed to the socket at a time while streaming DATA
 
-MessageSource = Path | bytes
+class StreamedMessage(Protocol):
+    """A message that writes itself as SMTP DATA, dot-stuffed, a chunk at a time (``compose.OutgoingMessage``)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def chunks(self, *, smtp_data: bool = False) -> Iterator[bytes]: ...
+
+
+# A file on disk, bytes in memory, or a composed message that streams its attachments from their files.
+MessageSource = Path | bytes | StreamedMessage
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,8 @@ class SmtpClient:
         ``on_dispatch`` runs when every recipient was accepted, right before the data goes: the ledger marks the
         send as on its way there; raising in it sends nothing.
         """
-        size = message.stat().st_size if isinstance(message, Path) else len(message)
+        size = message.stat().st_size if isinstance(message, Path) else (
+            len(message) if isinstance(message, bytes) else message.size)
         context = tls_context(self.endpoint.ca_file)
         session = await self._thread(lambda: self._open(context, sender, list(recipients), size), "connecting")
         try:
@@ -158,9 +169,8 @@ class SmtpClient:
             code, text = session.docmd("DATA")
             if code != 354:
                 raise self._refusal(code, text, "the message data")
-            with _open_source(message) as source:
-                for chunk in stuffed_chunks(source):
-                    session.send(chunk)
+            for chunk in _data_chunks(message):
+                session.send(chunk)
             session.send(b".\r\n")
             dot_sent = True
             code, text = session.getreply()
@@ -221,13 +231,22 @@ def stuffed_chunks(source: BinaryIO, chunk: int = CHUNK) -> Iterator[bytes]:
         yield bytes(buffer)
 
 
-@contextlib.contextmanager
-def _open_source(message: MessageSource) -> Iterator[BinaryIO]:
+def _data_chunks(message: MessageSource) -> Iterator[bytes]:
+    """The message as dot-stuffed DATA with CRLF line ends, ending with CRLF, a chunk at a time."""
     if isinstance(message, Path):
         with message.open("rb") as file:
-            yield file
+            yield from stuffed_chunks(file)
+    elif isinstance(message, bytes):
+        yield from stuffed_chunks(io.BytesIO(message))
     else:
-        yield io.BytesIO(message)
+        # The composer lays the message out with CRLF line ends and stuffs its own dots.
+        last = b""
+        for chunk in message.chunks(smtp_data=True):
+            if chunk:
+                last = chunk
+                yield chunk
+        if not last.endswith(b"\r\n"):
+            yield b"\r\n"
 
 
 def _authenticate(session: smtplib.SMTP, login: Login) -> None:
