@@ -199,7 +199,7 @@ MAIL_INDEX_SCHEMA = """
         PRIMARY KEY (environment, account, folder, uidvalidity, uid)
     );
     CREATE INDEX mail_index_pending ON mail_index (environment, account, folder, receipt_pending);
-    CREATE INDEX mail_index_refers ON mail_index (environment, account, refers_to);
+    CREATE INDEX mail_index_refers ON mail_index (environment, account, folder, uidvalidity, refers_to);
     CREATE INDEX mail_index_order ON mail_index (environment, account, folder, at, uid);
 """
 

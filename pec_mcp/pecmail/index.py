@@ -120,15 +120,17 @@ class MailIndex:
 
     def pending_receipts(self, limit: int = 200) -> list[IndexedMail]:
         """Receipts indexed but not yet read and verified (their reading failed or has not happened yet)."""
+        live = self._live_args()
         with self.store.transaction() as db:
             rows = db.execute(f"SELECT {_COLUMNS} FROM mail_index WHERE {self._live()} AND receipt_pending = 1 "
-                              "ORDER BY uid LIMIT ?", (*self._live_args(), limit)).fetchall()
+                              "ORDER BY uid LIMIT ?", (*live, limit)).fetchall()
         return [IndexedMail(*row) for row in rows]
 
     def receipt_done(self, uid: int) -> None:
+        live = self._live_args()
         with self.store.transaction() as db:
             db.execute(f"UPDATE mail_index SET receipt_pending = 0 WHERE {self._live()} AND uid = ?",
-                       (*self._live_args(), uid))
+                       (*live, uid))
 
     def synced(self) -> float:
         now = self.clock()
@@ -143,37 +145,42 @@ class MailIndex:
                        self._key)
 
     def live_uids(self) -> set[int]:
+        live = self._live_args()
         with self.store.transaction() as db:
-            rows = db.execute(f"SELECT uid FROM mail_index WHERE {self._live()}", self._live_args()).fetchall()
+            rows = db.execute(f"SELECT uid FROM mail_index WHERE {self._live()}", live).fetchall()
         return {int(r[0]) for r in rows}
 
     def forget(self, uids: Iterable[int]) -> None:
         """Messages deleted (through pec-mcp or elsewhere) leave the answers; their headers stay, marked."""
         now = self.clock()
+        live = self._live_args()
         with self.store.transaction() as db:
             db.executemany(f"UPDATE mail_index SET deleted_at = ? WHERE {self._live()} AND uid = ?",
-                           [(now, *self._live_args(), uid) for uid in uids])
+                           [(now, *live, uid) for uid in uids])
 
     # -- answers -----------------------------------------------------------------------------------------------
 
     def get(self, uid: int) -> IndexedMail | None:
+        live = self._live_args()
         with self.store.transaction() as db:
             row = db.execute(f"SELECT {_COLUMNS} FROM mail_index WHERE {self._live()} AND uid = ?",
-                             (*self._live_args(), uid)).fetchone()
+                             (*live, uid)).fetchone()
         return IndexedMail(*row) if row else None
 
     def referring_to(self, message_id: str) -> list[IndexedMail]:
         """Every indexed message of one sending (its receipts), oldest first, by X-Riferimento-Message-ID."""
         bare = bare_message_id(message_id) or message_id
+        live = self._live_args()
         with self.store.transaction() as db:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM mail_index WHERE {self._live()} AND refers_to = ? "
-                              "ORDER BY at, uid", (*self._live_args(), bare)).fetchall()
-        return [IndexedMail(*row) for row in rows]
+            rows = db.execute(f"SELECT {_COLUMNS} FROM mail_index WHERE {self._live()} AND refers_to = ?",
+                              (*live, bare)).fetchall()
+        # Sorted here: an ORDER BY would lead SQLite to the date index and a scan of the whole folder.
+        return sorted((IndexedMail(*row) for row in rows), key=lambda m: (m.at, m.uid))
 
     def page(self, *, query: str | None = None, page: int = 1, page_size: int = PAGE_SIZE) -> MailPage:
         """One page, newest first, of every message or of those matching ``query`` (subject, sender, a
         Message-ID of a sending)."""
-        where, args = self._live(), list[str | None](self._live_args())
+        where, args = self._live(), list[str | int | None](self._live_args())
         if query and query.strip():
             bare = bare_message_id(query.strip())
             where += " AND (instr(search, ?) > 0 OR refers_to = ? OR message_id = ?)"
@@ -187,17 +194,18 @@ class MailIndex:
                         total=total, synced_at=state.synced_at if state else 0.0)
 
     def count(self) -> int:
+        live = self._live_args()
         with self.store.transaction() as db:
             return int(db.execute(f"SELECT COUNT(*) FROM mail_index WHERE {self._live()}",
-                                  self._live_args()).fetchone()[0])
+                                  live).fetchone()[0])
 
     def _live(self) -> str:
-        return ("environment = ? AND account = ? AND folder = ? AND deleted_at IS NULL AND uidvalidity = "
-                "(SELECT uidvalidity FROM mail_folders f WHERE f.environment = mail_index.environment AND "
-                "f.account = mail_index.account AND f.folder = mail_index.folder)")
+        return "environment = ? AND account = ? AND folder = ? AND uidvalidity = ? AND deleted_at IS NULL"
 
-    def _live_args(self) -> tuple[str, str, str]:
-        return self._key
+    def _live_args(self) -> tuple[str, str, str, int]:
+        # Only the current UIDVALIDITY's rows answer: older UIDs name other messages, or none.
+        state = self.state()
+        return (*self._key, state.uidvalidity if state else -1)
 
 
 def indexed(h: MessageHeaders) -> IndexedMail:
