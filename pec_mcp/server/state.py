@@ -59,6 +59,10 @@ class AppState:
     _mensatek: MensatekClient | None = None
     _inbox_index: InboxIndex | None = None
     _mail_accounts: dict[str, MailAccount] = field(default_factory=dict)
+    # Tells subscribers of pec://sendings/{message_id} that receipts arrived (set by open_state).
+    publish: Callable[[str], Awaitable[None]] | None = None
+    # Starts following an IMAP account in the background (IDLE or UID polling), set by open_state.
+    follow: Callable[[MailAccount], None] | None = None
 
     @property
     def environment(self) -> str:
@@ -166,6 +170,8 @@ class AppState:
             require(account)
             mail = self._mail_accounts[account.name] = MailAccount(account, self.mail_endpoints(account),
                                                                    self.store)
+            if self.follow is not None:
+                self.follow(mail)
         return mail
 
     def mail_endpoints(self, account: Account) -> MailEndpoints:
@@ -292,10 +298,18 @@ async def open_state(
                             transport=state.offline_transport() if simulated else transport,
                             headers=_auth_headers(settings, provider), options=client_options or ClientOptions())
 
-    state = AppState(settings=settings, store=store, redactor=redactor, connect=connect, simulated=simulated)
+    state = AppState(settings=settings, store=store, redactor=redactor, connect=connect, simulated=simulated,
+                     publish=publish)
     async with AsyncExitStack() as stack:
         stack.callback(store.close)
         stack.push_async_callback(state.close_clients)
+        followers = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(followers.cancel_scope.cancel)  # stop following mailboxes before the store closes
+
+        def start_following(mail: MailAccount) -> None:
+            followers.start_soon(follow_mailbox, mail)
+
+        state.follow = start_following
         if simulated:
             await _start_offline_callbacks(stack, state)
         if "bulk" in settings.tools.enabled:
@@ -304,6 +318,11 @@ async def open_state(
             # Stop the runner first when the server closes (callbacks run last-in, first-out).
             stack.callback(tasks.cancel_scope.cancel)
         yield state
+
+
+async def follow_mailbox(mail: MailAccount) -> None:
+    """Keep an IMAP account's index current while the server runs: receipts are read as they arrive."""
+    await mail.sync.follow(mail.session)
 
 
 async def _start_offline_callbacks(stack: AsyncExitStack, state: AppState) -> None:
