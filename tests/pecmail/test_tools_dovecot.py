@@ -105,3 +105,27 @@ async def test_a_wrong_password_says_so_and_never_shows_it(connect: Any, make_se
     async with connect(settings) as client:
         text = await error_of(client, "list_pec_inbox", {"account": "studio"})
     assert "refused the login" in text and "Wr0ng-pass-word" not in text
+
+
+async def test_a_message_with_a_30_mb_attachment_is_read_with_the_attachment_listed_not_inlined(
+        connect: Any, make_settings: Callable[..., Settings], dovecot: Dovecot) -> None:
+    from email.message import EmailMessage
+
+    user = dovecot.add_user(PASSWORD)  # the default quota (100 MB)
+    imap_settings = make_settings(environment="sandbox", default_account="studio", accounts={"studio": {
+        "address": user, "password": PASSWORD, "imap_host": "127.0.0.1", "imap_port": dovecot.imaps_port,
+        "smtp_host": "127.0.0.1", "ca_file": str(dovecot.pki.ca_file)}})
+
+    big = EmailMessage()
+    big["From"], big["To"], big["Subject"] = "tribunale@pec.test", user, "Atto con allegato grande"
+    big.set_content("In allegato l'atto.")
+    big.add_attachment(b"%PDF-1.4\n" + b"0" * (30 * 1024 * 1024), maintype="application", subtype="pdf",
+                       filename="atto.pdf")
+    async with ImapClient(Endpoint("127.0.0.1", dovecot.imaps_port, "tls", dovecot.pki.ca_file),
+                          Login(user, PASSWORD), timeout=120) as imap:
+        await imap.append("INBOX", big.as_bytes())
+    async with connect(imap_settings) as client:
+        [entry] = (await call(client, "list_pec_inbox", {}))["messages"]
+        message = await call(client, "read_pec_message", {"inbox_id": entry["inbox_id"]})
+    assert message["attachments"] == [{"name": "atto.pdf", "size_bytes": 30 * 1024 * 1024 + 9}]
+    assert message["body"].strip() == "In allegato l'atto." and len(json.dumps(message)) < 10_000
