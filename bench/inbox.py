@@ -32,7 +32,7 @@ async def _measure(origin: str, store_path: str, count: int) -> tuple[list[float
     store = Store(store_path)
     async with build_client(provider="pecmassiva", base_url=origin + "/pecmassiva") as http:
         client = PecMassivaClient(http, credentials)
-        index = InboxIndex(store, client, "bench")
+        index = InboxIndex(store, client, "pecmassiva", environment="offline")
         started = time.perf_counter()
         await index.sync()
         sync_seconds = time.perf_counter() - started

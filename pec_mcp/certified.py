@@ -30,6 +30,7 @@ import anyio
 
 from pec_mcp.config import Settings, environment_label
 from pec_mcp.errors import BadResponse, InputError, OutcomeUnknown, PecError, Rejected
+from pec_mcp.idempotency import check_same, content_hash, describe, file_sha256
 from pec_mcp.paths import allowed_files
 from pec_mcp.providers.mensatek import (
     MAX_VARIABLES,
@@ -48,7 +49,7 @@ from pec_mcp.sending import (
     describe_files,
     normalise_address,
 )
-from pec_mcp.store import Sending, Store
+from pec_mcp.store import CertifiedMessage, Receipt, Sending, Store
 
 PROVIDER = "mensatek"
 NAME = "name"  # the placeholder of the recipient's own name, {{Nombre}} on the wire
@@ -270,16 +271,6 @@ def credits_text(plan: CertifiedPlan, credits_left: float | None) -> str:
 # -- the ledger and the provider -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CertifiedMessage:
-    """One recipient's Mensatek message id, as kept in the store."""
-
-    message_id: str
-    sending_id: int
-    email: str
-    name: str
-
-
 @dataclass
 class CertifiedOutcome:
     status: Literal["sent", "duplicate", "unknown"]
@@ -300,13 +291,16 @@ class CertifiedSender:
 
     async def send(self, plan: CertifiedPlan, *, idempotency_key: str | None, actor: str) -> CertifiedOutcome:
         attachments = [Attachment(name=p.name, content=await anyio.Path(p).read_bytes()) for p, _ in plan.files]
+        content = certified_content(plan)
         row, created = self.store.begin_send(
-            provider=PROVIDER, environment=plan.environment, idempotency_key=idempotency_key, sender=self.sender,
-            recipients=plan.emails, subject=plan.subject,
+            provider=PROVIDER, environment=plan.environment, account=PROVIDER, idempotency_key=idempotency_key,
+            sender=self.sender, recipients=plan.emails, subject=plan.subject,
             attachments=[{"name": p.name, "size": size} for p, size in plan.files],
             size_bytes=sum(size for _, size in plan.files) + len(plan.message.encode()),
+            actor=actor, content_hash=content_hash(content), content=content,
         )
         if not created:
+            check_key(self.store, plan, idempotency_key, content)
             return CertifiedOutcome("duplicate", row, messages_of(self.store, row.id),
                                     f"This idempotency key was used before (that send is {row.state}): nothing "
                                     "was sent again.")
@@ -339,7 +333,7 @@ class CertifiedSender:
             self._audit("send_certified_email", summary, "unknown: no message ids", None, actor)
             return CertifiedOutcome("unknown", row, [], "Mensatek accepted the send but returned no message ids; "
                                     "do not send again, look it up in the Mensatek panel.", result.credits_left)
-        record_messages(self.store, row.id, ids)
+        self.store.record_certified_messages(environment=plan.environment, sending_id=row.id, ids=ids)
         row = self.store.mark_sent(row.id, ids[0][0])
         self._audit("send_certified_email", summary, f"sent, {len(ids)} message id(s) from {ids[0][0]}", ids[0][0],
                     actor)
@@ -370,26 +364,46 @@ class CertifiedSender:
                                 outcome=outcome, ref=ref)
 
 
-def record_messages(store: Store, sending_id: int, ids: Sequence[tuple[str, str, str]]) -> None:
-    with store.transaction() as db:
-        db.executemany(
-            "INSERT OR REPLACE INTO certified_messages (message_id, sending_id, position, email, name) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(mid, sending_id, position, email, name) for position, (mid, email, name) in enumerate(ids)],
-        )
+def certified_content(plan: CertifiedPlan) -> dict[str, Any]:
+    """What an idempotency key of a certified email stands for: recipients with their names and variables,
+    subject, message, schedule and acceptance, attachments by name, size and SHA-256."""
+    details = [[r.email.lower(), r.name, list(r.variables)] for r in plan.recipients]
+    acceptance = f"acceptance within {plan.acceptance_days} days" if plan.require_acceptance else "no acceptance"
+    options = f"sending {madrid_text(plan.scheduled_for)}, {acceptance}, reference {plan.reference or 'none'}"
+    files = [(p.name, size, file_sha256(p)) for p, size in plan.files]
+    return describe(recipients=plan.emails, subject=plan.subject, body=plan.message, files=files,
+                    recipient_details=details, options=options)
+
+
+def check_key(store: Store, plan: CertifiedPlan, idempotency_key: str | None, content: dict[str, Any]) -> None:
+    """KeyReused when this key sent other content before in this environment (see pec_mcp.idempotency)."""
+    if not idempotency_key:
+        return
+    first = store.sending_by_key(plan.environment, PROVIDER, idempotency_key)
+    if first is not None:
+        check_same(key=idempotency_key, first_hash=first.content_hash, first_content=first.content,
+                   first_recipients=first.recipients, first_subject=first.subject, first_state=first.state,
+                   content=content, addresses=plan.emails)
 
 
 def messages_of(store: Store, sending_id: int) -> list[CertifiedMessage]:
-    with store.transaction() as db:
-        rows = db.execute("SELECT * FROM certified_messages WHERE sending_id = ? ORDER BY position",
-                          (sending_id,)).fetchall()
-    return [CertifiedMessage(r["message_id"], r["sending_id"], r["email"], r["name"]) for r in rows]
+    return store.certified_messages_of(sending_id)
 
 
-def message_by_id(store: Store, message_id: str) -> CertifiedMessage | None:
-    with store.transaction() as db:
-        row = db.execute("SELECT * FROM certified_messages WHERE message_id = ?", (message_id,)).fetchone()
-    return None if row is None else CertifiedMessage(row["message_id"], row["sending_id"], row["email"], row["name"])
+def message_by_id(store: Store, environment: str, message_id: str) -> CertifiedMessage | None:
+    return store.certified_message(environment, message_id)
+
+
+def record_report(store: Store, *, environment: str, message_id: str, kind: str, date: str, text: str,
+                  source: str, recipient: str | None = None) -> None:
+    """Keep what a Mensatek report says of one recipient's message in the ledger's receipts (once)."""
+    known = store.certified_message(environment, message_id)
+    store.record_receipts(
+        environment=environment, account=PROVIDER, message_id=message_id,
+        sending_id=known.sending_id if known else None,
+        receipts=[Receipt(kind=kind, date=date, provider_text=text, source=source,
+                          recipient=(known.email if known else recipient))],
+    )
 
 
 # -- delivery reports received by webhook ----------------------------------------------------------------------
@@ -417,14 +431,19 @@ def parse_report(payload: Mapping[str, Any]) -> ReportEvent:
     return ReportEvent(f"{message_id}|{fields['Resultado']}|{fields.get('Fecha', '')}", message_id, fields)
 
 
-def store_report(store: Store, payload: Mapping[str, Any]) -> tuple[bool, str]:
-    """Store one report webhook once; (stored, message) for the HTTP answer. Invalid reports are not stored."""
+def store_report(store: Store, payload: Mapping[str, Any], *, environment: str) -> tuple[bool, str]:
+    """Store one report webhook once, as an event and as a receipt of its message in the ledger of the server's
+    environment; (stored, message) for the HTTP answer. Invalid reports are not stored."""
     try:
         event = parse_report(payload)
     except InputError as exc:
         return False, f"ignored: {exc.message}"
-    stored = store.record_event(provider=PROVIDER, event_key=event.event_key, message_id=event.message_id,
-                                kind="report", payload=event.fields)
+    stored = store.record_event(provider=PROVIDER, environment=environment, event_key=event.event_key,
+                                message_id=event.message_id, kind="report", payload=event.fields)
+    status, code, _ = report_status(event.fields)
+    record_report(store, environment=environment, message_id=event.message_id, kind=status,
+                  date=event.fields.get("Fecha", ""), text=f"Resultado {code}", source="mensatek_webhook",
+                  recipient=event.fields.get("Destinatario"))
     return stored, "stored" if stored else "already stored (a replay)"
 
 

@@ -8,7 +8,8 @@ model that reads it, whether trying again can help, and what to do next::
     ├── InputError                the caller asked for something invalid; nothing was done
     │   ├── PathNotAllowed        a file outside attachments.allowed_dirs, or a missing one
     │   ├── LimitExceeded         too many recipients, too many MB, a blocked domain
-    │   └── NotConfirmed          a paid or legal action without the user's yes
+    │   ├── NotConfirmed          a paid or legal action without the user's yes
+    │   └── KeyReused             an idempotency_key used before for different content
     ├── ProviderError             the provider answered, and the answer is a failure
     │   ├── AuthenticationFailed  401/403, Mensatek Res -1
     │   ├── NotFound              the id is unknown to the provider
@@ -71,6 +72,15 @@ class PathNotAllowed(InputError):
 
 class LimitExceeded(InputError):
     """A configured or legal limit would be exceeded."""
+
+
+class KeyReused(InputError):
+    """The same idempotency_key was used before for a different send (other recipients, subject, body or files)."""
+
+    default_hint = (
+        "Nothing was sent. Use a new idempotency_key for a new send; to get the first send's result again, repeat "
+        "it with exactly the same content."
+    )
 
 
 class NotConfirmed(InputError):

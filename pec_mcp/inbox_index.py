@@ -9,7 +9,8 @@ code) in the store and is brought up to date on demand:
 - the provider's ``total`` is then compared with the number of indexed messages; when they differ (messages
   deleted elsewhere, or a message that arrived out of order) the whole inbox is walked once more and ids no
   longer present are dropped;
-- messages deleted through pec-mcp leave the index at once;
+- messages deleted through pec-mcp leave the answers at once, but their headers stay in the store, marked deleted
+  (they may be legal proof: what was deleted is never forgotten); so do messages gone from the provider;
 - an answer older than ``max_age`` seconds (60 by default) triggers a sync first, so an answer is never staler
   than that, and every answer says when the index was synced.
 
@@ -108,7 +109,7 @@ def trailing_code(subject: str) -> str | None:
 
 
 class InboxIndex:
-    """The index of one mailbox (``account``) in the store, synced from ``source`` on demand."""
+    """The index of one mailbox (``account``, in ``environment``) in the store, synced from ``source`` on demand."""
 
     def __init__(
         self,
@@ -116,12 +117,15 @@ class InboxIndex:
         source: InboxSource,
         account: str,
         *,
+        environment: str,
         max_age: float = INDEX_MAX_AGE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.source = source
         self.account = account
+        self.environment = environment
+        self._key = (environment, account)
         self.max_age = max_age
         self.clock = clock
         self._lock = anyio.Lock()
@@ -132,13 +136,14 @@ class InboxIndex:
     def synced_at(self) -> float | None:
         """When the last sync finished (Unix time), None before the first."""
         with self.store.transaction() as db:
-            row = db.execute("SELECT synced_at FROM inbox_index_sync WHERE account = ?", (self.account,)).fetchone()
+            row = db.execute("SELECT synced_at FROM inbox_index_sync WHERE environment = ? AND account = ?",
+                             self._key).fetchone()
         return float(row[0]) if row and row[0] > 0 else None
 
     def mark_stale(self) -> None:
         """Make the next answer sync first (after a send, whose receipts are on their way)."""
         with self.store.transaction() as db:
-            db.execute("UPDATE inbox_index_sync SET synced_at = 0 WHERE account = ?", (self.account,))
+            db.execute("UPDATE inbox_index_sync SET synced_at = 0 WHERE environment = ? AND account = ?", self._key)
 
     async def ensure_fresh(self) -> float:
         """Sync when the index is older than ``max_age``; returns the time of the last sync."""
@@ -180,9 +185,9 @@ class InboxIndex:
         now = self.clock()
         with self.store.transaction() as db:
             db.execute(
-                """INSERT INTO inbox_index_sync (account, synced_at) VALUES (?, ?)
-                   ON CONFLICT (account) DO UPDATE SET synced_at = excluded.synced_at""",
-                (self.account, now),
+                """INSERT INTO inbox_index_sync (environment, account, synced_at) VALUES (?, ?, ?)
+                   ON CONFLICT (environment, account) DO UPDATE SET synced_at = excluded.synced_at""",
+                (*self._key, now),
             )
         return SyncReport(added=len(new), removed=removed, pages_read=pages_read, full_walk=full_walk,
                           synced_at=now)
@@ -213,10 +218,11 @@ class InboxIndex:
     def search(self, *, query: str, page: int = 1, page_size: int = PAGE_SIZE) -> IndexPage:
         """One page of the indexed messages matching ``query`` (a sending code, or text in subject or sender)."""
         code = _BARE_CODE.match(query)
+        live = "environment = ? AND account = ? AND deleted_at IS NULL"
         if code:
-            where, args = "account = ? AND code = ?", [self.account, code.group(1)]
+            where, args = live + " AND code = ?", [*self._key, code.group(1)]
         else:
-            where, args = "account = ? AND instr(search, ?) > 0", [self.account, query.strip().lower()]
+            where, args = live + " AND instr(search, ?) > 0", [*self._key, query.strip().lower()]
         with self.store.transaction() as db:
             total = int(db.execute(f"SELECT COUNT(*) FROM inbox_index WHERE {where}", args).fetchone()[0])
             rows = db.execute(
@@ -224,34 +230,50 @@ class InboxIndex:
                     WHERE {where} ORDER BY at DESC, inbox_id DESC LIMIT ? OFFSET ?""",
                 (*args, page_size, (page - 1) * page_size),
             ).fetchall()
-            synced = db.execute("SELECT synced_at FROM inbox_index_sync WHERE account = ?",
-                                (self.account,)).fetchone()
+            synced = db.execute("SELECT synced_at FROM inbox_index_sync WHERE environment = ? AND account = ?",
+                                self._key).fetchone()
         messages = [IndexedMessage(*row) for row in rows]
         return IndexPage(messages=messages, page=page, pages=-(-total // page_size), total=total,
                          synced_at=float(synced[0]) if synced else 0.0)
 
     def count(self) -> int:
         with self.store.transaction() as db:
-            return int(db.execute("SELECT COUNT(*) FROM inbox_index WHERE account = ?",
-                                  (self.account,)).fetchone()[0])
+            return int(db.execute("SELECT COUNT(*) FROM inbox_index WHERE environment = ? AND account = ? AND "
+                                  "deleted_at IS NULL", self._key).fetchone()[0])
 
     # -- changes made through pec-mcp --------------------------------------------------------------------------
 
-    def forget(self, inbox_id: int) -> None:
-        """A message deleted through pec-mcp leaves the index at once."""
+    def forget(self, inbox_id: int, item: InboxItem | None = None) -> None:
+        """A message deleted through pec-mcp leaves the answers at once; its headers (``item``, as read before
+        deleting it) stay in the store, marked deleted."""
+        if item is not None:
+            self._upsert([item])
         with self.store.transaction() as db:
-            db.execute("DELETE FROM inbox_index WHERE account = ? AND inbox_id = ?", (self.account, inbox_id))
+            db.execute("UPDATE inbox_index SET deleted_at = ? WHERE environment = ? AND account = ? AND inbox_id = ? "
+                       "AND deleted_at IS NULL", (self.clock(), *self._key, inbox_id))
 
     def forget_sending(self, message_id: str) -> None:
-        """The receipts (and envelope) of a sending deleted through pec-mcp leave the index at once."""
+        """The receipts (and envelope) of a sending deleted through pec-mcp leave the answers at once (kept,
+        marked deleted)."""
         with self.store.transaction() as db:
-            db.execute("DELETE FROM inbox_index WHERE account = ? AND code = ?", (self.account, message_id))
+            db.execute("UPDATE inbox_index SET deleted_at = ? WHERE environment = ? AND account = ? AND code = ? "
+                       "AND deleted_at IS NULL", (self.clock(), *self._key, message_id))
+
+    def deleted(self, inbox_id: int) -> IndexedMessage | None:
+        """The headers of a message deleted through pec-mcp (or gone from the provider), if the index had them."""
+        with self.store.transaction() as db:
+            row = db.execute(
+                """SELECT inbox_id, date, sender, recipient, subject, kind, message_id FROM inbox_index
+                   WHERE environment = ? AND account = ? AND inbox_id = ? AND deleted_at IS NOT NULL""",
+                (*self._key, inbox_id)).fetchone()
+        return IndexedMessage(*row) if row else None
 
     # -- storage -----------------------------------------------------------------------------------------------
 
     def _ids(self) -> set[int]:
         with self.store.transaction() as db:
-            rows = db.execute("SELECT inbox_id FROM inbox_index WHERE account = ?", (self.account,)).fetchall()
+            rows = db.execute("SELECT inbox_id FROM inbox_index WHERE environment = ? AND account = ? AND "
+                              "deleted_at IS NULL", self._key).fetchall()
         return {int(row[0]) for row in rows}
 
     def _upsert(self, items: Iterable[InboxItem]) -> None:
@@ -260,28 +282,31 @@ class InboxIndex:
             return
         with self.store.transaction() as db:
             db.executemany(
-                """INSERT INTO inbox_index (account, inbox_id, at, date, sender, recipient, subject, kind,
+                """INSERT INTO inbox_index (environment, account, inbox_id, at, date, sender, recipient, subject, kind,
                        message_id, code, search)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (account, inbox_id) DO UPDATE SET at = excluded.at, date = excluded.date,
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (environment, account, inbox_id) DO UPDATE SET at = excluded.at, date = excluded.date,
                        sender = excluded.sender, recipient = excluded.recipient, subject = excluded.subject,
                        kind = excluded.kind, message_id = excluded.message_id, code = excluded.code,
-                       search = excluded.search""",
+                       search = excluded.search, deleted_at = NULL""",
                 rows,
             )
 
     def _replace(self, items: list[InboxItem]) -> int:
-        """Make the index exactly ``items``; returns how many indexed messages were dropped."""
+        """Make the live index exactly ``items``; returns how many indexed messages are gone from the provider
+        (kept, marked deleted: their headers may be all that is left of a receipt)."""
         present = {item.id for item in items}
-        gone = [(self.account, i) for i in self._ids() - present]
+        now = self.clock()
+        gone = [(now, *self._key, i) for i in self._ids() - present]
         with self.store.transaction() as db:
-            db.executemany("DELETE FROM inbox_index WHERE account = ? AND inbox_id = ?", gone)
+            db.executemany("UPDATE inbox_index SET deleted_at = ? WHERE environment = ? AND account = ? AND "
+                           "inbox_id = ?", gone)
         self._upsert(items)
         return len(gone)
 
     def _row(self, item: InboxItem) -> tuple[object, ...]:
         kind, message_id = classify_header(item.subject)
-        return (self.account, item.id, _timestamp(item.date), item.date, item.sender, item.recipient, item.subject,
+        return (*self._key, item.id, _timestamp(item.date), item.date, item.sender, item.recipient, item.subject,
                 kind, message_id, trailing_code(item.subject), f"{item.subject}\n{item.sender}".lower())
 
 

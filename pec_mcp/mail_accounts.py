@@ -140,6 +140,14 @@ class MailAccount:
         assert isinstance(parsed, EmailMessage)
         return ReadMessage(mail=mail, raw=raw, parsed=parsed)
 
+    async def get(self, uid: int) -> IndexedMail:
+        """The indexed headers of one message (NotFound when it is not in the mailbox)."""
+        await self.refresh()
+        mail = self.index.get(uid)
+        if mail is None:
+            raise self._not_found(uid)
+        return mail
+
     async def delete(self, uid: int) -> IndexedMail:
         """Delete one message on the server; its headers stay in the index, marked deleted."""
         await self.refresh()

@@ -152,6 +152,26 @@ class DeliveryStatus(StrEnum):
     NOT_ACCEPTED = "not_accepted"  # refused at acceptance: nothing was sent
 
 
+# The one order of delivery statuses: a sending's status only moves forward along it. A later read that sees
+# fewer receipts (deleted at the provider, an offline simulator restarted empty, an outage) never moves it back.
+# The final statuses share the last rank: receipts still arriving may turn one into another.
+STATUS_ORDER: dict[DeliveryStatus, int] = {
+    DeliveryStatus.PENDING: 0,
+    DeliveryStatus.ACCEPTED: 1,
+    DeliveryStatus.DELIVERED: 2,
+    DeliveryStatus.PARTIALLY_DELIVERED: 2,
+    DeliveryStatus.NOT_DELIVERED: 2,
+    DeliveryStatus.NOT_ACCEPTED: 2,
+}
+
+
+def advance(recorded: DeliveryStatus | None, seen: DeliveryStatus) -> DeliveryStatus:
+    """The status after a read: ``seen`` unless it would move back from ``recorded`` along STATUS_ORDER."""
+    if recorded is not None and STATUS_ORDER[seen] < STATUS_ORDER[recorded]:
+        return recorded
+    return seen
+
+
 class RecipientState(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"

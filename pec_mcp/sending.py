@@ -9,13 +9,25 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pec_mcp.config import Settings, environment_label
 from pec_mcp.errors import InputError, LimitExceeded, NotFound, OutcomeUnknown, PecError
+from pec_mcp.idempotency import check_same, content_hash, describe, file_sha256
+from pec_mcp.inbox_index import classify_header
 from pec_mcp.paths import MB, allowed_files
-from pec_mcp.receipts import ClassifiedReceipt, SendingStatus, classify, recipients_in_acceptance, sending_status
-from pec_mcp.store import Sending, Store
+from pec_mcp.receipts import (
+    ClassifiedReceipt,
+    DeliveryStatus,
+    ReceiptKind,
+    SendingStatus,
+    advance,
+    classify,
+    classify_subject,
+    recipients_in_acceptance,
+    sending_status,
+)
+from pec_mcp.store import Receipt, Sending, Store
 
 if TYPE_CHECKING:
     # The provider client is imported when a send is planned, not when the server starts.
@@ -25,11 +37,15 @@ _ADDRESS = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
 )
 MAX_SUBJECT = 250
+ACCOUNT = "pecmassiva"  # the account of [pecmassiva] in the ledger (IMAP accounts go by their config name)
 
 Action = Literal["send_pec", "start_bulk_pec", "register_mailbox", "renew_mailbox", "revoke_mailbox",
                  "send_certified_email", "upgrade_mailbox_space", "upgrade_mailbox_type",
-                 "enable_mailbox_conservation", "file_pec_with_business_register"]
+                 "enable_mailbox_conservation", "file_pec_with_business_register", "delete_pec_receipts",
+                 "delete_pec_message"]
 BULK_ACTIONS: frozenset[str] = frozenset({"start_bulk_pec"})
+# Actions that cannot be undone: asked about in "bulk" mode too.
+IRREVERSIBLE_ACTIONS: frozenset[str] = frozenset({"revoke_mailbox", "delete_pec_receipts", "delete_pec_message"})
 
 
 def normalise_address(raw: str) -> str:
@@ -114,6 +130,25 @@ class PecMessage:
         return self.message_bytes * len(self.recipients)
 
 
+def pec_content(message: PecMessage) -> dict[str, Any]:
+    """The content an idempotency key stands for (files hashed: read once more, never held in memory)."""
+    files = [(a.name, a.size, file_sha256(a.path)) for a in message.attachments]
+    return describe(recipients=message.recipients, subject=message.subject, body=message.body, files=files)
+
+
+def check_key(store: Store, *, environment: str, account: str, idempotency_key: str | None,
+              content: dict[str, Any], addresses: Sequence[str]) -> Sending | None:
+    """The sending this key made in this environment and account, if any; KeyReused if it was for other content."""
+    if not idempotency_key:
+        return None
+    first = store.sending_by_key(environment, account, idempotency_key)
+    if first is not None:
+        check_same(key=idempotency_key, first_hash=first.content_hash, first_content=first.content,
+                   first_recipients=first.recipients, first_subject=first.subject, first_state=first.state,
+                   content=content, addresses=addresses)
+    return first
+
+
 def load_attachments(paths: Sequence[str], settings: Settings) -> list[Attachment]:
     from pec_mcp.providers.pecmassiva import Attachment
 
@@ -173,15 +208,16 @@ def check_single_request(message: PecMessage, settings: Settings) -> None:
 def needs_confirmation(settings: Settings, action: Action, recipients: int = 1) -> bool:
     """Whether the user must say yes, per ``sending.confirm``.
 
-    ``always``: every paid or legal action. ``bulk``: bulk jobs, sends to more than one recipient, and revoking a
-    mailbox (which cannot be undone). ``never``: none (the user trusts the assistant; the audit trail remains).
+    ``always``: every paid or legal action. ``bulk``: bulk jobs, sends to more than one recipient, and what cannot
+    be undone (revoking a mailbox, deleting receipts or inbox messages). ``never``: none (the user trusts the
+    assistant; the audit trail remains).
     """
     mode = settings.sending.confirm
     if mode == "always":
         return True
     if mode == "never":
         return False
-    return action in BULK_ACTIONS or action == "revoke_mailbox" or recipients > 1
+    return action in BULK_ACTIONS or action in IRREVERSIBLE_ACTIONS or recipients > 1
 
 
 def describe_recipients(addresses: Sequence[str], shown: int = 3) -> str:
@@ -239,12 +275,27 @@ def duplicate_note(first: Sending) -> str:
 
 
 @dataclass(frozen=True)
+class KnownReceipt:
+    """A receipt of a sending as the ledger knows it, and whether the provider still returned it in this read."""
+
+    receipt: ClassifiedReceipt
+    at_provider: bool
+    deleted_at: float | None  # when pec-mcp deleted the provider's copy, if it did
+
+
+@dataclass(frozen=True)
 class DeliveryReport:
-    """What the receipts of one sending say, read once: status, the ledger row if any, the receipts themselves."""
+    """What the receipts of one sending say, read once: status, the ledger row if any, the receipts themselves
+    (what the provider returns now merged with what the ledger kept)."""
 
     status: SendingStatus
     sending: Sending | None  # None for sendings made outside pec-mcp
-    receipts: list[ClassifiedReceipt]
+    receipts: list[KnownReceipt]
+
+    @property
+    def ledger_only(self) -> list[KnownReceipt]:
+        """Receipts the provider no longer returned (deleted, or an offline simulator that restarted empty)."""
+        return [r for r in self.receipts if not r.at_provider]
 
 
 class PecSender:
@@ -267,9 +318,11 @@ class PecSender:
     ) -> SendOutcome:
         """One request through the ledger. ``before_dispatch`` runs after the pacing wait, before the request
         leaves: raising there (a bulk job cancelled meanwhile) sends nothing."""
+        content = pec_content(message)
         row, created = self.store.begin_send(
             provider="pecmassiva",
             environment=message.environment,
+            account=ACCOUNT,
             idempotency_key=idempotency_key,
             sender=self.sender,
             recipients=message.recipients,
@@ -277,8 +330,14 @@ class PecSender:
             attachments=[{"name": a.name, "size": a.size} for a in message.attachments],
             size_bytes=message.message_bytes,
             job_id=job_id,
+            actor=actor,
+            content_hash=content_hash(content),
+            content=content,
         )
         if not created:
+            if job_id is None:  # the key of a job's request is ours, and its content is the job's
+                check_key(self.store, environment=message.environment, account=ACCOUNT,
+                          idempotency_key=idempotency_key, content=content, addresses=message.recipients)
             return SendOutcome("duplicate", row, duplicate_note(row))
         summary = f"PEC to {describe_recipients(message.recipients)}: \"{message.subject}\""
 
@@ -322,19 +381,29 @@ class PecSender:
         )
 
     async def status(self, message_id: str) -> DeliveryReport:
-        """The delivery status of a sending from its receipts; the ledger row is updated when there is one.
+        """The delivery status of a sending from every receipt seen: those the provider returns now, merged with
+        those the ledger kept. New receipts are kept in the ledger; the status of a ledger row only moves forward.
 
-        Raises NotFound when the provider has no receipt for it and the ledger does not know it either.
+        Raises NotFound when neither the provider nor the ledger knows any receipt or row for it.
         """
+        environment = self.settings.env
         emails = await self.client.receipts(message_id=message_id)
-        classified = [classify(e.subject, e.body, e.date) for e in emails]
-        row = self.store.sending_by_message_id(message_id, provider="pecmassiva")
-        if row is None and not emails:
+        row = self.store.sending_by_message_id(message_id, provider="pecmassiva", environment=environment)
+        seen = [_ledger_receipt(e.subject, e.body, e.date) for e in emails]
+        if seen:
+            self.store.record_receipts(environment=environment, account=ACCOUNT, message_id=message_id,
+                                       sending_id=row.id if row else None, receipts=seen)
+        kept = self.store.receipts_of(environment=environment, account=ACCOUNT, message_id=message_id)
+        if row is None and not kept:
             raise NotFound(
-                f"No receipts found for sending {message_id}, and it is not in the local ledger",
+                f"No receipts found for sending {message_id}, and it is not in the local ledger of the "
+                f"{environment} environment",
                 provider="PEC Massiva",
                 hint="Check the message_id (find_pec_sendings lists sendings made through pec-mcp).",
             )
+        now = {r.dedup_key for r in seen}
+        known = [KnownReceipt(_classified(r), r.dedup_key in now, r.deleted_at) for r in kept]
+        classified = [k.receipt for k in known]
         if row is not None:
             recipients = row.recipients
         else:
@@ -342,7 +411,135 @@ class PecSender:
                 {c.recipient for c in classified if c.recipient}
             )
         status = sending_status(recipients, classified)
-        if row is not None and emails:
-            self.store.update_delivery(row.id, status.status.value, status.summary)
-        return DeliveryReport(status=status, sending=row, receipts=classified)
+        if row is not None:
+            status = self._forward(row, status)
+        return DeliveryReport(status=status, sending=row, receipts=known)
 
+    def _forward(self, row: Sending, status: SendingStatus) -> SendingStatus:
+        """Record the status when it moves forward; keep the recorded one when it would move back."""
+        recorded = DeliveryStatus(row.delivery_status) if row.delivery_status else None
+        best = advance(recorded, status.status)
+        if best != status.status and row.delivery_status is not None:
+            # Receipts this row's status came from are no longer readable (recorded before the ledger kept them).
+            return SendingStatus(best, status.recipients, status.accepted, row.delivery_summary or best.value)
+        if best != recorded or status.summary != row.delivery_summary:
+            self.store.update_delivery(row.id, status.status.value, status.summary)
+        return status
+
+
+    # -- deleting legal proof: the ledger keeps what the provider's copy said, the audit trail says who deleted it
+
+    async def delete_receipts(self, message_id: str, *, actor: str) -> DeliveryReport:
+        """Delete a sending's receipts at the provider, after keeping every one in the ledger (marked deleted)."""
+        report = await self.status(message_id)  # what the provider still has is in the ledger before it goes
+        await self.client.delete_receipts(message_id=message_id)
+        marked = self.store.mark_receipts_deleted(environment=self.settings.env, account=ACCOUNT,
+                                                  message_id=message_id)
+        self.store.record_audit(action="delete_pec_receipts", actor=actor, environment=self.settings.env,
+                                summary=f"receipts of sending {message_id} ({describe_kinds(report)})",
+                                outcome=f"deleted at the provider; {marked} receipt(s) kept in the ledger",
+                                ref=message_id)
+        return report
+
+    async def delete_message(self, inbox_id: int, message: InboxFacts, *, actor: str) -> bool:
+        """Delete one inbox message; a receipt of a sending is kept in the ledger first (marked deleted).
+        Returns whether it was kept as a receipt."""
+        kind, code = classify_message(message.subject)
+        receipt = _ledger_receipt(message.subject, message.body, message.date, source="inbox") if code else None
+        if receipt is not None and code is not None:
+            row = self.store.sending_by_message_id(code, provider="pecmassiva", environment=self.settings.env)
+            self.store.record_receipts(environment=self.settings.env, account=ACCOUNT, message_id=code,
+                                       sending_id=row.id if row else None, receipts=[receipt])
+        await self.client.delete_message(inbox_id=inbox_id)
+        if receipt is not None and code is not None:
+            self.store.mark_receipts_deleted(environment=self.settings.env, account=ACCOUNT, message_id=code,
+                                             dedup_keys=[receipt.dedup_key])
+        self.store.record_audit(action="delete_pec_message", actor=actor, environment=self.settings.env,
+                                summary=f"inbox message {inbox_id}: {kind} from {message.sender}, "
+                                f"\"{message.subject}\" ({message.date})",
+                                outcome="deleted at the provider; " + ("kept in the ledger as a receipt of "
+                                                                       f"sending {code}" if receipt else
+                                                                       "its headers kept in the inbox index"),
+                                ref=str(inbox_id))
+        return receipt is not None
+
+
+class InboxFacts(Protocol):
+    """What is read of an inbox message before it is deleted (``PecMassivaClient.message``)."""
+
+    sender: str
+    date: str
+    subject: str
+    body: str
+
+
+def classify_message(subject: str) -> tuple[str, str | None]:
+    """The kind of an inbox message by its subject, and the sending a receipt refers to."""
+    return classify_header(subject)
+
+
+def describe_kinds(report: DeliveryReport) -> str:
+    """ "accepted ×1, delivered ×2": the receipts of a report by kind."""
+    return describe_kinds_of(report.receipts)
+
+
+def delete_receipts_question(message_id: str, report: DeliveryReport, environment: str) -> str:
+    """The confirmation question for deleting receipts: what legal proof is destroyed, from the server's facts."""
+    at_provider = [k for k in report.receipts if k.at_provider]
+    proofs = sorted({PROOF.get(k.receipt.kind, "a record of the sending's path") for k in at_provider})
+    about = ""
+    if report.sending is not None:
+        about = f" (\"{report.sending.subject}\" to {describe_recipients(report.sending.recipients)})"
+    return (
+        f"Delete from the PEC mailbox the {len(at_provider)} receipt(s) of sending {message_id}{about}: "
+        f"{describe_kinds_of(at_provider)}. They are the legal proof of {', '.join(proofs) or 'the sending'}; the "
+        "provider's copies are destroyed for good. The local ledger keeps a record of each (kind, date, text), not "
+        f"the signed originals. Environment: {environment_label(environment)}."
+    )
+
+
+def delete_message_question(inbox_id: int, message: InboxFacts, environment: str) -> str:
+    """The confirmation question for deleting an inbox message, saying what legal proof it may be."""
+    kind, code = classify_message(message.subject)
+    what = {"envelope": "an incoming certified email (PEC): the legal proof that it was delivered to you",
+            "other": "a message that is not a PEC receipt"}.get(kind)
+    if what is None:
+        what = f"a PEC receipt ({kind}) of sending {code}: {PROOF.get(ReceiptKind(kind), 'part of its record')}"
+    return (
+        f"Delete inbox message {inbox_id} for good: \"{message.subject}\" from {message.sender}, {message.date}. "
+        f"It is {what}. The provider's copy is destroyed; the local ledger keeps its headers"
+        + (" and a record of the receipt (kind, date, text), not the signed original" if code else "")
+        + f". Environment: {environment_label(environment)}."
+    )
+
+
+# The legal proof each kind of receipt is, in the words of the confirmation questions.
+PROOF: dict[ReceiptKind, str] = {
+    ReceiptKind.ACCEPTED: "sending (ACCETTAZIONE)",
+    ReceiptKind.DELIVERED: "delivery (CONSEGNA)",
+    ReceiptKind.NOT_DELIVERED: "non-delivery (MANCATA CONSEGNA)",
+    ReceiptKind.NOT_DELIVERED_VIRUS: "non-delivery (MANCATA CONSEGNA)",
+    ReceiptKind.NOT_DELIVERED_TIMEOUT: "non-delivery (MANCATA CONSEGNA)",
+    ReceiptKind.NOT_ACCEPTED: "refusal (NON ACCETTAZIONE)",
+    ReceiptKind.NOT_ACCEPTED_VIRUS: "refusal (NON ACCETTAZIONE)",
+    ReceiptKind.ENVELOPE: "what the recipient received (POSTA CERTIFICATA)",
+}
+
+
+def describe_kinds_of(receipts: Sequence[KnownReceipt]) -> str:
+    counts: dict[str, int] = {}
+    for known in receipts:
+        counts[known.receipt.kind.value] = counts.get(known.receipt.kind.value, 0) + 1
+    return ", ".join(f"{kind} ×{n}" for kind, n in counts.items()) or "none"
+
+
+def _ledger_receipt(subject: str, body: str, date: str, *, source: str = "pecmassiva") -> Receipt:
+    """A receipt read from PEC Massiva's receipts API, as the ledger keeps it (the body as the raw text)."""
+    c = classify(subject, body, date)
+    return Receipt(kind=c.kind.value, date=date, provider_text=subject, source=source, recipient=c.recipient,
+                   reason=c.reason, raw=body.encode())
+
+
+def _classified(receipt: Receipt) -> ClassifiedReceipt:
+    _, original = classify_subject(receipt.provider_text)
+    return ClassifiedReceipt(ReceiptKind(receipt.kind), original, receipt.recipient, receipt.reason, receipt.date)

@@ -6,10 +6,16 @@ dies there leaves the row ``sending``, and the next start turns it into ``unknow
 
 Several processes may share one store file: SQLite's locking serialises them, and the pacer table hands out send
 slots to all of them, so that two servers on one account stay within the provider's limit together.
+
+Every row belongs to one ``environment`` (offline, sandbox, production) and one ``account`` (``pecmassiva``,
+``mensatek``, or an IMAP account by its config name): idempotency keys are unique per environment and account, so
+a key used offline never answers for production. The ``receipts`` table keeps every receipt the server has seen,
+so that a later read (receipts deleted at the provider, an offline simulator restarted empty) never forgets it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -165,6 +171,177 @@ CERTIFIED_SCHEMA = """
     CREATE INDEX certified_messages_sending ON certified_messages (sending_id);
 """
 
+# Schema version 5: every row belongs to an environment and an account; idempotency keys are unique per
+# (environment, account); sendings and jobs keep who asked (actor) and a hash of their content; Mensatek ids are
+# unique per environment; the receipts table keeps every receipt seen. SQLite cannot change a UNIQUE constraint in
+# place, so the tables are rebuilt (create, copy, drop, rename: the way SQLite documents, foreign keys off).
+# Rows written before keep the environment they recorded; the account is the provider's (pecmassiva, mensatek);
+# events and inbox index entries that recorded no environment take the one of their sending, else "unrecorded".
+ACCOUNTS_SCHEMA = """
+    CREATE TABLE sendings_v5 (
+        id INTEGER PRIMARY KEY,
+        provider TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        account TEXT NOT NULL,
+        idempotency_key TEXT,
+        state TEXT NOT NULL,
+        message_id TEXT,
+        sender TEXT,
+        recipients TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        attachments TEXT NOT NULL DEFAULT '[]',
+        size_bytes INTEGER NOT NULL DEFAULT 0,
+        job_id TEXT,
+        delivery_status TEXT,
+        delivery_summary TEXT,
+        error TEXT,
+        actor TEXT,
+        content_hash TEXT,
+        content TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (environment, account, idempotency_key)
+    );
+    INSERT INTO sendings_v5 (id, provider, environment, account, idempotency_key, state, message_id, sender,
+        recipients, subject, attachments, size_bytes, job_id, delivery_status, delivery_summary, error, created_at,
+        updated_at)
+    SELECT id, provider, environment, provider, idempotency_key, state, message_id, sender, recipients, subject,
+        attachments, size_bytes, job_id, delivery_status, delivery_summary, error, created_at, updated_at
+    FROM sendings;
+    DROP TABLE sendings;
+    ALTER TABLE sendings_v5 RENAME TO sendings;
+    CREATE INDEX sendings_message_id ON sendings (message_id, environment);
+    CREATE INDEX sendings_created ON sendings (environment, created_at);
+
+    CREATE TABLE jobs_v5 (
+        id TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        account TEXT NOT NULL,
+        idempotency_key TEXT,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attachments TEXT NOT NULL DEFAULT '[]',
+        total INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        cost_eur REAL NOT NULL,
+        actor TEXT,
+        content_hash TEXT,
+        content TEXT,
+        created_at REAL NOT NULL,
+        cancelled_at REAL,
+        finished_at REAL,
+        UNIQUE (environment, account, idempotency_key)
+    );
+    INSERT INTO jobs_v5 (id, provider, environment, account, idempotency_key, subject, body, attachments, total,
+        requests, cost_eur, created_at, cancelled_at, finished_at)
+    SELECT id, provider, environment, provider, idempotency_key, subject, body, attachments, total, requests,
+        cost_eur, created_at, cancelled_at, finished_at
+    FROM jobs;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_v5 RENAME TO jobs;
+    CREATE INDEX jobs_created ON jobs (environment, created_at);
+
+    CREATE TABLE certified_messages_v5 (
+        environment TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        sending_id INTEGER NOT NULL REFERENCES sendings (id),
+        position INTEGER NOT NULL,
+        email TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (environment, message_id)
+    );
+    INSERT INTO certified_messages_v5 (environment, message_id, sending_id, position, email, name)
+    SELECT s.environment, c.message_id, c.sending_id, c.position, c.email, c.name
+    FROM certified_messages c JOIN sendings s ON s.id = c.sending_id;
+    DROP TABLE certified_messages;
+    ALTER TABLE certified_messages_v5 RENAME TO certified_messages;
+    CREATE INDEX certified_messages_sending ON certified_messages (sending_id);
+
+    CREATE TABLE events_v5 (
+        id INTEGER PRIMARY KEY,
+        provider TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        account TEXT NOT NULL,
+        event_key TEXT NOT NULL,
+        message_id TEXT,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        UNIQUE (environment, account, event_key)
+    );
+    INSERT INTO events_v5 (id, provider, environment, account, event_key, message_id, kind, payload, received_at)
+    SELECT e.id, e.provider,
+        COALESCE((SELECT c.environment FROM certified_messages c
+                  WHERE e.provider = 'mensatek' AND c.message_id = e.message_id LIMIT 1), 'unrecorded'),
+        e.provider, e.event_key, e.message_id, e.kind, e.payload, e.received_at
+    FROM events e;
+    DROP TABLE events;
+    ALTER TABLE events_v5 RENAME TO events;
+    CREATE INDEX events_message ON events (environment, account, message_id);
+
+    CREATE TABLE inbox_index_v5 (
+        environment TEXT NOT NULL,
+        account TEXT NOT NULL,
+        inbox_id INTEGER NOT NULL,
+        at REAL NOT NULL,
+        date TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        message_id TEXT,
+        code TEXT,
+        search TEXT NOT NULL,
+        deleted_at REAL,
+        PRIMARY KEY (environment, account, inbox_id)
+    );
+    INSERT INTO inbox_index_v5 (environment, account, inbox_id, at, date, sender, recipient, subject, kind,
+        message_id, code, search)
+    SELECT CASE WHEN instr(account, ':') > 0 THEN substr(account, 1, instr(account, ':') - 1) ELSE 'unrecorded' END,
+        'pecmassiva', inbox_id, at, date, sender, recipient, subject, kind, message_id, code, search
+    FROM inbox_index;
+    DROP TABLE inbox_index;
+    ALTER TABLE inbox_index_v5 RENAME TO inbox_index;
+    CREATE INDEX inbox_index_code ON inbox_index (environment, account, code, at, inbox_id);
+    CREATE INDEX inbox_index_order ON inbox_index (environment, account, at, inbox_id);
+    CREATE TABLE inbox_index_sync_v5 (
+        environment TEXT NOT NULL,
+        account TEXT NOT NULL,
+        synced_at REAL NOT NULL,
+        PRIMARY KEY (environment, account)
+    );
+    INSERT OR IGNORE INTO inbox_index_sync_v5 (environment, account, synced_at)
+    SELECT CASE WHEN instr(account, ':') > 0 THEN substr(account, 1, instr(account, ':') - 1) ELSE 'unrecorded' END,
+        'pecmassiva', synced_at
+    FROM inbox_index_sync;
+    DROP TABLE inbox_index_sync;
+    ALTER TABLE inbox_index_sync_v5 RENAME TO inbox_index_sync;
+
+    CREATE TABLE receipts (
+        id INTEGER PRIMARY KEY,
+        environment TEXT NOT NULL,
+        account TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        sending_id INTEGER REFERENCES sendings (id),
+        recipient TEXT,
+        kind TEXT NOT NULL,
+        date TEXT NOT NULL,
+        provider_text TEXT NOT NULL,
+        reason TEXT,
+        source TEXT NOT NULL,
+        signature TEXT,
+        signature_detail TEXT,
+        raw BLOB,
+        dedup_key TEXT NOT NULL,
+        first_seen_at REAL NOT NULL,
+        last_seen_at REAL NOT NULL,
+        deleted_at REAL,
+        UNIQUE (environment, account, message_id, dedup_key)
+    );
+    CREATE INDEX receipts_sending ON receipts (sending_id);
+"""
+
 # The index of IMAP mailboxes (see pec_mcp.pecmail.index): per environment, account and folder, the UIDVALIDITY
 # and last UID synced, and the headers of each message by UID. Deleted messages stay, marked (they may be proof).
 MAIL_INDEX_SCHEMA = """
@@ -204,7 +381,8 @@ MAIL_INDEX_SCHEMA = """
 """
 
 # Each entry moves the schema one version up; entries are never edited once released, only appended.
-MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA, MAIL_INDEX_SCHEMA]
+MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA, ACCOUNTS_SCHEMA,
+                         MAIL_INDEX_SCHEMA]
 
 CATCH_UP = 0.005  # seconds of a late send slot the pacer may win back on the next one
 
@@ -232,10 +410,55 @@ class Sending:
     error: str | None
     created_at: float
     updated_at: float
+    account: str = ""
+    actor: str | None = None  # who asked for it: the user name when known, else the MCP client
+    content_hash: str | None = None  # see pec_mcp.idempotency; None for rows written before schema 5
+    content: dict[str, Any] | None = None  # the short description of the content that hash stands for
 
     @property
     def created(self) -> str:
         return iso(self.created_at)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One receipt as the ledger keeps it: what a provider said about one sending (and recipient), once.
+
+    ``source`` says where it was seen (``pecmassiva``: the provider's receipts API; ``inbox``: a message of the
+    inbox; ``mensatek_report`` / ``mensatek_webhook``; ``imap`` for mailbox accounts). ``signature``
+    (``valid`` | ``valid_untrusted`` | ``invalid``), ``signature_detail`` and ``raw`` (the message as received)
+    are for receipts read from a mailbox.
+    """
+
+    kind: str
+    date: str
+    provider_text: str
+    source: str
+    recipient: str | None = None
+    reason: str | None = None
+    signature: str | None = None
+    signature_detail: str | None = None
+    raw: bytes | None = None
+    # Filled in by the store:
+    first_seen_at: float | None = None
+    last_seen_at: float | None = None
+    deleted_at: float | None = None  # when it was deleted at the provider through pec-mcp
+
+    @property
+    def dedup_key(self) -> str:
+        basis = "\x00".join((self.kind, (self.recipient or "").lower(), self.date, self.provider_text))
+        return hashlib.sha256(basis.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class CertifiedMessage:
+    """One recipient's Mensatek message id (unique per environment) and the ledger row it belongs to."""
+
+    message_id: str
+    sending_id: int
+    email: str
+    name: str
+    environment: str = ""
 
 
 @dataclass(frozen=True)
@@ -298,16 +521,22 @@ class Store:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self) -> None:
-        with self.transaction(immediate=True) as db:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            if version > len(MIGRATIONS):
-                raise ConfigError(
-                    f"The store {self.path} was written by a newer pec-mcp (schema {version}); upgrade pec-mcp"
-                )
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in _statements(script):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
+        # Rebuilding a table that others reference needs foreign keys off (a no-op inside a transaction).
+        with self._lock:
+            self._db.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with self.transaction(immediate=True) as db:
+                    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                    if version > len(MIGRATIONS):
+                        raise ConfigError(
+                            f"The store {self.path} was written by a newer pec-mcp (schema {version}); upgrade pec-mcp"
+                        )
+                    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                        for statement in _statements(script):
+                            db.execute(statement)
+                        db.execute(f"PRAGMA user_version = {number}")
+            finally:
+                self._db.execute("PRAGMA foreign_keys=ON")
 
     # -- the send ledger ---------------------------------------------------------------------------------------
 
@@ -323,34 +552,46 @@ class Store:
         attachments: Sequence[dict[str, Any]] = (),
         size_bytes: int = 0,
         job_id: str | None = None,
+        account: str | None = None,
+        actor: str | None = None,
+        content_hash: str | None = None,
+        content: dict[str, Any] | None = None,
     ) -> tuple[Sending, bool]:
         """Write a ``queued`` row before anything is sent; returns (row, created).
 
-        A reused idempotency key gives back the first row (created False), unless that attempt failed before
-        anything was sent: then the row is queued again for a new attempt.
+        Keys are unique per environment and account (the provider's name unless given). A reused key gives back
+        the first row (created False), unless that attempt failed before anything was sent and its content is the
+        same: then the row is queued again for a new attempt. The caller compares ``content_hash`` of a row given
+        back (see pec_mcp.idempotency): the same key for other content is the caller's error to raise.
         """
+        account = account or provider
         now = self.clock()
         with self.transaction(immediate=True) as db:
             if idempotency_key is not None:
                 existing = db.execute(
-                    "SELECT * FROM sendings WHERE provider = ? AND idempotency_key = ?", (provider, idempotency_key)
+                    "SELECT * FROM sendings WHERE environment = ? AND account = ? AND idempotency_key = ?",
+                    (environment, account, idempotency_key),
                 ).fetchone()
-                if existing is not None and existing["state"] != "failed":
+                same = existing is not None and existing["content_hash"] in (None, content_hash)
+                if existing is not None and (existing["state"] != "failed" or not same):
                     return _sending(existing), False
                 if existing is not None:
                     # The first attempt certainly sent nothing: the same key may try again, on the same row.
                     db.execute(
-                        "UPDATE sendings SET state = 'queued', error = NULL, updated_at = ? WHERE id = ?",
-                        (now, existing["id"]),
+                        """UPDATE sendings SET state = 'queued', error = NULL, actor = COALESCE(?, actor),
+                               content_hash = COALESCE(content_hash, ?), content = COALESCE(content, ?),
+                               updated_at = ? WHERE id = ?""",
+                        (actor, content_hash, _json_or_none(content), now, existing["id"]),
                     )
                     row = db.execute("SELECT * FROM sendings WHERE id = ?", (existing["id"],)).fetchone()
                     return _sending(row), True
             cursor = db.execute(
-                """INSERT INTO sendings (provider, environment, idempotency_key, state, sender, recipients, subject,
-                       attachments, size_bytes, job_id, created_at, updated_at)
-                   VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (provider, environment, idempotency_key, sender, json.dumps(list(recipients)), subject,
-                 json.dumps(list(attachments)), size_bytes, job_id, now, now),
+                """INSERT INTO sendings (provider, environment, account, idempotency_key, state, sender, recipients,
+                       subject, attachments, size_bytes, job_id, actor, content_hash, content, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (provider, environment, account, idempotency_key, sender, json.dumps(list(recipients)), subject,
+                 json.dumps(list(attachments)), size_bytes, job_id, actor, content_hash, _json_or_none(content),
+                 now, now),
             )
             sending_id = int(cursor.lastrowid or 0)
             db.executemany(
@@ -360,17 +601,29 @@ class Store:
             row = db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
         return _sending(row), True
 
-    def key_used(self, provider: str, idempotency_key: str) -> bool:
-        """Whether a send with this key exists and did not fail before sending (a repeat would be a duplicate)."""
+    def sending_by_key(self, environment: str, account: str, idempotency_key: str) -> Sending | None:
+        """The sending made with this key in this environment and account, if any."""
         with self._lock:
             row = self._db.execute(
-                "SELECT state FROM sendings WHERE provider = ? AND idempotency_key = ?", (provider, idempotency_key)
+                "SELECT * FROM sendings WHERE environment = ? AND account = ? AND idempotency_key = ?",
+                (environment, account, idempotency_key),
             ).fetchone()
-        return row is not None and row["state"] != "failed"
+        return _sending(row) if row else None
+
+    def key_used(self, environment: str, account: str, idempotency_key: str) -> bool:
+        """Whether a send with this key exists and did not fail before sending (a repeat would be a duplicate)."""
+        row = self.sending_by_key(environment, account, idempotency_key)
+        return row is not None and row.state != "failed"
 
     def mark_dispatching(self, sending_id: int) -> None:
         """The request is about to go on the wire: from now on a lost answer means ``unknown``."""
         self._set_state(sending_id, "sending", allowed_from=("queued",))
+
+    def assign_message_id(self, sending_id: int, message_id: str) -> None:
+        """Record the Message-ID a queued send will carry (mail accounts choose it), before it is submitted."""
+        with self.transaction() as db:
+            db.execute("UPDATE sendings SET message_id = ?, updated_at = ? WHERE id = ? AND state = 'queued'",
+                       (message_id, self.clock(), sending_id))
 
     def mark_sent(self, sending_id: int, message_id: str) -> Sending:
         return self._set_state(sending_id, "sent", message_id=message_id, allowed_from=("queued", "sending"))
@@ -424,6 +677,7 @@ class Store:
         return unknown + failed
 
     def update_delivery(self, sending_id: int, status: str, summary: str) -> None:
+        """Record a delivery status; callers pass a status that only moves forward (pec_mcp.receipts.advance)."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE sendings SET delivery_status = ?, delivery_summary = ?, updated_at = ? WHERE id = ?",
@@ -435,9 +689,15 @@ class Store:
             row = self._db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
         return _sending(row) if row else None
 
-    def sending_by_message_id(self, message_id: str, *, provider: str | None = None) -> Sending | None:
-        query = "SELECT * FROM sendings WHERE message_id = ?" + (" AND provider = ?" if provider else "")
-        args = (message_id, provider) if provider else (message_id,)
+    def sending_by_message_id(
+        self, message_id: str, *, provider: str | None = None, environment: str | None = None
+    ) -> Sending | None:
+        """The newest sending with this message_id (of this provider and environment, when given)."""
+        query, args = "SELECT * FROM sendings WHERE message_id = ?", [message_id]
+        for column, value in (("provider", provider), ("environment", environment)):
+            if value:
+                query += f" AND {column} = ?"
+                args.append(value)
         with self._lock:
             row = self._db.execute(query + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return _sending(row) if row else None
@@ -446,17 +706,21 @@ class Store:
         self,
         *,
         provider: str | None = None,
+        environment: str | None = None,
+        account: str | None = None,
         recipient: str | None = None,
         query: str | None = None,
         since: date | None = None,
         limit: int = 20,
     ) -> list[Sending]:
-        """Recent sendings, newest first, filtered by recipient (exact or partial), subject words and date."""
+        """Recent sendings, newest first, filtered by environment (None: all), account, recipient (exact or
+        partial), subject words and date."""
         clauses: list[str] = ["1 = 1"]
         args: list[Any] = []
-        if provider:
-            clauses.append("s.provider = ?")
-            args.append(provider)
+        for column, value in (("provider", provider), ("environment", environment), ("account", account)):
+            if value:
+                clauses.append(f"s.{column} = ?")
+                args.append(value)
         if recipient:
             clauses.append(
                 "s.id IN (SELECT sending_id FROM sending_recipients WHERE address LIKE ? ESCAPE '\\')"
@@ -484,35 +748,136 @@ class Store:
                 (self.clock(), action, actor, environment, summary, outcome, ref),
             )
 
-    def audit_log(self, *, limit: int = 50) -> list[AuditEntry]:
+    def audit_log(self, *, limit: int = 50, environment: str | None = None) -> list[AuditEntry]:
+        """The newest entries of the audit trail, of one environment (None: every environment)."""
+        where, args = ("WHERE environment = ?", (environment,)) if environment else ("", ())
         with self._lock:
-            rows = self._db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute(f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [AuditEntry(**dict(r)) for r in rows]
 
     # -- webhook and callback events ---------------------------------------------------------------------------
 
     def record_event(
-        self, *, provider: str, event_key: str, message_id: str | None, kind: str, payload: dict[str, Any]
+        self,
+        *,
+        provider: str,
+        environment: str,
+        event_key: str,
+        message_id: str | None,
+        kind: str,
+        payload: dict[str, Any],
+        account: str | None = None,
     ) -> bool:
-        """Store one event; False if an event with the same key was stored before (a replay)."""
+        """Store one event of an environment and account (the provider's name unless given); False if an event
+        with the same key was stored there before (a replay)."""
         with self.transaction() as db:
             cursor = db.execute(
-                """INSERT OR IGNORE INTO events (provider, event_key, message_id, kind, payload, received_at)
-                   VALUES (?, ?, ?, ?, ?, ?)""",
-                (provider, event_key, message_id, kind, json.dumps(payload, ensure_ascii=False), self.clock()),
+                """INSERT OR IGNORE INTO events (provider, environment, account, event_key, message_id, kind, payload,
+                       received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                (provider, environment, account or provider, event_key, message_id, kind,
+                 json.dumps(payload, ensure_ascii=False), self.clock()),
             )
         return cursor.rowcount == 1
 
-    def events(self, *, provider: str, message_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM events WHERE provider = ?" + (" AND message_id = ?" if message_id else "")
-        args: tuple[Any, ...] = (provider, message_id) if message_id else (provider,)
+    def events(
+        self, *, provider: str, environment: str | None, message_id: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Events of a provider, newest first, in one environment (None: every environment)."""
+        sql, args = "SELECT * FROM events WHERE provider = ?", [provider]
+        for column, value in (("environment", environment), ("message_id", message_id)):
+            if value:
+                sql += f" AND {column} = ?"
+                args.append(value)
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [
             {"kind": r["kind"], "message_id": r["message_id"], "received_at": iso(r["received_at"]),
-             "payload": json.loads(r["payload"])}
+             "payload": json.loads(r["payload"]), "environment": r["environment"], "account": r["account"]}
             for r in rows
         ]
+
+    # -- receipts ----------------------------------------------------------------------------------------------
+
+    def record_receipts(
+        self, *, environment: str, account: str, message_id: str, sending_id: int | None,
+        receipts: Sequence[Receipt],
+    ) -> int:
+        """Keep every receipt seen, once (deduplicated on kind, recipient, date and text); returns how many were
+        new. A receipt seen again has its ``last_seen_at`` moved on, so that a later read can tell which receipts
+        the provider still holds."""
+        now = self.clock()
+        added = 0
+        with self.transaction(immediate=True) as db:
+            for r in receipts:
+                seen = db.execute(
+                    """UPDATE receipts SET last_seen_at = ?, sending_id = COALESCE(sending_id, ?)
+                       WHERE environment = ? AND account = ? AND message_id = ? AND dedup_key = ?""",
+                    (now, sending_id, environment, account, message_id, r.dedup_key),
+                ).rowcount
+                if seen:
+                    continue
+                db.execute(
+                    """INSERT INTO receipts (environment, account, message_id, sending_id, recipient, kind, date,
+                           provider_text, reason, source, signature, signature_detail, raw, dedup_key, first_seen_at,
+                           last_seen_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (environment, account, message_id, sending_id, r.recipient, r.kind, r.date, r.provider_text,
+                     r.reason, r.source, r.signature, r.signature_detail, r.raw, r.dedup_key, now, now),
+                )
+                added += 1
+        return added
+
+    def receipts_of(self, *, environment: str, account: str, message_id: str) -> list[Receipt]:
+        """Every receipt the ledger keeps for one sending, in the order they were first seen."""
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT * FROM receipts WHERE environment = ? AND account = ? AND message_id = ?
+                   ORDER BY first_seen_at, id""",
+                (environment, account, message_id),
+            ).fetchall()
+        return [_receipt(r) for r in rows]
+
+    def mark_receipts_deleted(
+        self, *, environment: str, account: str, message_id: str, dedup_keys: Sequence[str] | None = None
+    ) -> int:
+        """The provider's copies were deleted through pec-mcp: the ledger keeps the receipts, marked deleted."""
+        sql = """UPDATE receipts SET deleted_at = ? WHERE environment = ? AND account = ? AND message_id = ?
+                 AND deleted_at IS NULL"""
+        args: list[Any] = [self.clock(), environment, account, message_id]
+        if dedup_keys is not None:
+            sql += f" AND dedup_key IN ({','.join('?' * len(dedup_keys))})"
+            args.extend(dedup_keys)
+        with self.transaction(immediate=True) as db:
+            return int(db.execute(sql, args).rowcount)
+
+    # -- Mensatek certified email: one id per recipient, unique per environment ---------------------------------
+
+    def record_certified_messages(
+        self, *, environment: str, sending_id: int, ids: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """The (message_id, email, name) Mensatek gave for each recipient of a sending, in order. An id another
+        environment gave too is a different message: it never overwrites that environment's row."""
+        with self.transaction() as db:
+            db.executemany(
+                """INSERT INTO certified_messages (environment, message_id, sending_id, position, email, name)
+                   VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (environment, message_id) DO UPDATE SET sending_id = excluded.sending_id,
+                       position = excluded.position, email = excluded.email, name = excluded.name""",
+                [(environment, mid, sending_id, position, email, name)
+                 for position, (mid, email, name) in enumerate(ids)],
+            )
+
+    def certified_messages_of(self, sending_id: int) -> list[CertifiedMessage]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM certified_messages WHERE sending_id = ? ORDER BY position",
+                                    (sending_id,)).fetchall()
+        return [_certified(r) for r in rows]
+
+    def certified_message(self, environment: str, message_id: str) -> CertifiedMessage | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM certified_messages WHERE environment = ? AND message_id = ?",
+                                   (environment, message_id)).fetchone()
+        return _certified(row) if row else None
 
     # -- the shared send pacer ---------------------------------------------------------------------------------
 
@@ -559,7 +924,23 @@ def _sending(row: sqlite3.Row) -> Sending:
     data = dict(row)
     data["recipients"] = json.loads(data["recipients"])
     data["attachments"] = json.loads(data["attachments"])
+    data["content"] = json.loads(data["content"]) if data.get("content") else None
     return Sending(**data)
+
+
+def _receipt(row: sqlite3.Row) -> Receipt:
+    return Receipt(kind=row["kind"], date=row["date"], provider_text=row["provider_text"], source=row["source"],
+                   recipient=row["recipient"], reason=row["reason"], signature=row["signature"],
+                   signature_detail=row["signature_detail"], raw=row["raw"], first_seen_at=row["first_seen_at"],
+                   last_seen_at=row["last_seen_at"], deleted_at=row["deleted_at"])
+
+
+def _certified(row: sqlite3.Row) -> CertifiedMessage:
+    return CertifiedMessage(row["message_id"], row["sending_id"], row["email"], row["name"], row["environment"])
+
+
+def _json_or_none(data: dict[str, Any] | None) -> str | None:
+    return None if data is None else json.dumps(data, ensure_ascii=False, sort_keys=True)
 
 
 def _like(text: str) -> str:

@@ -57,7 +57,7 @@ def source(client: PecMassivaClient) -> CountingSource:
 
 @pytest.fixture
 def index(store: Store, source: CountingSource, simulator: Simulator) -> InboxIndex:
-    return InboxIndex(store, source, "offline:" + ME, max_age=0.0, clock=simulator.clock.now)
+    return InboxIndex(store, source, "pecmassiva", environment="offline", max_age=0.0, clock=simulator.clock.now)
 
 
 async def _send(client: PecMassivaClient, subject: str, recipients: list[str], simulator: Simulator) -> str:
@@ -142,7 +142,7 @@ async def test_a_message_that_arrives_out_of_order_is_found_by_the_count_check(i
 
 
 async def test_a_fresh_index_answers_without_asking_the_provider(store, source, simulator, client) -> None:
-    index = InboxIndex(store, source, "offline:" + ME, max_age=60.0, clock=simulator.clock.now)
+    index = InboxIndex(store, source, "pecmassiva", environment="offline", max_age=60.0, clock=simulator.clock.now)
     await _fill(simulator, client)
     assert await index.find(query="Sollecito") is not None
     pages = source.pages
@@ -197,8 +197,8 @@ async def test_deleting_through_the_tools_updates_the_index_at_once(settings, si
     async with _server(settings, simulator) as (mcp_client, state):
         first = await _tool(mcp_client, "list_pec_inbox", {"query": "avviso n. 12"})
         victim = first["messages"][0]["inbox_id"]
-        await _tool(mcp_client, "delete_pec_message", {"inbox_id": victim})
-        await _tool(mcp_client, "delete_pec_receipts", {"message_id": codes[3]})
+        await _tool(mcp_client, "delete_pec_message", {"inbox_id": victim, "confirm": True})
+        await _tool(mcp_client, "delete_pec_receipts", {"message_id": codes[3], "confirm": True})
         synced = state.inbox_index().synced_at
         after = await _tool(mcp_client, "list_pec_inbox", {"query": "avviso n. 12"})
         gone = await _tool(mcp_client, "list_pec_inbox", {"query": codes[3]})

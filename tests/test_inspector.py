@@ -40,7 +40,8 @@ def inspector() -> list[str]:
     launcher = Path(given) if given else ROOT / ".ci" / "node" / LAUNCHER
     if not launcher.is_file():
         _missing(f"the MCP Inspector launcher is not at {launcher}")
-    return [str(node), str(launcher), "--cli"]
+    # A loaded two-core machine can take longer than the Inspector's default 15 s to start a Python server.
+    return [str(node), str(launcher), "--cli", "--connect-timeout", "90000"]
 
 
 def _server(tmp_path: Path) -> list[str]:
@@ -66,7 +67,7 @@ def _run_all(commands: dict[str, list[str]], tmp_path: Path) -> dict[str, subpro
     done = {}
     for name, process in started.items():
         try:
-            out, err = process.communicate(timeout=60)
+            out, err = process.communicate(timeout=150)
         finally:
             process.kill()
         done[name] = subprocess.CompletedProcess(process.args, process.returncode, out, err)

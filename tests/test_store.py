@@ -85,13 +85,13 @@ def test_a_reused_key_gives_back_the_first_row_unless_that_attempt_failed(store:
         store.mark_unknown(row.id, "lost")
     again, created = _begin(store, recipients=["other@pec.it"])
     assert not created and again.id == row.id and again.state == first_end
-    assert store.key_used("pecmassiva", "k1")
+    assert store.key_used("offline", "pecmassiva", "k1")
 
 
 def test_a_failed_first_attempt_is_retried_on_the_same_row(store: Store, tick: Tick) -> None:
     row, _ = _begin(store)
     store.mark_failed(row.id, "401 refused")
-    assert not store.key_used("pecmassiva", "k1")
+    assert not store.key_used("offline", "pecmassiva", "k1")
     tick.now += 60
     retry, created = _begin(store)
     assert created and retry.id == row.id
@@ -122,7 +122,7 @@ def test_after_a_crash_requests_on_their_way_become_unknown_and_queued_ones_fail
     assert store.sending_by_id(queued.id).state == "failed"  # type: ignore[union-attr]
     assert store.sending_by_id(done.id).state == "sent"  # type: ignore[union-attr]
     assert store.sending_by_id(job_row.id).state == "sending"  # type: ignore[union-attr] # the job runner's business
-    assert store.key_used("pecmassiva", "wire") and not store.key_used("pecmassiva", "queued")
+    assert store.key_used("offline", "pecmassiva", "wire") and not store.key_used("offline", "pecmassiva", "queued")
 
 
 def test_recovery_can_be_limited_to_one_provider(store: Store) -> None:
@@ -209,3 +209,21 @@ def test_an_unusable_store_path_is_a_config_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ConfigError, match=r"store\.path"):
         Store(blocker / "sub" / "s.sqlite3")
+
+
+def test_receipts_are_kept_once_per_environment_and_account_and_marked_when_deleted(store: Store, tick: Tick) -> None:
+    from pec_mcp.store import Receipt
+
+    accepted = Receipt(kind="accepted", date="d1", provider_text="ACCETTAZIONE: Diffida 1", source="pecmassiva")
+    delivered = Receipt(kind="delivered", date="d2", provider_text="CONSEGNA: Diffida 1", source="pecmassiva",
+                        recipient="mario.rossi@pec.it", raw=b"signed bytes")
+    where = dict(environment="offline", account="pecmassiva", message_id="1")
+    assert store.record_receipts(**where, sending_id=None, receipts=[accepted, delivered]) == 2
+    tick.now += 10
+    assert store.record_receipts(**where, sending_id=None, receipts=[accepted]) == 0  # seen again: kept once
+    assert store.receipts_of(environment="production", account="pecmassiva", message_id="1") == []
+    assert store.mark_receipts_deleted(**where, dedup_keys=[delivered.dedup_key]) == 1
+    kept = store.receipts_of(**where)
+    assert [(r.kind, r.last_seen_at, r.deleted_at) for r in kept] == [("accepted", T0 + 10, None),
+                                                                      ("delivered", T0, T0 + 10)]
+    assert kept[1].raw == b"signed bytes" and kept[1].signature is None

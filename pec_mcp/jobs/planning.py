@@ -6,10 +6,11 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pec_mcp.config import Settings
 from pec_mcp.errors import InputError, LimitExceeded
+from pec_mcp.idempotency import describe
 from pec_mcp.jobs.recipients import RecipientRow
 from pec_mcp.paths import MB
 from pec_mcp.sending import MAX_SUBJECT, check_call_size, load_attachments, normalise_address
@@ -170,5 +171,12 @@ def plan_bulk(
 
 
 def account_of(settings: Settings) -> str:
-    """Which provider account a job belongs to: runners only take jobs of their own environment and account."""
-    return f"{settings.env}:{settings.pecmassiva.username or 'simulator'}"
+    """Which account a job belongs to: runners only take jobs of their own environment and account."""
+    return "pecmassiva"
+
+
+def bulk_content(plan: BulkPlan, files: Sequence[tuple[str, int, str]]) -> dict[str, Any]:
+    """What an idempotency key of a job stands for: recipients with their variables, the subject and body
+    templates, and the attachments (name, size, sha256)."""
+    return describe(recipients=[r.address for r in plan.recipients], subject=plan.subject, body=plan.body,
+                    files=files, recipient_details=[[r.address.lower(), r.variables] for r in plan.recipients])

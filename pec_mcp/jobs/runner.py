@@ -104,7 +104,7 @@ class JobRunner:
         while True:
             try:
                 await self.follow_due()
-                due = self.jobs.next_followup_at(self.account)
+                due = self.jobs.next_followup_at(self.settings.env, self.account)
             except Exception:
                 log.exception("the receipt follow-up met an unexpected problem; it carries on")
                 due = None
@@ -133,7 +133,7 @@ class JobRunner:
 
     async def send_next(self) -> bool:
         """Send the next queued request of this account, if any; returns whether there was one."""
-        claim = self.jobs.claim_next(self.owner, self.account)
+        claim = self.jobs.claim_next(self.owner, self.settings.env, self.account)
         if claim is None:
             return False
         await self.notifier.changed(claim.job.id)
@@ -243,7 +243,7 @@ class JobRunner:
 
     async def follow_due(self) -> int:
         """Read the receipts of the sent requests that are due a check; returns how many were read."""
-        targets = self.jobs.due_followups(self.account, limit=self.policy.batch)
+        targets = self.jobs.due_followups(self.settings.env, self.account, limit=self.policy.batch)
         for target in targets:
             await self._read_turn()
             try:

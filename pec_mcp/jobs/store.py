@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pec_mcp.idempotency import check_same, content_hash
 from pec_mcp.jobs.planning import BulkPlan
 from pec_mcp.store import Store
 
@@ -33,6 +34,9 @@ class Job:
     cost_eur: float
     created_at: float
     cancelled_at: float | None
+    actor: str | None = None
+    content_hash: str | None = None
+    content: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,9 @@ def _job(row: Any) -> Job:
     return Job(id=row["id"], environment=row["environment"], account=row["account"],
                idempotency_key=row["idempotency_key"], subject=row["subject"], body=row["body"],
                attachments=json.loads(row["attachments"]), total=row["total"], requests=row["requests"],
-               cost_eur=row["cost_eur"], created_at=row["created_at"], cancelled_at=row["cancelled_at"])
+               cost_eur=row["cost_eur"], created_at=row["created_at"], cancelled_at=row["cancelled_at"],
+               actor=row["actor"], content_hash=row["content_hash"],
+               content=json.loads(row["content"]) if row["content"] else None)
 
 
 def ledger_key(job_id: str, seq: int) -> str:
@@ -109,8 +115,10 @@ class JobStore:
         self.store = store
 
     def create(self, plan: BulkPlan, *, account: str, idempotency_key: str | None,
-               attachment_paths: Sequence[str]) -> tuple[Job, bool]:
-        """Write the job, its requests and its recipients, all queued; the same key gives back the first job."""
+               attachment_paths: Sequence[str], actor: str | None = None,
+               content: dict[str, Any] | None = None) -> tuple[Job, bool]:
+        """Write the job, its requests and its recipients, all queued; the same key in the same environment and
+        account gives back the first job (the caller compares its content: see pec_mcp.idempotency)."""
         now = self.store.clock()
         job_id = f"job-{time.strftime('%Y%m%d', time.gmtime(now))}-{secrets.token_hex(4)}"
         group_of = {}
@@ -119,15 +127,18 @@ class JobStore:
                 group_of[index] = seq
         with self.store.transaction(immediate=True) as db:
             if idempotency_key is not None:
-                existing = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+                existing = db.execute("SELECT * FROM jobs WHERE environment = ? AND account = ? AND "
+                                      "idempotency_key = ?", (plan.environment, account, idempotency_key)).fetchone()
                 if existing is not None:
                     return _job(existing), False
             db.execute(
                 """INSERT INTO jobs (id, provider, environment, account, idempotency_key, subject, body, attachments,
-                       total, requests, cost_eur, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)""",
+                       total, requests, cost_eur, actor, content_hash, content, created_at)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                 (job_id, PROVIDER, plan.environment, account, idempotency_key, plan.subject, plan.body,
                  json.dumps([str(a.path) for a in plan.attachments] or list(attachment_paths)), plan.total,
-                 len(plan.requests), plan.cost_eur, now),
+                 len(plan.requests), plan.cost_eur, actor, content_hash(content) if content else None,
+                 json.dumps(content, ensure_ascii=False, sort_keys=True) if content else None, now),
             )
             db.executemany(
                 """INSERT INTO job_groups (job_id, seq, state, recipients, message_bytes, updated_at)
@@ -149,24 +160,46 @@ class JobStore:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row) if row else None
 
-    def job_by_key(self, idempotency_key: str) -> Job | None:
+    def job_by_key(self, environment: str, account: str, idempotency_key: str) -> Job | None:
         with self.store.transaction() as db:
-            row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+            row = db.execute("SELECT * FROM jobs WHERE environment = ? AND account = ? AND idempotency_key = ?",
+                             (environment, account, idempotency_key)).fetchone()
         return _job(row) if row else None
 
-    def recent(self, limit: int) -> list[Job]:
+    def check_key(self, environment: str, account: str, idempotency_key: str | None,
+                  content: dict[str, Any], addresses: Sequence[str]) -> Job | None:
+        """The job this key started in this environment and account, if any; KeyReused if it was for other
+        content (see pec_mcp.idempotency)."""
+        if not idempotency_key:
+            return None
+        first = self.job_by_key(environment, account, idempotency_key)
+        if first is not None:
+            check_same(key=idempotency_key, first_hash=first.content_hash, first_content=first.content,
+                       first_recipients=[] if first.content else self.addresses(first.id), first_subject=first.subject,
+                       first_state="a bulk job " + first.id, content=content, addresses=addresses)
+        return first
+
+    def addresses(self, job_id: str) -> list[str]:
         with self.store.transaction() as db:
-            rows = db.execute("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
+            rows = db.execute("SELECT address FROM job_recipients WHERE job_id = ? ORDER BY row", (job_id,)).fetchall()
+        return [r[0] for r in rows]
+
+    def recent(self, limit: int, *, environment: str | None = None) -> list[Job]:
+        """The newest jobs of one environment (None: every environment)."""
+        where, args = ("WHERE environment = ?", (environment,)) if environment else ("", ())
+        with self.store.transaction() as db:
+            rows = db.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                              (*args, limit)).fetchall()
         return [_job(r) for r in rows]
 
-    def queued_requests(self, account: str, *, before: float | None = None) -> int:
+    def queued_requests(self, environment: str, account: str, *, before: float | None = None) -> int:
         """Requests waiting to be sent on this account (of jobs created before ``before``, when given)."""
         sql = """SELECT COUNT(*) FROM job_groups g JOIN jobs j ON j.id = g.job_id
-                 WHERE g.state IN ('queued', 'sending') AND j.account = ?"""
-        args: tuple[Any, ...] = (account,)
+                 WHERE g.state IN ('queued', 'sending') AND j.environment = ? AND j.account = ?"""
+        args: tuple[Any, ...] = (environment, account)
         if before is not None:
             sql += " AND j.created_at < ?"
-            args = (account, before)
+            args = (environment, account, before)
         with self.store.transaction() as db:
             return int(db.execute(sql, args).fetchone()[0])
 
@@ -189,8 +222,8 @@ class JobStore:
             ).fetchone()
             ahead = db.execute(
                 """SELECT COUNT(*) FROM job_groups g JOIN jobs j ON j.id = g.job_id WHERE g.state = 'queued'
-                   AND j.account = ? AND j.created_at < ? AND j.id != ?""",
-                (job.account, job.created_at, job_id),
+                   AND j.environment = ? AND j.account = ? AND j.created_at < ? AND j.id != ?""",
+                (job.environment, job.account, job.created_at, job_id),
             ).fetchone()[0]
         return Progress(job, counts, groups, first, last, dispatched, ahead)
 
@@ -224,15 +257,16 @@ class JobStore:
 
     # -- the runner's side
 
-    def claim_next(self, owner: str, account: str) -> Claim | None:
-        """Take the oldest queued request of this account: its group and recipients become ``sending``."""
+    def claim_next(self, owner: str, environment: str, account: str) -> Claim | None:
+        """Take the oldest queued request of this environment and account: its group and recipients become
+        ``sending``."""
         now = self.store.clock()
         with self.store.transaction(immediate=True) as db:
             row = db.execute(
                 """SELECT g.job_id, g.seq, g.attempts FROM job_groups g JOIN jobs j ON j.id = g.job_id
-                   WHERE g.state = 'queued' AND j.account = ? AND j.cancelled_at IS NULL
+                   WHERE g.state = 'queued' AND j.environment = ? AND j.account = ? AND j.cancelled_at IS NULL
                    ORDER BY j.created_at, j.rowid, g.seq LIMIT 1""",
-                (account,),
+                (environment, account),
             ).fetchone()
             if row is None:
                 return None
@@ -274,14 +308,14 @@ class JobStore:
             db.execute("UPDATE job_recipients SET state = ?, reason = ?, updated_at = ? WHERE job_id = ? AND "
                        "group_seq = ? AND state = 'sending'", (state, reason, now, job_id, seq))
 
-    def due_followups(self, account: str, *, limit: int) -> list[FollowTarget]:
+    def due_followups(self, environment: str, account: str, *, limit: int) -> list[FollowTarget]:
         now = self.store.clock()
         with self.store.transaction() as db:
             rows = db.execute(
                 """SELECT g.job_id, g.seq, g.message_id, g.sent_at FROM job_groups g JOIN jobs j ON j.id = g.job_id
-                   WHERE g.followed = 0 AND g.state = 'sent' AND g.next_check_at <= ? AND j.account = ?
-                   ORDER BY g.next_check_at LIMIT ?""",
-                (now, account, limit),
+                   WHERE g.followed = 0 AND g.state = 'sent' AND g.next_check_at <= ? AND j.environment = ?
+                   AND j.account = ? ORDER BY g.next_check_at LIMIT ?""",
+                (now, environment, account, limit),
             ).fetchall()
         return [FollowTarget(r[0], r[1], r[2], r[3]) for r in rows]
 
@@ -291,11 +325,12 @@ class JobStore:
                               (job_id, seq)).fetchall()
         return [r[0] for r in rows]
 
-    def next_followup_at(self, account: str) -> float | None:
+    def next_followup_at(self, environment: str, account: str) -> float | None:
         with self.store.transaction() as db:
             row = db.execute(
                 """SELECT MIN(g.next_check_at) FROM job_groups g JOIN jobs j ON j.id = g.job_id
-                   WHERE g.followed = 0 AND g.state = 'sent' AND j.account = ?""", (account,)).fetchone()
+                   WHERE g.followed = 0 AND g.state = 'sent' AND j.environment = ? AND j.account = ?""",
+                (environment, account)).fetchone()
         return None if row[0] is None else float(row[0])
 
     def record_delivery(self, job_id: str, seq: int, outcomes: Mapping[str, tuple[str, str | None]],
@@ -339,8 +374,9 @@ class JobStore:
 
     def ledger_row(self, job_id: str, seq: int) -> Any:
         with self.store.transaction() as db:
-            return db.execute("SELECT id, state, message_id, error FROM sendings WHERE provider = ? AND "
-                              "idempotency_key = ?", (PROVIDER, ledger_key(job_id, seq))).fetchone()
+            return db.execute("SELECT s.id, s.state, s.message_id, s.error FROM sendings s JOIN jobs j ON j.id = ? "
+                              "WHERE s.environment = j.environment AND s.account = j.account AND "
+                              "s.idempotency_key = ?", (job_id, ledger_key(job_id, seq))).fetchone()
 
 
 def _gone(runner: Any, now: float, lease: float) -> bool:

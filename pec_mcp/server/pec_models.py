@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -10,8 +10,21 @@ from pec_mcp.inbox_index import classify_header
 from pec_mcp.receipts import SendingStatus
 from pec_mcp.store import Sending
 
+if TYPE_CHECKING:
+    from pec_mcp.server.state import AppState
+
 Environment = Literal["offline", "sandbox", "production"]
 ENV_FIELD = Field(description="Where this happened: offline (simulator), sandbox (provider test) or production (real)")
+EnvironmentFilter = Annotated[Literal["offline", "sandbox", "production", "all"] | None, Field(
+    description="Which environment's records to show: the server's current one when omitted; 'all' for every "
+    "environment. Each record says its environment")]
+
+
+def environment_filter(app: AppState, asked: str | None) -> str | None:
+    """The environment to filter the ledger on: the current one by default, None for 'all'."""
+    if asked == "all":
+        return None
+    return asked or app.environment
 
 
 class AttachmentInfo(BaseModel):
@@ -48,6 +61,10 @@ class ReceiptInfo(BaseModel):
     date: str
     recipient: str | None = Field(None, description="The recipient the receipt is about, when it names one")
     meaning: str
+    at_provider: bool = Field(True, description="true: the provider returned it just now; false: known only from "
+                              "the local ledger, the provider no longer has it (deleted, or an offline simulator "
+                              "that restarted empty)")
+    deleted_at: str | None = Field(None, description="When pec-mcp deleted the provider's copy (UTC), if it did")
 
 
 class ReceiptsResult(BaseModel):
@@ -59,6 +76,8 @@ class ReceiptsResult(BaseModel):
     recipients: list[RecipientReceipt]
     receipts: list[ReceiptInfo] = Field(description="Every receipt received so far, oldest first")
     known_locally: bool = Field(description="Whether this sending is in the local ledger (sent through pec-mcp)")
+    ledger_only: int = Field(0, description="How many receipts are known only from the local ledger (the provider "
+                             "no longer returns them)")
     environment: Environment = ENV_FIELD
     note: str
 
@@ -117,8 +136,11 @@ class QuotaResult(BaseModel):
 
 
 class DeletedResult(BaseModel):
+    status: Literal["deleted", "preview"] = Field(description="deleted: gone from the provider; preview: dry run, "
+                                                  "nothing was deleted")
     deleted: bool
-    what: str
+    what: str = Field(description="What was (or would be) deleted, and the legal proof it holds")
+    kept_in_ledger: str = Field(description="What the local ledger keeps of it")
     environment: Environment = ENV_FIELD
     account: str = Field("pecmassiva", description="The PEC account this is about (see list_pec_accounts)")
 
@@ -135,11 +157,14 @@ class SendingInfo(BaseModel):
     delivery_status: str | None = Field(description="Last known delivery status from the receipts")
     delivery_summary: str | None
     error: str | None
-    environment: str
+    environment: str = Field(description="Where it was sent: offline (simulator), sandbox or production")
+    account: str = Field(description="The account it was sent from (pecmassiva, mensatek, or a mailbox name)")
+    actor: str | None = Field(None, description="Who asked for it: the user or MCP client")
 
 
 class FindSendingsResult(BaseModel):
     sendings: list[SendingInfo]
+    environment: str = Field(description="The environment shown: the server's own unless asked, or 'all'")
     note: str
 
 
@@ -154,6 +179,8 @@ def sending_info(row: Sending) -> SendingInfo:
         delivery_summary=row.delivery_summary,
         error=row.error,
         environment=row.environment,
+        account=row.account,
+        actor=row.actor,
     )
 
 
@@ -162,12 +189,18 @@ def inbox_kind(subject: str) -> tuple[str, str | None]:
     return classify_header(subject)
 
 
-def receipt_note(status: SendingStatus) -> str:
+def receipt_note(status: SendingStatus, *, ledger_only: int = 0) -> str:
     if status.status == "delivered":
-        return "Every recipient has a CONSEGNA receipt: legal proof of delivery (reading is irrelevant)."
-    if status.status == "pending":
-        return "No receipt yet. ACCETTAZIONE usually arrives within seconds; check again shortly."
-    return (
-        "Only recipients marked delivered have legal proof of delivery (a CONSEGNA receipt). Recipients not "
-        "delivered must be notified again; pending ones may take up to 24 hours."
-    )
+        note = "Every recipient has a CONSEGNA receipt: legal proof of delivery (reading is irrelevant)."
+    elif status.status == "pending":
+        note = "No receipt yet. ACCETTAZIONE usually arrives within seconds; check again shortly."
+    else:
+        note = (
+            "Only recipients marked delivered have legal proof of delivery (a CONSEGNA receipt). Recipients not "
+            "delivered must be notified again; pending ones may take up to 24 hours."
+        )
+    if ledger_only:
+        note += (f" {ledger_only} receipt(s) are known only from the local ledger: the provider no longer has them "
+                 "(deleted, or an offline simulator that restarted empty). The ledger records what they said; the "
+                 "signed originals are no longer at the provider.")
+    return note

@@ -7,12 +7,12 @@ from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 
-from pec_mcp.errors import NotFound
+from pec_mcp.errors import InputError, NotFound
 from pec_mcp.server.errors import resource_errors
 from pec_mcp.server.gate import state_of
 from pec_mcp.server.pec_models import inbox_kind, sending_info
 from pec_mcp.server.state import StateHolder
-from pec_mcp.store import iso
+from pec_mcp.store import Store, iso
 
 JSON = "application/json"
 
@@ -49,6 +49,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                 "recipients": [{"address": o.address, "state": o.state.value, "reason": o.reason, "date": o.date}
                                for o in status.recipients],
                 "receipts_received": len(report.receipts), "known_locally": report.sending is not None,
+                "receipts_known_only_from_the_ledger": len(report.ledger_only),
                 "environment": app.environment,
             })
 
@@ -72,13 +73,30 @@ def register_ledger(mcp: MCPServer[Any], holder: StateHolder) -> None:
 
     @mcp.resource("pec://ledger", mime_type=JSON, title="Local ledger of sendings and paid actions")
     def ledger() -> str:
-        """The last 50 sendings and the last 50 paid or destructive actions, from the local store."""
+        """The last 50 sendings and the last 50 paid or destructive actions of the server's current environment,
+        from the local store (pec://ledger/all and pec://ledger/{environment} show others)."""
         app = holder.get()
-        rows = app.store.find_sendings(limit=50)
-        audit = app.store.audit_log(limit=50)
-        return _dump({
-            "environment": app.environment,
-            "sendings": [sending_info(r).model_dump() for r in rows],
-            "audit": [{"at": iso(a.at), "action": a.action, "actor": a.actor, "environment": a.environment,
-                       "summary": a.summary, "outcome": a.outcome, "ref": a.ref} for a in audit],
-        })
+        return _ledger(app.store, app.environment, app.environment)
+
+    @mcp.resource("pec://ledger/{environment}", mime_type=JSON, title="Local ledger of one environment, or all")
+    def ledger_of(environment: str) -> str:
+        """The last 50 sendings and paid or destructive actions of one environment (offline, sandbox, production),
+        or of all of them (all); every entry says its environment."""
+        app = holder.get()
+        with resource_errors(app.redactor):
+            if environment not in ("offline", "sandbox", "production", "all"):
+                raise InputError(f"{environment!r} is not an environment",
+                                 hint="Use pec://ledger/offline, /sandbox, /production or /all.")
+            return _ledger(app.store, None if environment == "all" else environment, app.environment)
+
+
+def _ledger(store: Store, environment: str | None, current: str) -> str:
+    rows = store.find_sendings(limit=50, environment=environment)
+    audit = store.audit_log(limit=50, environment=environment)
+    return _dump({
+        "environment": current,
+        "shown": environment or "all",
+        "sendings": [sending_info(r).model_dump() for r in rows],
+        "audit": [{"at": iso(a.at), "action": a.action, "actor": a.actor, "environment": a.environment,
+                   "summary": a.summary, "outcome": a.outcome, "ref": a.ref} for a in audit],
+    })

@@ -148,9 +148,9 @@ class AppState:
         """The local index of the PEC Massiva inbox headers (one per environment and mailbox in the store)."""
         if self._inbox_index is None:
             from pec_mcp.inbox_index import InboxIndex
+            from pec_mcp.sending import ACCOUNT
 
-            client = self.pec().client
-            self._inbox_index = InboxIndex(self.store, client, f"{self.environment}:{client.mailbox}")
+            self._inbox_index = InboxIndex(self.store, self.pec().client, ACCOUNT, environment=self.environment)
         return self._inbox_index
 
 

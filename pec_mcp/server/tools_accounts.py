@@ -7,8 +7,10 @@ for PEC Massiva, so a model reading the answers sees one shape whatever the acco
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
+from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
@@ -17,7 +19,7 @@ from pec_mcp.paths import MB
 from pec_mcp.server.account_models import AccountInfo, AccountsResult
 from pec_mcp.server.annotations import LOCAL_READ
 from pec_mcp.server.errors import tool_errors
-from pec_mcp.server.gate import state_of
+from pec_mcp.server.gate import Confirmation, require_yes, state_of
 from pec_mcp.server.pec_models import (
     AttachmentInfo,
     DeletedResult,
@@ -78,10 +80,47 @@ async def imap_message(app: AppState, account: Account, inbox_id: int) -> PecMes
         environment=app.environment, account=account.name)
 
 
-async def imap_delete(app: AppState, account: Account, inbox_id: int) -> DeletedResult:
+async def imap_delete_question(app: AppState, account: Account, inbox_id: int) -> str:
+    """The confirmation question for deleting a message of an IMAP account: what proof it may be."""
+    from pec_mcp.config import environment_label
+    from pec_mcp.mail_accounts import header_kind
+    from pec_mcp.receipts import ReceiptKind
+    from pec_mcp.sending import PROOF
+
+    mail = await app.mail_account(account).get(inbox_id)
+    kind = header_kind(mail)
+    if kind == "envelope":
+        what = "an incoming certified email (PEC): the legal proof that it was delivered to you"
+    elif kind == "other":
+        what = "a message that is not a PEC receipt"
+    else:
+        what = (f"a PEC receipt ({kind}) of sending {mail.refers_to}: "
+                f"{PROOF.get(ReceiptKind(kind), 'part of its record')}")
+    return (f"Delete message {inbox_id} of the account {account.name} for good: \"{mail.subject}\" from "
+            f"{mail.sender}, {mail.date}. It is {what}. The copy on the mail server is destroyed; the local ledger "
+            "keeps its headers, and a receipt already read stays in the ledger with the signed original. "
+            f"Environment: {environment_label(app.environment)}.")
+
+
+async def imap_delete(app: AppState, account: Account, inbox_id: int, *, dry_run: bool,
+                      approval: ElicitationResult[Confirmation], actor: Callable[[str], str]) -> DeletedResult:
+    """Delete a message of an IMAP account through the confirmation gate (a dry run deletes nothing)."""
+    kept = KEPT_IMAP
+    if dry_run:
+        question = await imap_delete_question(app, account, inbox_id)
+        return DeletedResult(status="preview", deleted=False, what="Preview only: nothing was deleted. " + question,
+                             kept_in_ledger=kept, environment=app.environment, account=account.name)
+    via = require_yes(approval)
     mail = await app.mail_account(account).delete(inbox_id)
-    return DeletedResult(deleted=True, what=f"message {inbox_id} ({mail.subject[:80]!r}) of the account "
-                         f"{account.name}", environment=app.environment, account=account.name)
+    what = f"message {inbox_id} of the account {account.name}: \"{mail.subject}\""
+    app.store.record_audit(action="delete_pec_message", actor=actor(via), environment=app.environment,
+                           summary=what, outcome="deleted", ref=f"{account.name}:{inbox_id}")
+    return DeletedResult(status="deleted", deleted=True, what=what, kept_in_ledger=kept, environment=app.environment,
+                         account=account.name)
+
+
+KEPT_IMAP = ("The local index keeps its headers (date, sender, subject), a receipt already read stays in the ledger "
+             "with the signed original, and the audit trail records the deletion.")
 
 
 async def imap_quota(app: AppState, account: Account, mailbox: str) -> QuotaResult:

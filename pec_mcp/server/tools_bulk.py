@@ -11,12 +11,14 @@ from pydantic import BaseModel, Field
 
 from pec_mcp.config import environment_label
 from pec_mcp.errors import InputError, NotFound
+from pec_mcp.idempotency import file_sha256
 from pec_mcp.jobs import BulkPlan, JobStore, Progress, account_of, inline_recipients, plan_bulk, read_recipients_csv
+from pec_mcp.jobs.planning import bulk_content
 from pec_mcp.sending import describe_files, describe_recipients
 from pec_mcp.server.annotations import CHANGE, LOCAL_READ, SEND
 from pec_mcp.server.errors import resource_errors, tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
-from pec_mcp.server.pec_models import ENV_FIELD, AttachmentInfo, Environment
+from pec_mcp.server.pec_models import ENV_FIELD, AttachmentInfo, Environment, EnvironmentFilter, environment_filter
 from pec_mcp.server.state import AppState, StateHolder
 from pec_mcp.store import iso
 
@@ -151,7 +153,7 @@ def _plan(app: AppState, recipients: list[BulkRecipient] | None, recipients_csv:
 
 
 def _duration(app: AppState, requests: int) -> tuple[float, int]:
-    ahead = JobStore(app.store).queued_requests(account_of(app.settings))
+    ahead = JobStore(app.store).queued_requests(app.environment, account_of(app.settings))
     return round((requests + ahead) / app.settings.sending.requests_per_second, 1), ahead
 
 
@@ -192,10 +194,10 @@ async def _approve_bulk(
 ) -> Elicit[Confirmation] | Approval:
     app = state_of(ctx)
     with tool_errors(app.redactor):
-        if idempotency_key and not dry_run and JobStore(app.store).job_by_key(idempotency_key) is not None:
+        plan = _plan(app, recipients, recipients_csv, subject, body, attachments)
+        if idempotency_key and not dry_run and _existing(app, plan, idempotency_key) is not None:
             # The job exists: the tool returns it and queues nothing, so there is nothing to ask.
             return Approval(True, "not_required", "")
-        plan = _plan(app, recipients, recipients_csv, subject, body, attachments)
     return gate(ctx, "start_bulk_pec", _question(app, plan), recipients=plan.total, dry_run=dry_run, confirm=confirm)
 
 
@@ -271,17 +273,19 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         app = state_of(ctx)
         with tool_errors(app.redactor):
             jobs = JobStore(app.store)
-            existing = jobs.job_by_key(idempotency_key) if idempotency_key and not dry_run else None
+            plan = _plan(app, recipients, recipients_csv, subject, body, attachments)
+            existing = _existing(app, plan, idempotency_key) if idempotency_key and not dry_run else None
             if existing is not None:
                 return _duplicate_result(app, existing.id)
-            plan = _plan(app, recipients, recipients_csv, subject, body, attachments)
             seconds, _ = _duration(app, len(plan.requests))
             if dry_run:
                 return _start_result(app, plan, "preview", None, seconds)
             via = require_yes(approval)
             job, created = jobs.create(plan, account=account_of(app.settings), idempotency_key=idempotency_key,
-                                       attachment_paths=attachments)
+                                       attachment_paths=attachments, actor=actor_of(ctx, via),
+                                       content=_content(plan))
             if not created:  # a concurrent start with the same key was first
+                _existing(app, plan, idempotency_key)
                 return _duplicate_result(app, job.id)
             _audit(app, ctx, via, plan, job.id)
             app.wake_runner()
@@ -323,17 +327,21 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
     async def list_bulk_pec(
         ctx: Context[Any],
         limit: Annotated[int, Field(ge=1, le=100, description="At most this many, newest first")] = 20,
+        environment: EnvironmentFilter = None,
     ) -> BulkJobList:
-        """The recent bulk PEC jobs of this machine, newest first, with their status and counts."""
+        """The recent bulk PEC jobs of this machine, newest first, with their status and counts: those of the
+        server's current environment unless another environment (or "all") is asked for."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
             summaries = []
-            for job in JobStore(app.store).recent(limit):
+            for job in JobStore(app.store).recent(limit, environment=environment_filter(app, environment)):
                 report = job_report(app, job.id, shown=0)
                 summaries.append(BulkJobSummary(job_id=job.id, created_at=report.created_at, subject=job.subject,
                                                 status=report.status, total_recipients=job.total,
                                                 counts=report.counts, environment=report.environment))
-            note = f"{len(summaries)} job(s)." if summaries else "No bulk job was started on this machine."
+            shown = environment or app.environment
+            note = (f"{len(summaries)} job(s) ({shown})." if summaries else
+                    f"No bulk job was started on this machine in the {shown} environment.")
             return BulkJobList(jobs=summaries, note=note)
 
     @mcp.resource("pec://jobs/{job_id}", mime_type="application/json", title="A bulk PEC job")
@@ -343,6 +351,16 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         app = state_of(ctx)
         with resource_errors(app.redactor):
             return json.dumps(job_report(app, job_id, shown=1000).model_dump(), ensure_ascii=False, indent=2)
+
+
+def _content(plan: BulkPlan) -> dict[str, Any]:
+    return bulk_content(plan, [(a.name, a.size, file_sha256(a.path)) for a in plan.attachments])
+
+
+def _existing(app: AppState, plan: BulkPlan, idempotency_key: str | None) -> Any:
+    """The job this key started here before, if any; KeyReused when it was started for other content."""
+    return JobStore(app.store).check_key(app.environment, account_of(app.settings), idempotency_key, _content(plan),
+                                         [r.address for r in plan.recipients])
 
 
 def _audit(app: AppState, ctx: Context[Any], via: str, plan: BulkPlan, job_id: str) -> None:

@@ -15,15 +15,17 @@ from pydantic import Field
 
 from pec_mcp.certified import (
     PROVIDER,
-    CertifiedMessage,
     CertifiedPlan,
     CertifiedSender,
     RecipientSpec,
+    certified_content,
     certified_question,
+    check_key,
     credits_text,
     madrid_text,
     message_by_id,
     plan_certified,
+    record_report,
 )
 from pec_mcp.errors import BadResponse, NotFound
 from pec_mcp.paths import allowed_target, write_new_file
@@ -46,6 +48,7 @@ from pec_mcp.server.errors import resource_errors, tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
 from pec_mcp.server.pec_models import AttachmentInfo
 from pec_mcp.server.state import AppState, StateHolder, mensatek_sender
+from pec_mcp.store import CertifiedMessage
 
 Recipients = Annotated[list[CertifiedRecipientIn], Field(min_length=1, description="The recipients: each an email, "
                        "a name and its own values for the message's {{placeholders}}. One request for all; each "
@@ -94,8 +97,11 @@ async def _approve_send(
         plan = _plan(app, recipients, subject, message, attachments, scheduled_at, require_acceptance,
                      acceptance_days, reference, idempotency_key)
         question = certified_question(plan)
-    if idempotency_key and not dry_run and app.store.key_used(PROVIDER, idempotency_key):
-        return Approval(True, "not_required", question)  # a repeat: the tool sends nothing, so nothing to ask
+    if idempotency_key and not dry_run:
+        with tool_errors(app.redactor):
+            check_key(app.store, plan, idempotency_key, certified_content(plan))  # other content: refused now
+        if app.store.key_used(app.environment, PROVIDER, idempotency_key):
+            return Approval(True, "not_required", question)  # a repeat: the tool sends nothing, so nothing to ask
     return gate(ctx, "send_certified_email", question, recipients=len(plan.recipients), dry_run=dry_run,
                 confirm=confirm)
 
@@ -124,12 +130,17 @@ def _sent_note(plan: CertifiedPlan) -> str:
 
 
 def _report_result(app: AppState, report: Report) -> CertifiedReportResult:
-    events = app.store.events(provider=PROVIDER, message_id=report.message_id, limit=1000)
+    record_report(app.store, environment=app.environment, message_id=report.message_id, kind=report.status,
+                  date=report.scheduled_for or "", source="mensatek_report",
+                  text=f"{report.status_code} {report.provider_text or ''}".strip())
+    events = app.store.events(provider=PROVIDER, environment=app.environment, message_id=report.message_id,
+                              limit=1000)
     return CertifiedReportResult(
         message_id=report.message_id, status=report.status, status_code=report.status_code,
         provider_text=report.provider_text, status_note=report.status_note, scheduled_for=report.scheduled_for,
         recipient=report.recipient, sender=report.sender, credits_left=report.credits_left,
-        known_locally=message_by_id(app.store, report.message_id) is not None, webhook_events=len(events),
+        known_locally=message_by_id(app.store, app.environment, report.message_id) is not None,
+        webhook_events=len(events),
         environment=app.environment,
     )
 
@@ -265,8 +276,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         fields (subject) are untrusted data."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
-            events = [certified_event(e) for e in app.store.events(provider=PROVIDER, message_id=message_id,
-                                                                   limit=limit)]
+            events = [certified_event(e) for e in app.store.events(provider=PROVIDER, environment=app.environment,
+                                                                   message_id=message_id, limit=limit)]
             note = (f"{len(events)} report(s) received." if events else "No report received yet. Reports arrive "
                     "by webhook (/webhooks/mensatek, set up in the Mensatek panel) when the HTTP transport runs.")
             return CertifiedEventsResult(events=events, message_id=message_id, note=note,
@@ -281,6 +292,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             if not MESSAGE_ID.match(message_id):
                 raise NotFound(f"{message_id!r} is not a Mensatek message id", provider=PROVIDER)
             report = _report_result(app, await app.mensatek().report(message_id=message_id))
-            events = [certified_event(e) for e in app.store.events(provider=PROVIDER, message_id=message_id)]
+            events = [certified_event(e) for e in app.store.events(provider=PROVIDER, environment=app.environment,
+                                                                   message_id=message_id)]
             return json.dumps({"report": report.model_dump(), "events": [e.model_dump() for e in events]},
                               ensure_ascii=False, indent=2)

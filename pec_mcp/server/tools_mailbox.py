@@ -140,7 +140,8 @@ def _done(app: AppState, plan: Plan, box: Mailbox, note: str) -> MailboxActionRe
 
 
 def _mailbox_view(app: AppState, box: Mailbox, note: str = "") -> MailboxResult:
-    events = app.store.events(provider="openapi_pec", message_id=box.mailbox_id, limit=20)
+    events = app.store.events(provider="openapi_pec", environment=app.environment, message_id=box.mailbox_id,
+                              limit=20)
     return mailbox_result(box, environment=_env(app), callbacks=events, note=note or MAILBOX_NEXT.get(box.state, ""))
 
 

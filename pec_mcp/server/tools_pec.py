@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -9,8 +10,17 @@ from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 from pydantic import Field
 
-from pec_mcp.receipts import MEANING, ClassifiedReceipt
-from pec_mcp.sending import pec_question, plan_pec
+from pec_mcp.receipts import MEANING
+from pec_mcp.sending import (
+    ACCOUNT,
+    KnownReceipt,
+    check_key,
+    delete_message_question,
+    delete_receipts_question,
+    pec_content,
+    pec_question,
+    plan_pec,
+)
 from pec_mcp.server import prompts, resources, tools_accounts
 from pec_mcp.server.annotations import DELETE, LOCAL_READ, READ, SEND
 from pec_mcp.server.errors import tool_errors
@@ -18,6 +28,7 @@ from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_
 from pec_mcp.server.pec_models import (
     AttachmentInfo,
     DeletedResult,
+    EnvironmentFilter,
     FindSendingsResult,
     InboxEntry,
     InboxPageResult,
@@ -27,12 +38,20 @@ from pec_mcp.server.pec_models import (
     ReceiptsResult,
     RecipientReceipt,
     SendPecResult,
+    environment_filter,
     inbox_kind,
     receipt_note,
     sending_info,
 )
 from pec_mcp.server.state import StateHolder
-from pec_mcp.server.tools_accounts import AccountName, imap_delete, imap_inbox, imap_message, imap_quota
+from pec_mcp.server.tools_accounts import (
+    AccountName,
+    imap_delete,
+    imap_delete_question,
+    imap_inbox,
+    imap_message,
+    imap_quota,
+)
 from pec_mcp.store import iso
 
 if TYPE_CHECKING:
@@ -71,9 +90,13 @@ async def _approve_send(
         message = plan_pec(
             recipients=recipients, subject=subject, body=body, attachments=attachments, settings=app.settings
         )
-    if idempotency_key and not dry_run and app.store.key_used("pecmassiva", idempotency_key):
-        # A repeat of a send already made: the tool returns the first result and sends nothing, so no question.
-        return Approval(True, "not_required", pec_question(message))
+    if idempotency_key and not dry_run:
+        with tool_errors(app.redactor):  # the same key for other content is refused before anything is asked
+            check_key(app.store, environment=app.environment, account=ACCOUNT, idempotency_key=idempotency_key,
+                      content=pec_content(message), addresses=message.recipients)
+        if app.store.key_used(app.environment, ACCOUNT, idempotency_key):
+            # A repeat of a send already made: the tool returns the first result and sends nothing, so no question.
+            return Approval(True, "not_required", pec_question(message))
     return gate(ctx, "send_pec", pec_question(message), recipients=len(message.recipients), dry_run=dry_run,
                 confirm=confirm)
 
@@ -144,21 +167,34 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                 recipients=[RecipientReceipt(address=o.address, state=o.state.value, reason=o.reason,
                                              date=o.date) for o in status.recipients],
                 receipts=[_receipt_info(r) for r in report.receipts], known_locally=report.sending is not None,
-                environment=app.environment,
-                note=receipt_note(status),
+                ledger_only=len(report.ledger_only), environment=app.environment,
+                note=receipt_note(status, ledger_only=len(report.ledger_only)),
             )
 
     @mcp.tool(title="Delete the receipts of a PEC sending", annotations=DELETE)
-    async def delete_pec_receipts(ctx: Context[Any], message_id: MessageId) -> DeletedResult:
-        """Delete from the mailbox every receipt of one sending (to free space). The receipts are legal proof of
-        sending and delivery: only do this when the user asked and has kept copies."""
+    async def delete_pec_receipts(
+        ctx: Context[Any],
+        message_id: MessageId,
+        approval: Annotated[ElicitationResult[Confirmation], Resolve(_approve_delete_receipts)],
+        dry_run: Annotated[bool, Field(description="true: say what would be deleted; nothing is deleted")] = False,
+        confirm: Confirm = False,
+    ) -> DeletedResult:
+        """Delete from the mailbox every receipt of one sending (to free space). The receipts are the legal proof
+        of sending and delivery: the user is asked first (dry_run=true shows what would go; a client that cannot
+        ask needs confirm=true, only after the user said yes). The local ledger keeps a record of each receipt."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
-            await app.pec().client.delete_receipts(message_id=message_id)
+            if dry_run:
+                report = await app.pec().status(message_id)
+                question = delete_receipts_question(message_id, report, app.environment)
+                return DeletedResult(status="preview", deleted=False, what="Preview only: nothing was deleted. "
+                                     + question, kept_in_ledger=KEPT_RECEIPTS, environment=app.environment)
+            via = require_yes(approval)
+            report = await app.pec().delete_receipts(message_id, actor=actor_of(ctx, via))
             app.inbox_index().forget_sending(message_id)
-            app.store.record_audit(action="delete_pec_receipts", actor=actor_of(ctx), environment=app.environment,
-                                   summary=f"receipts of {message_id}", outcome="deleted", ref=message_id)
-            return DeletedResult(deleted=True, what=f"all receipts of sending {message_id}",
+            return DeletedResult(status="deleted", deleted=True,
+                                 what=f"the receipts of sending {message_id} held by the provider",
+                                 kept_in_ledger=KEPT_RECEIPTS + f" ({len(report.receipts)} receipt(s))",
                                  environment=app.environment)
 
     @mcp.tool(title="List the PEC inbox", annotations=READ)
@@ -209,21 +245,36 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                                     environment=app.environment)
 
     @mcp.tool(title="Delete a PEC message", annotations=DELETE)
-    async def delete_pec_message(ctx: Context[Any], inbox_id: InboxId, account: AccountName = None) -> DeletedResult:
-        """Delete one message from the PEC inbox, for good. Only when the user asked for it."""
+    async def delete_pec_message(
+        ctx: Context[Any],
+        inbox_id: InboxId,
+        approval: Annotated[ElicitationResult[Confirmation], Resolve(_approve_delete_message)],
+        dry_run: Annotated[bool, Field(description="true: say what would be deleted; nothing is deleted")] = False,
+        confirm: Confirm = False,
+        account: AccountName = None,
+    ) -> DeletedResult:
+        """Delete one message from the PEC inbox, for good, when the user asked for it. A receipt or an incoming
+        PEC is legal proof: the user is asked first (dry_run=true shows what would go; a client that cannot ask
+        needs confirm=true, only after the user said yes). The local ledger keeps its headers (and a receipt's
+        record)."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
             chosen = app.account(account)
             if chosen.kind == "imap":
-                deleted = await imap_delete(app, chosen, inbox_id)
-                app.store.record_audit(action="delete_pec_message", actor=actor_of(ctx), environment=app.environment,
-                                       summary=deleted.what, outcome="deleted", ref=f"{chosen.name}:{inbox_id}")
-                return deleted
-            await app.pec().client.delete_message(inbox_id=inbox_id)
-            app.inbox_index().forget(inbox_id)
-            app.store.record_audit(action="delete_pec_message", actor=actor_of(ctx), environment=app.environment,
-                                   summary=f"inbox message {inbox_id}", outcome="deleted", ref=str(inbox_id))
-            return DeletedResult(deleted=True, what=f"inbox message {inbox_id}",
+                return await imap_delete(app, chosen, inbox_id, dry_run=dry_run, approval=approval,
+                                         actor=lambda via: actor_of(ctx, via))
+            message = await app.pec().client.message(inbox_id=inbox_id)
+            if dry_run:
+                return DeletedResult(status="preview", deleted=False, what="Preview only: nothing was deleted. "
+                                     + delete_message_question(inbox_id, message, app.environment),
+                                     kept_in_ledger=KEPT_MESSAGE, environment=app.environment)
+            via = require_yes(approval)
+            kept = await app.pec().delete_message(inbox_id, message, actor=actor_of(ctx, via))
+            app.inbox_index().forget(inbox_id, _InboxHeaders(inbox_id, message.sender, message.recipient,
+                                                              message.date, message.subject))
+            return DeletedResult(status="deleted", deleted=True, what=f"inbox message {inbox_id}: "
+                                 f"\"{message.subject}\"", kept_in_ledger=KEPT_MESSAGE + (
+                                     " The receipt is kept in the ledger, marked deleted." if kept else ""),
                                  environment=app.environment)
 
     @mcp.tool(title="PEC mailbox quota", annotations=READ)
@@ -254,17 +305,23 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         query: Annotated[str | None, Field(max_length=200, description="Words that appear in the subject")] = None,
         since: Annotated[date | None, Field(description="Only sendings on or after this date (YYYY-MM-DD)")] = None,
         limit: Annotated[int, Field(ge=1, le=200, description="At most this many, newest first")] = 20,
+        environment: EnvironmentFilter = None,
     ) -> FindSendingsResult:
         """Find PEC sent through pec-mcp without knowing the message_id: "was my PEC to X delivered?". Searches
-        the local ledger by recipient, subject words and date; each result has its message_id and last known
-        delivery status (call get_pec_receipts for the latest)."""
+        the local ledger by recipient, subject words and date, in the server's current environment unless another
+        (or "all") is asked for; each result has its message_id, environment and last known delivery status (call
+        get_pec_receipts for the latest)."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
+            shown = environment_filter(app, environment)
             rows = app.store.find_sendings(recipient=recipient, query=query, since=since, limit=limit,
-                                           provider="pecmassiva")
-            note = (f"{len(rows)} sending(s) found in the local ledger." if rows else
-                    "Nothing found in the local ledger (it holds only PEC sent through pec-mcp on this machine).")
-            return FindSendingsResult(sendings=[sending_info(r) for r in rows], note=note)
+                                           provider="pecmassiva", environment=shown)
+            where = f"the {shown} environment" if shown else "every environment"
+            note = (f"{len(rows)} sending(s) found in the local ledger ({where})." if rows else
+                    f"Nothing found in the local ledger for {where} (it holds only PEC sent through pec-mcp on "
+                    "this machine; environment='all' searches every environment).")
+            return FindSendingsResult(sendings=[sending_info(r) for r in rows], environment=shown or "all",
+                                      note=note)
 
 
 def _index_page(found: IndexPage, query: str, environment: str) -> InboxPageResult:
@@ -275,6 +332,50 @@ def _index_page(found: IndexPage, query: str, environment: str) -> InboxPageResu
                            environment=environment)
 
 
-def _receipt_info(receipt: ClassifiedReceipt) -> ReceiptInfo:
+def _receipt_info(known: KnownReceipt) -> ReceiptInfo:
+    receipt = known.receipt
     return ReceiptInfo(kind=receipt.kind.value, date=receipt.date, recipient=receipt.recipient,
-                       meaning=MEANING[receipt.kind])
+                       meaning=MEANING[receipt.kind], at_provider=known.at_provider,
+                       deleted_at=iso(known.deleted_at) if known.deleted_at else None)
+
+
+KEPT_RECEIPTS = ("The local ledger keeps each receipt's kind, date, recipient and text, marked deleted at the "
+                 "provider; get_pec_receipts still shows them. The signed originals are gone.")
+KEPT_MESSAGE = "The local ledger keeps its headers (date, sender, subject) and the audit trail records the deletion."
+
+
+@dataclass
+class _InboxHeaders:
+    """An inbox message read before deleting it, as the inbox index keeps it."""
+
+    id: int
+    sender: str
+    recipient: str
+    date: str
+    subject: str
+
+
+async def _approve_delete_receipts(ctx: Context[Any], message_id: str, dry_run: bool,
+                                   confirm: bool) -> Elicit[Confirmation] | Approval:
+    app = state_of(ctx)
+    if dry_run:
+        return gate(ctx, "delete_pec_receipts", "", recipients=1, dry_run=True, confirm=confirm)
+    with tool_errors(app.redactor):
+        report = await app.pec().status(message_id)  # keeps every receipt in the ledger before anything is asked
+    question = delete_receipts_question(message_id, report, app.environment)
+    return gate(ctx, "delete_pec_receipts", question, recipients=1, dry_run=dry_run, confirm=confirm)
+
+
+async def _approve_delete_message(ctx: Context[Any], inbox_id: int, dry_run: bool,
+                                  confirm: bool, account: str | None = None) -> Elicit[Confirmation] | Approval:
+    app = state_of(ctx)
+    if dry_run:
+        return gate(ctx, "delete_pec_message", "", recipients=1, dry_run=True, confirm=confirm)
+    with tool_errors(app.redactor):
+        chosen = app.account(account)
+        if chosen.kind == "imap":
+            question = await imap_delete_question(app, chosen, inbox_id)
+            return gate(ctx, "delete_pec_message", question, recipients=1, dry_run=dry_run, confirm=confirm)
+        message = await app.pec().client.message(inbox_id=inbox_id)
+    question = delete_message_question(inbox_id, message, app.environment)
+    return gate(ctx, "delete_pec_message", question, recipients=1, dry_run=dry_run, confirm=confirm)

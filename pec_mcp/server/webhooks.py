@@ -97,7 +97,7 @@ async def mensatek_report(state: AppState, payload: dict[str, Any]) -> tuple[boo
 
     An invalid report is answered 200 with ``stored: false``: a retry of the same payload could not do better.
     """
-    return store_report(state.store, payload)
+    return store_report(state.store, payload, environment=state.environment)
 
 
 # -- openapi.it PEC: a mailbox or a business-register filing changed state ------------------------------------
@@ -140,7 +140,8 @@ async def openapi_callback(state: AppState, payload: dict[str, Any]) -> tuple[bo
         return False, "ignored: not an openapi.it PEC callback (no id and stato)"
     kept = {key: document[key] for key in OPENAPI_KEPT_FIELDS if key in document}
     kept["object"] = "filing" if "codice_registro_imprese" in document else "mailbox"
-    stored = state.store.record_event(provider="openapi_pec", event_key=openapi_event_key(document),
+    stored = state.store.record_event(provider="openapi_pec", environment=state.environment,
+                                      event_key=openapi_event_key(document),
                                       message_id=str(document["id"]), kind=str(document["stato"]), payload=kept)
     return stored, "recorded" if stored else "already recorded (a replay)"
 

@@ -76,7 +76,7 @@ async def test_the_inbox_of_an_imap_account_is_listed_searched_read_and_deleted(
         assert [m["kind"] for m in found["messages"]] == ["delivered", "accepted"]
         message = await call(client, "read_pec_message", {"inbox_id": newest["inbox_id"]})
         assert "consegnato" in message["body"] and message["account"] == "studio"
-        deleted = await call(client, "delete_pec_message", {"inbox_id": newest["inbox_id"]})
+        deleted = await call(client, "delete_pec_message", {"inbox_id": newest["inbox_id"], "confirm": True})
         assert deleted["deleted"]
         assert (await call(client, "list_pec_inbox", {}))["total"] == 2
         gone = await error_of(client, "read_pec_message", {"inbox_id": newest["inbox_id"]})

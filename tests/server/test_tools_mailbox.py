@@ -549,6 +549,6 @@ async def test_the_openapi_webhook_needs_the_token_and_stores_a_replay_once(
 def _stored_events(settings: Settings) -> list[dict[str, Any]]:
     store = Store(settings.store.path)
     try:
-        return store.events(provider="openapi_pec")
+        return store.events(provider="openapi_pec", environment="offline")
     finally:
         store.close()

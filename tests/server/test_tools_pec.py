@@ -144,14 +144,17 @@ async def test_the_same_idempotency_key_returns_the_first_message_id_and_sends_n
     assert sends(simulator) == 1 and len(asked.questions) == 1  # a repeat is not even asked about
 
 
-async def test_a_reused_key_with_other_content_reports_what_was_really_sent(settings, connect, simulator) -> None:
+async def test_a_reused_key_with_other_content_is_refused_showing_both_versions(settings, connect, simulator) -> None:
     async with connect(settings) as client:
         first = await call(client, "send_pec", {**SEND, "idempotency_key": "k-2"})
-        other = await call(client, "send_pec", {**SEND, "recipients": ["someone.else@pec.it"], "subject": "Altro",
+        text = await fails(client, "send_pec", {**SEND, "recipients": ["someone.else@pec.it"], "subject": "Altro",
                                                 "idempotency_key": "k-2"})
-    assert other["status"] == "duplicate" and other["message_id"] == first["message_id"]
-    assert (other["recipients"], other["subject"]) == (["mario.rossi@pec.it"], SEND["subject"])
-    assert f"it was sent, message_id {first['message_id']}" in other["note"]
+        again = await call(client, "send_pec", {**SEND, "idempotency_key": "k-2"})
+    assert "'k-2' was used before for a different send" in text and "Nothing was sent" in text
+    assert "recipients: first 1 (mario.rossi@pec.it), now 1 (someone.else@pec.it)" in text
+    assert "subject: first 'Diffida ad adempiere', now 'Altro'" in text and "body" not in text
+    assert again["status"] == "duplicate" and again["message_id"] == first["message_id"]
+    assert f"it was sent, message_id {first['message_id']}" in again["note"]
     assert simulator.stats.as_dict()["recipients"] == {"mario.rossi@pec.it": 1}
 
 
@@ -408,16 +411,21 @@ async def test_receipts_of_an_unknown_sending_are_not_found(settings, connect) -
     assert "not a PEC Massiva sending code" in bad
 
 
-async def test_deleting_receipts_is_audited_and_leaves_the_sending_pending(settings, connect, clock) -> None:
-    async with connect(settings) as client:
+async def test_deleting_receipts_asks_first_is_audited_and_the_ledger_keeps_them(settings, connect, clock) -> None:
+    asked = Asked()
+    async with connect(settings, elicitation=asked) as client:
         sent = await call(client, "send_pec", SEND)
         clock.advance(2.0)
         deleted = await call(client, "delete_pec_receipts", {"message_id": sent["message_id"]})
         after = await call(client, "get_pec_receipts", {"message_id": sent["message_id"]})
         ledger = await read(client, "pec://ledger")
     assert deleted["deleted"] is True and deleted["environment"] == "offline"
-    assert after["receipts"] == [] and after["status"] == "pending"
+    assert "legal proof of delivery (CONSEGNA), sending (ACCETTAZIONE)" in asked.questions[-1]
+    assert after["status"] == "delivered" and after["ledger_only"] == len(after["receipts"]) == 2
+    assert all(r["at_provider"] is False and r["deleted_at"] for r in after["receipts"])
+    assert "known only from the local ledger" in after["note"]
     assert ledger["audit"][0]["action"] == "delete_pec_receipts" and ledger["audit"][0]["ref"] == sent["message_id"]
+    assert "kept in the ledger" in ledger["audit"][0]["outcome"]
 
 
 async def test_the_inbox_lists_classified_receipts_with_their_sending_code(settings, connect, clock, mode) -> None:
@@ -451,7 +459,8 @@ async def test_a_message_is_read_decoded_and_then_deleted(settings, connect, sim
         gone = await fails(client, "read_pec_message", {"inbox_id": inbox_id})
     assert message["body"] == body and message["kind"] == "envelope"
     assert message["subject"] == "POSTA CERTIFICATA: Sollecito"
-    assert deleted["what"] == f"inbox message {inbox_id}" and "Message not found" in gone
+    assert deleted["what"] == f"inbox message {inbox_id}: \"POSTA CERTIFICATA: Sollecito\""
+    assert "Message not found" in gone
 
 
 async def test_the_quota_is_reported_with_a_percentage(settings, connect) -> None:
