@@ -8,6 +8,7 @@ for PEC Massiva, so a model reading the answers sees one shape whatever the acco
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Annotated, Any
 
 from mcp.server.elicitation import ElicitationResult
@@ -29,7 +30,7 @@ from pec_mcp.server.pec_models import (
     QuotaResult,
 )
 from pec_mcp.server.state import AppState
-from pec_mcp.store import iso
+from pec_mcp.store import Sending, iso
 
 AccountName = Annotated[str | None, Field(max_length=40, description="The PEC account to use (list_pec_accounts "
                                           "names them); default: the configured default account")]
@@ -134,3 +135,17 @@ async def imap_quota(app: AppState, account: Account, mailbox: str) -> QuotaResu
                        limit=round(quota.limit_kib * 1024 / MB, 2), percent_used=percent,
                        unit=f"MB (IMAP QUOTA of the root {quota.root!r})", environment=app.environment,
                        account=account.name)
+
+
+def find_pec_rows(app: AppState, *, account: str | None, recipient: str | None, query: str | None,
+                  since: date | None, limit: int, environment: str | None) -> list[Sending]:
+    """PEC sendings in the ledger of one account, or of every PEC account (PEC Massiva and mailboxes), newest
+    first."""
+    if account:
+        chosen = app.account(account).name
+        return app.store.find_sendings(account=chosen, recipient=recipient, query=query, since=since, limit=limit,
+                                       environment=environment)
+    rows = [row for provider in ("pecmassiva", "imap")
+            for row in app.store.find_sendings(provider=provider, recipient=recipient, query=query, since=since,
+                                               limit=limit, environment=environment)]
+    return sorted(rows, key=lambda r: r.id, reverse=True)[:limit]

@@ -46,6 +46,7 @@ from pec_mcp.server.pec_models import (
 from pec_mcp.server.state import StateHolder
 from pec_mcp.server.tools_accounts import (
     AccountName,
+    find_pec_rows,
     imap_delete,
     imap_delete_question,
     imap_inbox,
@@ -306,6 +307,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         since: Annotated[date | None, Field(description="Only sendings on or after this date (YYYY-MM-DD)")] = None,
         limit: Annotated[int, Field(ge=1, le=200, description="At most this many, newest first")] = 20,
         environment: EnvironmentFilter = None,
+        account: Annotated[str | None, Field(max_length=40, description="Only sendings of this PEC account "
+                                             "(list_pec_accounts names them); default: every PEC account")] = None,
     ) -> FindSendingsResult:
         """Find PEC sent through pec-mcp without knowing the message_id: "was my PEC to X delivered?". Searches
         the local ledger by recipient, subject words and date, in the server's current environment unless another
@@ -314,8 +317,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         app = state_of(ctx)
         with tool_errors(app.redactor):
             shown = environment_filter(app, environment)
-            rows = app.store.find_sendings(recipient=recipient, query=query, since=since, limit=limit,
-                                           provider="pecmassiva", environment=shown)
+            rows = find_pec_rows(app, account=account, recipient=recipient, query=query, since=since, limit=limit,
+                                 environment=shown)
             where = f"the {shown} environment" if shown else "every environment"
             note = (f"{len(rows)} sending(s) found in the local ledger ({where})." if rows else
                     f"Nothing found in the local ledger for {where} (it holds only PEC sent through pec-mcp on "
