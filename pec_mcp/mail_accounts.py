@@ -9,7 +9,7 @@ not a SEARCH on the server. Reading, deleting and the quota talk to the server. 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email import policy
@@ -23,8 +23,8 @@ from pec_mcp.errors import NotFound
 from pec_mcp.pecmail.imap import ImapClient, Quota
 from pec_mcp.pecmail.index import IndexedMail, MailIndex, MailPage
 from pec_mcp.pecmail.sync import MailboxSync, ReceiptHandler, SyncReport
-from pec_mcp.receipts import ReceiptKind
-from pec_mcp.store import Store
+from pec_mcp.receipts import ClassifiedReceipt, ReceiptKind, SendingStatus, sending_status
+from pec_mcp.store import Receipt, Store
 
 INDEX_MAX_AGE = 60.0  # seconds an answer from the index may lag behind the server
 _PARSER = BytesParser(policy=policy.default)
@@ -168,3 +168,24 @@ class MailAccount:
         return NotFound(f"There is no message {uid} in the {self.index.folder} of the account {self.account.name!r}",
                         provider=f"IMAP {self.endpoints.imap.host}",
                         hint=f"List the inbox with list_pec_inbox(account=\"{self.account.name}\") for current ids.")
+
+
+@dataclass(frozen=True)
+class MailDelivery:
+    """The delivery status of a sending made from an IMAP account, from the receipts the ledger keeps."""
+
+    status: SendingStatus
+    counted: list[Receipt]
+    ignored: list[Receipt]  # signature invalid: reported with the reason, never counted
+
+
+def mail_delivery(recipients: Sequence[str], receipts: Sequence[Receipt]) -> MailDelivery:
+    """Per-recipient status from every receipt with a valid (or, without a trust list, untrusted) signature.
+
+    An ``invalid`` receipt (forged, tampered, unsigned) is left out: a forged CONSEGNA never makes a recipient
+    delivered, whatever its headers and subject claim.
+    """
+    counted = [r for r in receipts if r.signature != "invalid"]
+    ignored = [r for r in receipts if r.signature == "invalid"]
+    classified = [ClassifiedReceipt(ReceiptKind(r.kind), "", r.recipient, r.reason, r.date) for r in counted]
+    return MailDelivery(status=sending_status(recipients, classified), counted=counted, ignored=ignored)

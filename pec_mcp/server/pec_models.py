@@ -65,6 +65,12 @@ class ReceiptInfo(BaseModel):
                               "the local ledger, the provider no longer has it (deleted, or an offline simulator "
                               "that restarted empty)")
     deleted_at: str | None = Field(None, description="When pec-mcp deleted the provider's copy (UTC), if it did")
+    signature: Literal["valid", "valid_untrusted", "invalid"] | None = Field(
+        None, description="Receipts read from a mailbox (IMAP accounts): valid = signed by an accredited PEC provider "
+        "of the trust list, content intact (legal proof); valid_untrusted = intact, but no trust list is configured "
+        "to check the signer; invalid = forged, tampered, expired or unsigned: never counted")
+    signature_detail: str | None = Field(None, description="Why the signature got its verdict, and any header that "
+                                         "disagrees with the signed data")
 
 
 class ReceiptsResult(BaseModel):
@@ -80,6 +86,7 @@ class ReceiptsResult(BaseModel):
                              "no longer returns them)")
     environment: Environment = ENV_FIELD
     note: str
+    account: str = Field("pecmassiva", description="The PEC account the sending was made from")
 
 
 class InboxEntry(BaseModel):

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from pec_mcp.accounts import Account, default_account_name, list_accounts
 from pec_mcp.paths import MB
+from pec_mcp.receipts import DeliveryStatus
 from pec_mcp.server.account_models import AccountInfo, AccountsResult
 from pec_mcp.server.annotations import LOCAL_READ
 from pec_mcp.server.errors import tool_errors
@@ -28,6 +29,10 @@ from pec_mcp.server.pec_models import (
     InboxPageResult,
     PecMessageResult,
     QuotaResult,
+    ReceiptInfo,
+    ReceiptsResult,
+    RecipientReceipt,
+    receipt_note,
 )
 from pec_mcp.server.state import AppState
 from pec_mcp.store import Sending, iso
@@ -149,3 +154,38 @@ def find_pec_rows(app: AppState, *, account: str | None, recipient: str | None, 
             for row in app.store.find_sendings(provider=provider, recipient=recipient, query=query, since=since,
                                                limit=limit, environment=environment)]
     return sorted(rows, key=lambda r: r.id, reverse=True)[:limit]
+
+
+async def imap_receipts(app: AppState, account: Account, message_id: str, row: Sending | None) -> ReceiptsResult:
+    """The receipts of a sending made from an IMAP account: the mailbox synced (new receipts read, verified and
+    kept), then every receipt the ledger keeps, counted unless its signature is invalid."""
+    from pec_mcp.mail_accounts import mail_delivery
+    from pec_mcp.receipts import MEANING, ReceiptKind, advance
+
+    await app.mail_account(account).refresh()
+    receipts = app.store.receipts_of(environment=app.environment, account=account.name, message_id=message_id)
+    recipients = row.recipients if row else sorted({r.recipient for r in receipts if r.recipient})
+    delivery = mail_delivery(recipients, receipts)
+    status = delivery.status
+    if row is not None and receipts:
+        recorded = DeliveryStatus(row.delivery_status) if row.delivery_status else None
+        app.store.update_delivery(row.id, advance(recorded, status.status).value, status.summary)
+    note = receipt_note(status)
+    if delivery.ignored:
+        note += " Not counted, because their signature is invalid (not legal proof, whatever they claim): " + "; ".join(
+            f"{r.kind} for {r.recipient or 'the sending'} ({r.signature_detail or 'no detail'})"
+            for r in delivery.ignored) + "."
+    untrusted = sum(r.signature == "valid_untrusted" for r in receipts)
+    if untrusted:
+        note += (f" {untrusted} receipt(s) are intact but their signer was not checked: no trust list "
+                 "(trust.pec_providers) is configured.")
+    return ReceiptsResult(
+        message_id=message_id, status=status.status.value, summary=status.summary,
+        recipients=[RecipientReceipt(address=o.address, state=o.state.value, reason=o.reason, date=o.date)
+                    for o in status.recipients],
+        receipts=[ReceiptInfo(kind=r.kind, date=r.date, recipient=r.recipient, meaning=MEANING[ReceiptKind(r.kind)],
+                              at_provider=r.deleted_at is None,
+                              deleted_at=iso(r.deleted_at) if r.deleted_at else None,
+                              signature=r.signature,
+                              signature_detail=r.signature_detail) for r in receipts],
+        known_locally=row is not None, environment=app.environment, note=note, account=account.name)
