@@ -10,26 +10,23 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from common import PYTHON, ROOT, env, median, row, sandbox_settings_env, simulator, temp_dir
+from common import (
+    child_peak,
+    median,
+    memory_status,
+    reset_peak_memory,
+    row,
+    sandbox_settings_env,
+    simulator,
+    temp_dir,
+)
 
 SIZE = 25 * 1024 * 1024
 MB = 1024 * 1024
-
-
-def _status(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{key} not in /proc/self/status")
-
-
-def _reset_peak() -> None:
-    Path("/proc/self/clear_refs").write_text("5")
 
 
 async def _child(mode: str, origin: str, folder: str) -> dict[str, int]:
@@ -61,27 +58,22 @@ async def _child(mode: str, origin: str, folder: str) -> dict[str, int]:
 
     if mode == "naive":
         await naive(small)
-        before = _status("VmRSS")
-        _reset_peak()
+        before = memory_status("VmRSS")
+        reset_peak_memory()
         await naive(big)
     else:
         async with Client(build_server(settings)) as client:
             result = await client.call_tool("send_pec", {**args, "attachments": [str(small)], "confirm": True})
             assert not result.is_error, result.content
-            before = _status("VmRSS")
-            _reset_peak()
+            before = memory_status("VmRSS")
+            reset_peak_memory()
             result = await client.call_tool("send_pec", {**args, "attachments": [str(big)], "confirm": True})
             assert not result.is_error, result.content
-    return {"before": before, "peak": _status("VmHWM")}
+    return {"before": before, "peak": memory_status("VmHWM")}
 
 
 def _one(mode: str, origin: str, folder: Path) -> int:
-    out = subprocess.run([PYTHON, __file__, "child", mode, origin, str(folder)], env=env(), cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
-    if out.returncode != 0:
-        raise RuntimeError(f"attachments child ({mode}) failed: {out.stderr[-2000:]}")
-    data = json.loads(out.stdout.strip().splitlines()[-1])
-    return max(0, data["peak"] - data["before"])
+    return child_peak(__file__, [mode, origin, str(folder)], f"attachments ({mode})")
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:

@@ -128,3 +128,28 @@ def interleaved(count: int, *runs: Callable[[], float]) -> list[list[float]]:
         for index, run in enumerate(runs):
             results[index].append(run())
     return results
+
+
+def memory_status(key: str) -> int:
+    """A size from /proc/self/status (VmRSS, VmHWM), in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def reset_peak_memory() -> None:
+    """Start VmHWM again from the current resident size."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def child_peak(script: str, args: Sequence[str], label: str) -> int:
+    """Run ``python script child *args`` (which prints {"before", "peak"} last); the peak over the resting size."""
+    import json
+
+    out = subprocess.run([PYTHON, script, "child", *args], env=env(), cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"{label} child failed: {out.stderr[-2000:]}")
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    return max(0, int(data["peak"]) - int(data["before"]))

@@ -20,6 +20,8 @@ from pec_mcp.errors import ConfigError, PecError
 
 if TYPE_CHECKING:
     from pec_mcp.config import Settings
+    from pec_mcp.simulator import Simulator
+    from pec_mcp.simulator.pecmail.servers import PecMailServers
 
 log = logging.getLogger("pec_mcp")
 
@@ -143,12 +145,30 @@ def _simulate(args: argparse.Namespace) -> int:
         return 2
     print(f"pec-mcp simulator on http://{args.host}:{args.port} (PEC Massiva at /pecmassiva, openapi.it PEC at "
           "/openapi-pec, Mensatek at /mensatek/v7, stats at /__simulator__/stats)", file=sys.stderr)
+    pec_mail = _start_pec_mail(sim)
     if sim.faults.rules:
         print(f"faults: {json.dumps(sim.faults.describe()['rules'])}", file=sys.stderr)
     config = uvicorn.Config(sim.app, host=args.host, port=args.port, log_level="warning")
     logging.getLogger("uvicorn.error").addFilter(QuietDrops())  # after Config, which sets up uvicorn's logging
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        pec_mail.close()
     return 0
+
+
+def _start_pec_mail(sim: Simulator) -> PecMailServers:
+    """The PEC provider over SMTP and IMAP, on the HTTP simulator's clock and counters; its addresses on stderr."""
+    from pec_mcp.simulator.pecmail.servers import PecMailOptions, start_pec_mail_provider
+
+    servers = start_pec_mail_provider(PecMailOptions(delivery_delay=sim.options.delivery_delay), clock=sim.clock,
+                                      stats=sim.stats)
+    found = servers.endpoints
+    accounts = ", ".join(f"{a.address} / {a.password}" for a in found.accounts)
+    print(f"PEC mail provider on {found.host}: IMAP (TLS) {found.imap_port}, SMTP (TLS) {found.smtp_port}, "
+          f"SMTP (STARTTLS) {found.smtp_starttls_port}; trust the test CA {found.ca_file}; "
+          f"trust.pec_providers = {found.trust_file}; simulator accounts: {accounts}", file=sys.stderr)
+    return servers
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -18,7 +18,8 @@ model that reads it, whether trying again can help, and what to do next::
     │   ├── RateLimited           429: too many requests
     │   ├── ProviderUnavailable   5xx, HTML error pages, connection failures before anything was sent
     │   └── BadResponse           the answer cannot be understood (invalid JSON, unexpected shape)
-    └── OutcomeUnknown            a send may or may not have happened (timeout after the request went out)
+    ├── OutcomeUnknown            a send may or may not have happened (timeout after the request went out)
+    └── MalformedPecMessage       a received PEC message (or its daticert.xml) cannot be read as the rules say
 
 The MCP layer turns these into tool errors in one place (``pec_mcp.server.errors``); providers map their wire
 errors into this tree in one function each.
@@ -160,3 +161,15 @@ class OutcomeUnknown(PecError):
     def __init__(self, message: str, *, provider: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.provider = provider
+
+
+class MalformedPecMessage(PecError):
+    """A received PEC message, or the daticert.xml inside it, does not follow the PEC rules and cannot be read.
+
+    The message itself is kept as it was received; only its reading failed.
+    """
+
+    default_hint = (
+        "The message is kept as received; read it as ordinary mail, and ask the sender's PEC provider if it should "
+        "have been a valid PEC receipt."
+    )

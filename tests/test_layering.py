@@ -23,6 +23,7 @@ SNAPSHOTTED = ("pec",)
 # Everything below the MCP layer: none of it may pull in the SDK.
 BELOW_MCP = ["pec_mcp.config", "pec_mcp.errors", "pec_mcp.http", "pec_mcp.paths", "pec_mcp.receipts",
              "pec_mcp.store", "pec_mcp.sending"]
+BELOW_MCP += [f"pec_mcp.pecmail.{name}" for name in ("daticert", "signature", "message", "compose", "trustlist")]
 
 pytestmark = pytest.mark.anyio
 

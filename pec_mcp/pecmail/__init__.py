@@ -1,4 +1,4 @@
-"""PEC over plain mail protocols: IMAP and SMTP clients, receipts and envelopes, presets of the PEC providers.
+"""PEC over mail: daticert.xml, S/MIME signatures, received and outgoing PEC messages, IMAP and SMTP clients.
 
-Nothing here imports mcp: the server layer calls into this package like into a provider client.
+No MCP here: the server layer calls into this package as into a provider client.
 """
