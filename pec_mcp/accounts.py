@@ -22,7 +22,8 @@ from pec_mcp.pecmail.presets import PRESETS, default_port
 AccountKind = Literal["pecmassiva", "imap"]
 
 OFFLINE_ACCOUNT = "simulata"  # the IMAP account every offline server has
-OFFLINE_ADDRESS = "studio.rossi@pec.simulatore.test"
+OFFLINE_ADDRESS = "studio@pec.simulatore.test"  # a mailbox of the simulator's PEC provider
+OFFLINE_PASSWORD = "sim-account-password"  # for configured accounts, given a mailbox in the simulator offline
 
 
 @dataclass(frozen=True)

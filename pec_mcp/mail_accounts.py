@@ -22,6 +22,7 @@ from pec_mcp.accounts import Account, MailEndpoints
 from pec_mcp.errors import NotFound
 from pec_mcp.pecmail.imap import ImapClient, Quota
 from pec_mcp.pecmail.index import IndexedMail, MailIndex, MailPage
+from pec_mcp.pecmail.message import KIND_OF_TIPO
 from pec_mcp.pecmail.sync import MailboxSync, ReceiptHandler, SyncReport
 from pec_mcp.receipts import ClassifiedReceipt, ReceiptKind, SendingStatus, sending_status
 from pec_mcp.store import Receipt, Store
@@ -29,25 +30,11 @@ from pec_mcp.store import Receipt, Store
 INDEX_MAX_AGE = 60.0  # seconds an answer from the index may lag behind the server
 _PARSER = BytesParser(policy=policy.default)
 
-# X-Ricevuta / X-Trasporto values: what a message says it is, for listing only (outside the signature, so a
-# receipt's real kind comes from its verified daticert.xml when it is read).
-_HEADER_KIND: dict[str, ReceiptKind] = {
-    "accettazione": ReceiptKind.ACCEPTED,
-    "non-accettazione": ReceiptKind.NOT_ACCEPTED,
-    "presa-in-carico": ReceiptKind.TAKEN_IN_CHARGE,
-    "avvenuta-consegna": ReceiptKind.DELIVERED,
-    "posta-certificata": ReceiptKind.ENVELOPE,
-    "errore-consegna": ReceiptKind.NOT_DELIVERED,
-    "preavviso-errore-consegna": ReceiptKind.NOT_DELIVERED_TIMEOUT,
-    "rilevazione-virus": ReceiptKind.SECURITY_PROBLEM,
-    "errore": ReceiptKind.ANOMALY,
-}
-
-
 def header_kind(mail: IndexedMail) -> str:
     """The kind a message claims in its headers (receipts and envelopes), else ``other``."""
+    # Outside the signature, so for listing only: a receipt's real kind comes from its verified daticert.xml.
     claimed = (mail.x_ricevuta or mail.x_trasporto or "").strip().lower()
-    return _HEADER_KIND.get(claimed, ReceiptKind.OTHER).value
+    return KIND_OF_TIPO.get(claimed, ReceiptKind.OTHER).value
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ for PEC Massiva, so a model reading the answers sees one shape whatever the acco
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from pydantic import Field
 from pec_mcp.accounts import Account, default_account_name, list_accounts
 from pec_mcp.paths import MB
 from pec_mcp.receipts import DeliveryStatus
+from pec_mcp.sending import PecMessage
 from pec_mcp.server.account_models import AccountInfo, AccountsResult
 from pec_mcp.server.annotations import LOCAL_READ
 from pec_mcp.server.errors import tool_errors
@@ -189,3 +191,8 @@ async def imap_receipts(app: AppState, account: Account, message_id: str, row: S
                               signature=r.signature,
                               signature_detail=r.signature_detail) for r in receipts],
         known_locally=row is not None, environment=app.environment, note=note, account=account.name)
+
+
+def plan_for_account(account: Account, message: PecMessage) -> PecMessage:
+    """A mailbox's sends cost nothing per message (the mailbox is paid for): the preview and question say so."""
+    return replace(message, cost_eur=0.0) if account.kind == "imap" else message

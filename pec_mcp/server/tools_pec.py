@@ -12,7 +12,6 @@ from pydantic import Field
 
 from pec_mcp.receipts import MEANING
 from pec_mcp.sending import (
-    ACCOUNT,
     KnownReceipt,
     check_key,
     delete_message_question,
@@ -53,6 +52,7 @@ from pec_mcp.server.tools_accounts import (
     imap_message,
     imap_quota,
     imap_receipts,
+    plan_for_account,
 )
 from pec_mcp.store import iso
 
@@ -86,17 +86,19 @@ async def _approve_send(
     idempotency_key: str | None,
     dry_run: bool,
     confirm: bool,
+    account: str | None = None,
 ) -> Elicit[Confirmation] | Approval:
     app = state_of(ctx)
     with tool_errors(app.redactor):
-        message = plan_pec(
+        chosen = app.account(account)
+        message = plan_for_account(chosen, plan_pec(
             recipients=recipients, subject=subject, body=body, attachments=attachments, settings=app.settings
-        )
+        ))
     if idempotency_key and not dry_run:
         with tool_errors(app.redactor):  # the same key for other content is refused before anything is asked
-            check_key(app.store, environment=app.environment, account=ACCOUNT, idempotency_key=idempotency_key,
+            check_key(app.store, environment=app.environment, account=chosen.name, idempotency_key=idempotency_key,
                       content=pec_content(message), addresses=message.recipients)
-        if app.store.key_used(app.environment, ACCOUNT, idempotency_key):
+        if app.store.key_used(app.environment, chosen.name, idempotency_key):
             # A repeat of a send already made: the tool returns the first result and sends nothing, so no question.
             return Approval(True, "not_required", pec_question(message))
     return gate(ctx, "send_pec", pec_question(message), recipients=len(message.recipients), dry_run=dry_run,
@@ -120,6 +122,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         idempotency_key: IdempotencyKey = None,
         dry_run: DryRun = False,
         confirm: Confirm = False,
+        account: AccountName = None,
     ) -> SendPecResult:
         """Send one PEC (Italian certified email, legal value of a registered letter) to one or more recipients.
 
@@ -131,9 +134,10 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         """
         app = state_of(ctx)
         with tool_errors(app.redactor):
-            message = plan_pec(
+            chosen = app.account(account)
+            message = plan_for_account(chosen, plan_pec(
                 recipients=recipients, subject=subject, body=body, attachments=attachments, settings=app.settings
-            )
+            ))
             files = [AttachmentInfo(name=a.name, size_bytes=a.size) for a in message.attachments]
             common = dict(recipients=message.recipients, subject=message.subject, attachments=files,
                           estimated_cost_eur=message.cost_eur, environment=app.environment)
@@ -141,9 +145,15 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                 return SendPecResult(status="preview", message_id=None, **common,
                                      note="Preview only: nothing was sent. " + pec_question(message))
             via = require_yes(approval)
-            outcome = await app.pec().send(message, idempotency_key=idempotency_key, actor=actor_of(ctx, via))
-            if outcome.status != "duplicate":
-                app.inbox_index().mark_stale()  # its receipts are on their way
+            if chosen.kind == "imap":
+                outcome = await app.mail_sender(chosen).send(message, idempotency_key=idempotency_key,
+                                                             actor=actor_of(ctx, via))
+                if outcome.status != "duplicate":
+                    app.mail_account(chosen).mark_stale()  # its receipts are on their way
+            else:
+                outcome = await app.pec().send(message, idempotency_key=idempotency_key, actor=actor_of(ctx, via))
+                if outcome.status != "duplicate":
+                    app.inbox_index().mark_stale()  # its receipts are on their way
             note = outcome.note or "Sent. ACCETTAZIONE proves sending; CONSEGNA per recipient proves delivery."
             if outcome.status == "duplicate":
                 # Report what the key really sent, not this call's content, which was not sent.
