@@ -160,9 +160,11 @@ def _imap(name: str, section: AccountSettings, settings: Settings) -> Account:
     preset = PRESETS.get(section.provider)
     provider = preset.label if preset else "custom"
     if settings.env == "offline":
+        note = ("offline: a mailbox of the simulator's PEC mail provider" if name == OFFLINE_ACCOUNT and
+                name not in settings.accounts else
+                f"offline: served by the simulator's PEC mail provider instead of {provider}")
         return Account(name=name, kind="imap", address=section.address, environment="offline", can_send=True,
-                       can_read=True, provider="simulator",
-                       note=f"offline: served by the simulator's PEC mail provider instead of {provider}",
+                       can_read=True, provider="simulator", note=note,
                        settings=section, requests_per_second=section.requests_per_second)
     ready = section.password is not None
     note = "" if ready else (f"no password: set accounts.{name}.password or "

@@ -239,14 +239,23 @@ def _data_chunks(message: MessageSource) -> Iterator[bytes]:
     elif isinstance(message, bytes):
         yield from stuffed_chunks(io.BytesIO(message))
     else:
-        # The composer lays the message out with CRLF line ends and stuffs its own dots.
-        last = b""
-        for chunk in message.chunks(smtp_data=True):
-            if chunk:
-                last = chunk
-                yield chunk
-        if not last.endswith(b"\r\n"):
-            yield b"\r\n"
+        yield from _without_terminator(message.chunks(smtp_data=True))
+
+
+def _without_terminator(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """A composed message's DATA chunks (CRLF line ends, dots stuffed) without the end-of-data line it may add:
+    the final dot is sent by the caller, who must know when it went (what a lost answer means depends on it)."""
+    previous = b""
+    for chunk in chunks:
+        if previous:
+            yield previous
+        previous = chunk
+    if previous.endswith(b"\r\n.\r\n"):
+        previous = previous[:-3]
+    elif previous == b".\r\n":
+        previous = b""
+    if previous:
+        yield previous if previous.endswith(b"\r\n") else previous + b"\r\n"
 
 
 def _authenticate(session: smtplib.SMTP, login: Login) -> None:

@@ -145,3 +145,12 @@ def test_dot_stuffing_doubles_leading_dots_and_ends_every_line_with_crlf() -> No
 
     data = b".start\nmiddle\r\n..two\nlast"
     assert b"".join(stuffed_chunks(io.BytesIO(data), chunk=4)) == b"..start\r\nmiddle\r\n...two\r\nlast\r\n"
+
+
+def test_a_composed_message_is_sent_without_its_own_end_of_data_line() -> None:
+    from pec_mcp.pecmail.compose import compose_message
+    from pec_mcp.pecmail.smtp import _data_chunks
+
+    composed = compose_message(sender=USER, to=["comune@pec.test"], subject="Atto", text=".inizia con un punto")
+    data = b"".join(_data_chunks(composed))
+    assert data.endswith(b"\r\n") and not data.endswith(b"\r\n.\r\n") and b"\r\n..inizia" in data
