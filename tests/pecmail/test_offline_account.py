@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,8 @@ async def test_a_pec_from_the_offline_mailbox_is_delivered_with_verified_receipt
             return states.get(REAL) == "delivered" and any(r["signature"] == "invalid" for r in answer["receipts"])
 
         answer = await receipts_until(client, sent["message_id"], settled)
+        resource = await client.read_resource(f"pec://sendings/{sent['message_id']}")
+        assert json.loads(resource.contents[0].text)["status"] == answer["status"]  # type: ignore[union-attr]
         inbox = await call(client, "list_pec_inbox", {"account": OFFLINE_ACCOUNT})
         found = await call(client, "find_pec_sendings", {"account": OFFLINE_ACCOUNT})
     states = {r["address"]: r["state"] for r in answer["recipients"]}
