@@ -13,12 +13,19 @@ import re
 from collections.abc import Awaitable, Callable
 
 from pec_mcp.accounts import Account, MailEndpoints
-from pec_mcp.errors import OutcomeUnknown, PecError
 from pec_mcp.idempotency import content_hash
 from pec_mcp.pecmail.compose import AttachmentSource, compose_message
 from pec_mcp.pecmail.index import bare_message_id
 from pec_mcp.pecmail.smtp import SmtpClient
-from pec_mcp.sending import PecMessage, SendOutcome, check_key, describe_recipients, duplicate_note, pec_content
+from pec_mcp.sending import (
+    PecMessage,
+    SendOutcome,
+    check_key,
+    describe_recipients,
+    duplicate_note,
+    pec_content,
+    submit_once,
+)
 from pec_mcp.store import Store, StorePacer
 
 _TAG = re.compile(r"<[^>]+>")
@@ -69,33 +76,14 @@ class MailSender:
         self.store.assign_message_id(row.id, message_id)  # before submission: receipts will name it
         summary = f"PEC from {self.account.name} to {describe_recipients(message.recipients)}: \"{message.subject}\""
 
-        async def dispatching() -> None:
-            if before_dispatch is not None:
-                await before_dispatch()
-            self.store.mark_dispatching(row.id)
-
-        try:
+        async def submit(on_dispatch: Callable[[], Awaitable[None]]) -> str:
             await self.pacer.wait_turn()
             await self.smtp.submit(sender=self.endpoints.address, recipients=list(composed.recipients),
-                                   message=composed, on_dispatch=dispatching)
-        except OutcomeUnknown as exc:
-            row = self.store.mark_unknown(row.id, exc.message)
-            self._audit(actor, summary, "unknown: " + exc.message, message_id)
-            return SendOutcome("unknown", row, exc.explain())
-        except PecError as exc:
-            self.store.mark_failed(row.id, exc.message)
-            self._audit(actor, summary, "failed: " + exc.message, None)
-            raise
-        except BaseException:
-            current = self.store.sending_by_id(row.id)
-            if current is not None and current.state == "sending":
-                self.store.mark_unknown(row.id, "interrupted while the message was on its way")
-            else:
-                self.store.mark_failed(row.id, "interrupted before the message was sent")
-            raise
-        row = self.store.mark_sent(row.id, message_id)
-        self._audit(actor, summary, f"sent, message_id {message_id}", message_id)
-        return SendOutcome("sent", row)
+                                   message=composed, on_dispatch=on_dispatch)
+            return message_id
+
+        return await submit_once(self.store, row, submit, before_dispatch=before_dispatch,
+                                 audit=lambda outcome, ref: self._audit(actor, summary, outcome, ref))
 
     def _audit(self, actor: str, summary: str, outcome: str, ref: str | None) -> None:
         self.store.record_audit(action="send_pec", actor=actor, environment=self.account.environment,
