@@ -33,6 +33,7 @@ from pec_mcp.errors import BadResponse, InputError, OutcomeUnknown, PecError, Re
 from pec_mcp.idempotency import check_same, content_hash, describe, file_sha256
 from pec_mcp.paths import allowed_files
 from pec_mcp.providers.mensatek import (
+    ESTADOS,
     MAX_VARIABLES,
     Attachment,
     CancelResult,
@@ -447,13 +448,49 @@ def store_report(store: Store, payload: Mapping[str, Any], *, environment: str) 
     return stored, "stored" if stored else "already stored (a replay)"
 
 
-def report_status(fields: Mapping[str, str]) -> tuple[str, int | None, str]:
-    """(normalised status, code, note) of a stored report; codes are interpreted for certified email only."""
+def report_status(fields: Mapping[str, str], learned: Mapping[int, str] | None = None) -> tuple[str, int | None, str]:
+    """(normalised status, code, note) of a stored report; codes are interpreted for certified email only.
+
+    A webhook report carries a code and no text: a code in no published table is classified from the text
+    Mensatek gave for the same code in a report read earlier (``learned``, see :func:`learn_status_text`).
+    """
     raw = fields.get("Resultado", "")
     code = int(raw) if re.fullmatch(r"-?\d+", raw) else None
     service = fields.get("Servicio", SERVICE)
     if service.upper() != SERVICE:
         return "unknown", code, f"A report of Mensatek's {service} service: its codes are not interpreted here."
-    status, note = normalise_status(code, "(a webhook report carries only the code)")
+    if code is not None and code not in ESTADOS and learned and code in learned:
+        status, note = normalise_status(code, learned[code])
+        return status, code, note + " (the text of an earlier report with this code; a webhook carries none)"
+    status, note = normalise_status(code)
+    if status == "unknown" and code is not None:
+        note = (f"Mensatek status code {code} is in no published table and a webhook report carries no text: "
+                "get_certified_email_report on this message shows Mensatek's own text, and from then on reports "
+                "with this code are classified from it.")
     return status, code, note
 
+
+# Texts learnt from reports live beside the webhook events, under a provider name of their own, so that they are
+# never listed as events; one row per code and text.
+STATUS_TEXTS = "mensatek_status_text"
+
+
+def learn_status_text(store: Store, environment: str, code: int | None, text: str) -> None:
+    """Remember Mensatek's text for a code in no published table, to classify later webhook reports with it.
+
+    Per environment: the simulator's own codes must never explain a real report, nor the reverse.
+    """
+    if code is None or code in ESTADOS or not text.strip():
+        return
+    store.record_event(provider=STATUS_TEXTS, environment=environment, event_key=f"{code}|{text.strip()[:200]}",
+                       message_id=None, kind="status_text", payload={"code": code, "text": text.strip()[:200]})
+
+
+def learned_status_texts(store: Store, environment: str) -> dict[int, str]:
+    """Code -> the latest text Mensatek gave for it in a report of this environment (table codes excluded)."""
+    learned: dict[int, str] = {}
+    # Newest first: the first text per code wins.
+    for event in store.events(provider=STATUS_TEXTS, environment=environment, limit=1000):
+        payload = event["payload"]
+        learned.setdefault(int(payload["code"]), str(payload["text"]))
+    return learned

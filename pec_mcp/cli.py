@@ -182,12 +182,15 @@ def _demo(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     from pec_mcp.config import config_path
+    from pec_mcp.sending import sender_problems
 
-
+    problems = sender_problems(settings)
     report = {"config_file": str(config_path(args.config, os.environ) or "(none: defaults and environment only)"),
               "effective_environment": settings.env, **settings.masked()}
+    if problems:
+        report["problems"] = problems
     print(json.dumps(report, indent=2, ensure_ascii=False))
-    return 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

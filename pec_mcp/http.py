@@ -4,7 +4,8 @@ Behaviour is added by wrapping httpx transports (outermost first)::
 
     ReadRetryTransport   GET retried on 429/5xx/connection errors, with backoff and Retry-After
     LoggingTransport     one redacted line per attempt
-    PacedTransport       requests marked as paced (PEC Massiva POST /send) wait for their turn
+    PacedTransport       requests marked as paced (PEC Massiva POST /send) wait for their turn, measured from
+                         the moment the previous one left; a 429 with Retry-After pauses them all
     DeadlineTransport    with ClientOptions.deadline: one attempt may take that long in all, then ReadTimeout
     base transport       the network, or the in-process simulator (httpx.ASGITransport)
 
@@ -25,6 +26,8 @@ from typing import Protocol
 import anyio
 import httpx
 
+from pec_mcp.pacing import paced_interval
+
 log = logging.getLogger("pec_mcp.http")
 
 # Request extensions understood by the transports (httpx passes extensions through to transports untouched).
@@ -34,6 +37,8 @@ NO_RETRY = "pec_mcp.no_retry"  # True: a GET that changes state (a paid renewal)
 READ_ONLY = "pec_mcp.read_only"  # True: a POST that only reads (Mensatek's API is all POST) is retried like a GET
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_PAUSE = 300.0  # seconds: the longest a provider's Retry-After may hold every sender of a pacer
+
 RETRY_EXCEPTIONS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.RemoteProtocolError,
                     httpx.ReadError, httpx.PoolTimeout)
 
@@ -41,29 +46,54 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class Pacer(Protocol):
-    """Hands out send slots no closer together than the provider allows."""
+    """Hands out send slots no closer together than the provider allows.
+
+    A slot is held from :meth:`wait_turn` until the request goes on the wire (:meth:`dispatched`) or will not go
+    (:meth:`give_back`): the interval is measured from the moment of sending, so a request that is late after its
+    turn (a first call that builds the in-process simulator, a slow ledger write, a busy event loop) pushes the next
+    one back instead of arriving just before it. The three calls come from one task, in that order.
+    """
 
     async def wait_turn(self) -> None: ...
 
+    async def dispatched(self) -> None: ...
+
+    async def give_back(self) -> None: ...
+
+    async def pause(self, seconds: float) -> None:
+        """The provider refused a send as too many: nobody sharing this pacer sends for ``seconds``."""
+        ...
+
 
 class LocalPacer:
-    """Paces every caller in this process: slot n starts no earlier than slot n-1 plus 1/rate seconds."""
+    """Paces every caller in this process: a request goes no sooner than 1/rate seconds after the previous one left."""
 
     def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic, sleep: Sleep = anyio.sleep):
-        self.interval = 1.0 / rate
+        self.interval = paced_interval(rate)
         self._clock = clock
         self._sleep = sleep
         self._next = 0.0
+        # Held from a caller's turn until its request left: one request between turn and wire at a time (FIFO).
         self._lock = anyio.Lock()
 
     async def wait_turn(self) -> None:
-        # The lock keeps the queue fair (FIFO) and makes each caller reserve its slot before sleeping.
-        async with self._lock:
-            now = self._clock()
-            start = max(now, self._next)
-            self._next = start + self.interval
-            if start > now:
-                await self._sleep(start - now)
+        await self._lock.acquire()
+        try:
+            while (wait := self._next - self._clock()) > 0:
+                await self._sleep(wait)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def dispatched(self) -> None:
+        self._next = max(self._next, self._clock() + self.interval)
+        self._lock.release()
+
+    async def give_back(self) -> None:
+        self._lock.release()
+
+    async def pause(self, seconds: float) -> None:
+        self._next = max(self._next, self._clock() + seconds)
 
 
 def safe_url(url: httpx.URL) -> str:
@@ -72,19 +102,48 @@ def safe_url(url: httpx.URL) -> str:
 
 
 class PacedTransport(httpx.AsyncBaseTransport):
-    """Makes requests marked with the PACE extension wait for the pacer, then runs their dispatch hook."""
+    """Makes requests marked with the PACE extension wait for the pacer, then runs their dispatch hook.
+
+    The pacer's slot is stamped after the hook, right before the request goes on the wire; a paced request refused
+    with 429 pauses the pacer for as long as the provider's Retry-After asks (capped at MAX_PAUSE).
+    """
 
     def __init__(self, inner: httpx.AsyncBaseTransport, pacer: Pacer) -> None:
         self.inner = inner
         self.pacer = pacer
+        self._warm = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.extensions.get(PACE):
-            await self.pacer.wait_turn()
         hook = request.extensions.get(ON_DISPATCH)
-        if hook is not None:
-            await hook()
-        return await self.inner.handle_async_request(request)
+        if not request.extensions.get(PACE):
+            if hook is not None:
+                await hook()
+            return await self.inner.handle_async_request(request)
+        await self.pacer.wait_turn()
+        try:
+            if hook is not None:
+                await hook()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.pacer.give_back()
+            raise
+        if self._warm:
+            await self.pacer.dispatched()
+            response = await self.inner.handle_async_request(request)
+        else:
+            # This client's first paced request: its cold start (imports, the connection) delays its arrival by an
+            # unknown time, so the slot is held until its answer, and the next send counts from there.
+            try:
+                response = await self.inner.handle_async_request(request)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.pacer.dispatched()
+            self._warm = True
+        if response.status_code == 429:
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            if wait:
+                await self.pacer.pause(min(wait, MAX_PAUSE))
+        return response
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -230,4 +289,13 @@ def build_client(
 
 class _NoPacer:
     async def wait_turn(self) -> None:
+        return None
+
+    async def dispatched(self) -> None:
+        return None
+
+    async def give_back(self) -> None:
+        return None
+
+    async def pause(self, seconds: float) -> None:
         return None

@@ -77,9 +77,22 @@ class MailSender:
         summary = f"PEC from {self.account.name} to {describe_recipients(message.recipients)}: \"{message.subject}\""
 
         async def submit(on_dispatch: Callable[[], Awaitable[None]]) -> str:
+            # The turn is held until the message is on its way (then the slot counts) or nothing went (given back).
             await self.pacer.wait_turn()
-            await self.smtp.submit(sender=self.endpoints.address, recipients=list(composed.recipients),
-                                   message=composed, on_dispatch=on_dispatch)
+            used = False
+
+            async def dispatching() -> None:
+                nonlocal used
+                await on_dispatch()
+                used = True
+                await self.pacer.dispatched()
+
+            try:
+                await self.smtp.submit(sender=self.endpoints.address, recipients=list(composed.recipients),
+                                       message=composed, on_dispatch=dispatching)
+            finally:
+                if not used:
+                    await self.pacer.give_back()
             return message_id
 
         return await submit_once(self.store, row, submit, before_dispatch=before_dispatch,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pec_mcp.config import Settings, environment_label
-from pec_mcp.errors import InputError, LimitExceeded, NotFound, OutcomeUnknown, PecError
+from pec_mcp.errors import ConfigError, InputError, LimitExceeded, NotFound, OutcomeUnknown, PecError
 from pec_mcp.idempotency import check_same, content_hash, describe, file_sha256
 from pec_mcp.inbox_index import classify_header
 from pec_mcp.paths import MB, allowed_files
@@ -39,11 +39,11 @@ _ADDRESS = re.compile(
 MAX_SUBJECT = 250
 ACCOUNT = "pecmassiva"  # the account of [pecmassiva] in the ledger (IMAP accounts go by their config name)
 
-Action = Literal["send_pec", "start_bulk_pec", "register_mailbox", "renew_mailbox", "revoke_mailbox",
+Action = Literal["send_pec", "start_bulk_pec", "retry_bulk_pec", "register_mailbox", "renew_mailbox", "revoke_mailbox",
                  "send_certified_email", "upgrade_mailbox_space", "upgrade_mailbox_type",
                  "enable_mailbox_conservation", "file_pec_with_business_register", "delete_pec_receipts",
-                 "delete_pec_message"]
-BULK_ACTIONS: frozenset[str] = frozenset({"start_bulk_pec"})
+                 "delete_pec_message", "add_mailbox_user"]
+BULK_ACTIONS: frozenset[str] = frozenset({"start_bulk_pec", "retry_bulk_pec"})
 # Actions that cannot be undone: asked about in "bulk" mode too.
 IRREVERSIBLE_ACTIONS: frozenset[str] = frozenset({"revoke_mailbox", "delete_pec_receipts", "delete_pec_message"})
 
@@ -113,6 +113,39 @@ def check_subject(subject: str) -> str:
     return subject
 
 
+def pecmassiva_sender(settings: Settings) -> str | None:
+    """The address PEC Massiva sends from: the mailbox of the account, which is its username.
+
+    Offline it is always the simulator's mailbox, whatever real settings are present. Elsewhere a configured
+    ``pecmassiva.sender`` that is not the account's mailbox is a ConfigError, raised before anything is asked or
+    sent (PEC Massiva refuses such a send). None when the account is not configured yet (that error comes later,
+    naming what is missing).
+    """
+    if settings.env == "offline":
+        from pec_mcp.simulator import credentials as sim
+
+        return sim.PECMASSIVA_USERNAME
+    mailbox = settings.pecmassiva.username
+    sender = settings.pecmassiva.sender
+    if sender and mailbox and sender.strip().lower() != mailbox.strip().lower():
+        raise ConfigError(
+            f"pecmassiva.sender ({sender}) is not the mailbox of the PEC Massiva account ({mailbox}): PEC Massiva "
+            "sends only from the account's own mailbox, so this send would be refused; nothing was sent",
+            hint=f"Remove pecmassiva.sender (the mailbox {mailbox} is then used) or set it to {mailbox}, then "
+            "restart the server.",
+        )
+    return (sender or mailbox or "").strip() or None
+
+
+def sender_problems(settings: Settings) -> list[str]:
+    """What the configured senders would make a provider refuse (for ``check-config``); empty when all is well."""
+    try:
+        pecmassiva_sender(settings)
+    except ConfigError as exc:
+        return [exc.explain()]
+    return []
+
+
 @dataclass(frozen=True)
 class PecMessage:
     """One PEC ready to go: checked recipients, subject, body and attachments, with its size and cost."""
@@ -164,6 +197,7 @@ def plan_pec(
     *, recipients: Sequence[str], subject: str, body: str, attachments: Sequence[str], settings: Settings
 ) -> PecMessage:
     """Check everything about a single-request PEC before anything is read, encoded or sent."""
+    pecmassiva_sender(settings)
     addresses = check_recipients(recipients, settings)
     subject = check_subject(subject)
     if not body.strip():

@@ -30,6 +30,7 @@ from typing import Any
 import anyio
 
 from pec_mcp.errors import ConfigError
+from pec_mcp.pacing import paced_interval
 
 # Schema version 1: the send ledger, the audit trail, the send pacer, webhook and callback events.
 LEDGER_SCHEMA = """
@@ -384,7 +385,9 @@ MAIL_INDEX_SCHEMA = """
 MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA, ACCOUNTS_SCHEMA,
                          MAIL_INDEX_SCHEMA]
 
-CATCH_UP = 0.005  # seconds of a late send slot the pacer may win back on the next one
+SLOT_HOLD = 5.0  # seconds a send slot stays held by a taker that never says whether its request left (it died)
+HELD = "#held"  # suffix of the pacer row that marks a slot held between a turn and the request leaving
+HELD_POLL = 0.02  # seconds between looks at a slot held by another process (held for milliseconds, normally)
 
 SEND_STATES = ("queued", "sending", "sent", "failed", "unknown")
 
@@ -881,26 +884,40 @@ class Store:
 
     # -- the shared send pacer ---------------------------------------------------------------------------------
 
-    def take_slot(self, name: str, interval: float) -> float:
-        """Take the send slot of ``name`` if it is free now: returns 0.0 (go), else the seconds until it frees up.
+    def take_slot(self, name: str, *, hold: float = SLOT_HOLD) -> float:
+        """Take the send slot of ``name`` if it is free now: 0.0 (go), else the seconds to wait before asking again.
 
-        The slot is taken at the moment of sending, not booked ahead: a request that is late (a busy event loop,
-        a slow disk) pushes the next one back, so two requests never leave closer together than ``interval``.
+        A slot taken is held by its taker until :meth:`slot_used` (the request left) or :meth:`free_slot` (it will
+        not go); a taker that dies holds it ``hold`` seconds at most. The interval to the next send is measured from
+        :meth:`slot_used`, the moment of sending, so a request that is late after its turn pushes the next one back.
         """
         with self.transaction(immediate=True) as db:
-            row = db.execute("SELECT next_at FROM pacer WHERE name = ?", (name,)).fetchone()
             now = self.clock()
-            due = float(row[0]) if row is not None else now
-            if due > now:
+            held = _slot_time(db, name + HELD)
+            if held is not None and held > now:
+                return min(held - now, HELD_POLL)
+            due = _slot_time(db, name)
+            if due is not None and due > now:
                 return due - now
-            # Taking a slot a little late (waking up, the thread hop) would lower the rate for good; win back at
-            # most a few milliseconds of it, far less than any provider's tolerance for arrival jitter.
-            next_at = now + interval - min(now - due, CATCH_UP, interval * 0.05)
-            db.execute(
-                "INSERT INTO pacer (name, next_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET next_at = ?",
-                (name, next_at, next_at),
-            )
+            _set_slot_time(db, name + HELD, now + hold)
         return 0.0
+
+    def slot_used(self, name: str, interval: float) -> None:
+        """The holder's request goes on the wire now: the next one may go ``interval`` seconds from now."""
+        with self.transaction(immediate=True) as db:
+            now = self.clock()
+            _set_slot_time(db, name, max(now + interval, _slot_time(db, name) or 0.0))
+            db.execute("DELETE FROM pacer WHERE name = ?", (name + HELD,))
+
+    def free_slot(self, name: str) -> None:
+        """The holder's request will not go: the slot is free again at once."""
+        with self.transaction(immediate=True) as db:
+            db.execute("DELETE FROM pacer WHERE name = ?", (name + HELD,))
+
+    def pause_slot(self, name: str, seconds: float) -> None:
+        """The provider asked for a pause (429 with Retry-After): no send of ``name`` for ``seconds``."""
+        with self.transaction(immediate=True) as db:
+            _set_slot_time(db, name, max(self.clock() + seconds, _slot_time(db, name) or 0.0))
 
 
 class StorePacer:
@@ -909,15 +926,47 @@ class StorePacer:
     def __init__(self, store: Store, name: str, rate: float) -> None:
         self.store = store
         self.name = name
-        self.interval = 1.0 / rate
+        self.interval = paced_interval(rate)
+        # Within one process the turn passes through a lock, so that only the holder asks the store.
+        self._local = anyio.Lock()
 
     async def wait_turn(self) -> None:
-        while True:
-            # Taking the slot may wait on another process's write lock: keep it off the event loop.
-            wait = await anyio.to_thread.run_sync(self.store.take_slot, self.name, self.interval)
-            if wait <= 0:
-                return
-            await anyio.sleep(wait)
+        await self._local.acquire()
+        try:
+            while True:
+                # Taking the slot may wait on another process's write lock: keep it off the event loop.
+                wait = await anyio.to_thread.run_sync(self.store.take_slot, self.name)
+                if wait <= 0:
+                    return
+                await anyio.sleep(wait)
+        except BaseException:
+            self._local.release()
+            raise
+
+    async def dispatched(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.store.slot_used, self.name, self.interval)
+        finally:
+            self._local.release()
+
+    async def give_back(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.store.free_slot, self.name)
+        finally:
+            self._local.release()
+
+    async def pause(self, seconds: float) -> None:
+        await anyio.to_thread.run_sync(self.store.pause_slot, self.name, seconds)
+
+
+def _slot_time(db: sqlite3.Connection, name: str) -> float | None:
+    row = db.execute("SELECT next_at FROM pacer WHERE name = ?", (name,)).fetchone()
+    return None if row is None else float(row[0])
+
+
+def _set_slot_time(db: sqlite3.Connection, name: str, at: float) -> None:
+    db.execute("INSERT INTO pacer (name, next_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET next_at = ?",
+               (name, at, at))
 
 
 def _sending(row: sqlite3.Row) -> Sending:

@@ -17,6 +17,7 @@ from pec_mcp.config import Settings, load_settings
 from pec_mcp.server import build_server
 from pec_mcp.simulator import Simulator, create_simulator
 from pec_mcp.simulator.clock import Clock
+from pec_mcp.simulator.mensatek import FIRST_MESSAGE_ID
 
 # A Tuesday morning in Rome; any fixed moment works, this one reads well in receipts.
 FROZEN_AT = datetime(2026, 3, 10, 9, 0, 0, tzinfo=UTC).timestamp()
@@ -40,7 +41,7 @@ def simulator(clock: Clock) -> Simulator:
 
     On a frozen clock every send arrives at the same instant, so any finite rate would refuse the second one.
     """
-    return create_simulator(clock=clock, rate=float("inf"), delivery_delay=2.0)
+    return create_simulator(clock=clock, rate=float("inf"), delivery_delay=2.0, mensatek_first_id=FIRST_MESSAGE_ID)
 
 
 @pytest.fixture
@@ -77,6 +78,17 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 async def accept(context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
     """A user who says yes to every question."""
     return t.ElicitResult(action="accept", content={"confirm": True})
+
+
+class Asked:
+    """A user who says yes to every question, and the questions they were asked."""
+
+    def __init__(self) -> None:
+        self.questions: list[str] = []
+
+    async def __call__(self, context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
+        self.questions.append(params.message)
+        return t.ElicitResult(action="accept", content={"confirm": True})
 
 
 async def decline(context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:

@@ -71,7 +71,40 @@ async def test_the_pacer_spaces_requests_by_one_interval_and_lets_the_first_go_a
     pacer = LocalPacer(2.0, clock=time.clock, sleep=time.sleep)
     for _ in range(4):
         await pacer.wait_turn()
-    assert time.sleeps == [0.5, 0.5, 0.5]
+        await pacer.dispatched()
+    assert time.sleeps == pytest.approx([0.525] * 3)  # the interval, plus the margin for arrival jitter
+
+
+async def test_a_request_late_after_its_turn_pushes_the_next_one_back() -> None:
+    time = FakeTime()
+    pacer = LocalPacer(1.0, clock=time.clock, sleep=time.sleep)
+    await pacer.wait_turn()
+    time.now += 0.7  # its turn came, then it was held up (say, the in-process simulator being built)
+    await pacer.dispatched()
+    await pacer.wait_turn()
+    await pacer.dispatched()
+    assert time.sleeps == pytest.approx([1.025])  # a full interval after the first really left, not 0.3 s
+
+
+async def test_a_turn_given_back_sends_nothing_and_frees_the_slot_at_once() -> None:
+    time = FakeTime()
+    pacer = LocalPacer(1.0, clock=time.clock, sleep=time.sleep)
+    await pacer.wait_turn()
+    await pacer.give_back()
+    await pacer.wait_turn()
+    await pacer.dispatched()
+    assert time.sleeps == []
+
+
+async def test_a_send_refused_429_with_retry_after_pauses_every_later_send() -> None:
+    time = FakeTime()
+    script = Script(httpx.Response(429, headers={"Retry-After": "20"}), httpx.Response(201))
+    pacer = LocalPacer(1.0, clock=time.clock, sleep=time.sleep)
+    async with _client(script, time, pacer=pacer) as client:
+        refused = await client.post("/send", extensions={PACE: True})
+        sent = await client.post("/send", extensions={PACE: True})
+    assert (refused.status_code, sent.status_code) == (429, 201)
+    assert time.sleeps == [20.0]  # the provider's wait, not the one-second interval
 
 
 async def test_only_requests_marked_as_paced_wait_and_the_dispatch_hook_runs_right_before_sending() -> None:
@@ -93,7 +126,7 @@ async def test_only_requests_marked_as_paced_wait_and_the_dispatch_hook_runs_rig
             await client.post("/send", extensions={PACE: True, ON_DISPATCH: hook})
         await client.get("/inbox")
         await client.get("/inbox")
-    assert time.sleeps == [1.0, 1.0]  # three sends one second apart; the reads did not wait
+    assert time.sleeps == pytest.approx([1.025, 1.025])  # three sends a second (and a margin) apart; reads did not wait
     assert events[:2] == ["dispatching", "POST on the wire"]
 
 

@@ -13,7 +13,7 @@ from pec_mcp.errors import InputError, LimitExceeded
 from pec_mcp.idempotency import describe
 from pec_mcp.jobs.recipients import RecipientRow
 from pec_mcp.paths import MB
-from pec_mcp.sending import MAX_SUBJECT, check_call_size, load_attachments, normalise_address
+from pec_mcp.sending import MAX_SUBJECT, check_call_size, load_attachments, normalise_address, pecmassiva_sender
 
 if TYPE_CHECKING:
     from pec_mcp.providers.pecmassiva import Attachment
@@ -109,6 +109,7 @@ def plan_bulk(
     row_word: str = "row",
 ) -> BulkPlan:
     """Check every recipient and render every message before anything is sent; InputError names the bad rows."""
+    pecmassiva_sender(settings)
     if not recipients:
         raise InputError("No recipient was given", hint="Give recipients or a CSV file with at least one row.")
     check_call_size(len(recipients), settings, what="job", split_into="jobs")

@@ -43,7 +43,14 @@ class FollowUpPolicy:
 HEARTBEAT = 5.0
 LEASE = 60.0
 IDLE = 1.0  # a runner with nothing to send looks again this often (jobs of other processes, recovery)
-RATE_LIMIT_ATTEMPTS = 5
+RATE_LIMIT_ATTEMPTS = 10  # refusals (429) of one request before it is called failed: about ten minutes of waiting
+RATE_LIMIT_MAX_WAIT = 120.0  # seconds: the longest pause between two tries, whatever Retry-After says
+
+
+def rate_limit_wait(retry_after: float | None, attempt: int) -> float:
+    """How long to wait after the ``attempt``-th 429: what Retry-After asks, never less than a doubling backoff."""
+    backoff = min(2.0 ** (attempt - 1), RATE_LIMIT_MAX_WAIT)
+    return min(max(retry_after or 0.0, backoff, 0.1), RATE_LIMIT_MAX_WAIT)
 
 
 class JobCancelled(PecError):
@@ -157,7 +164,7 @@ class JobRunner:
             dispatched = True
 
         try:
-            outcome = await self.sender().send(message, idempotency_key=ledger_key(job_id, seq),
+            outcome = await self.sender().send(message, idempotency_key=claim.key or ledger_key(job_id, seq),
                                                actor=f"bulk job {job_id}", job_id=job_id,
                                                before_dispatch=before_dispatch)
         except JobCancelled:
@@ -165,12 +172,15 @@ class JobRunner:
             return
         except RateLimited as exc:
             # A 429 means the provider refused the request: nothing was sent, so it goes back to the queue (a crash
-            # during the wait then loses nothing) and this worker pauses as the provider asked.
+            # during the wait then loses nothing) and this worker pauses as the provider asked (the pacer pauses the
+            # other senders too). Only after RATE_LIMIT_ATTEMPTS refusals, minutes apart, is it called failed.
             if claim.attempts >= RATE_LIMIT_ATTEMPTS:
-                self.jobs.finish(job_id, seq, "failed", reason=exc.message)
+                self.jobs.finish(job_id, seq, "failed", reason=f"{exc.message} ({claim.attempts} times, the last "
+                                 f"{RATE_LIMIT_MAX_WAIT:.0f} s apart): nothing was sent; retry_bulk_pec with "
+                                 "which='failed' queues it again")
                 return
             self.jobs.release(job_id, seq)
-            wait = min(max(exc.retry_after or 1.0, 0.1), 60.0)
+            wait = rate_limit_wait(exc.retry_after, claim.attempts)
             log.warning("PEC Massiva refused request %d of job %s as too many (429); retrying in %.1f s",
                         seq, job_id, wait)
             await self.sleep(wait)

@@ -77,6 +77,16 @@ class Claim:
     addresses: list[str]
     variables: dict[str, str]  # of the first recipient: every recipient of a group has the same message
     attempts: int  # including this one
+    key: str = ""  # the ledger key of this attempt (see ledger_key)
+
+
+@dataclass(frozen=True)
+class RetryCandidates:
+    """What ``retry_bulk_pec`` would queue again, and what it leaves alone (and why)."""
+
+    groups: list[int]
+    addresses: list[str]
+    left_alone: dict[str, int]  # reason -> recipients
 
 
 @dataclass(frozen=True)
@@ -104,8 +114,34 @@ def _job(row: Any) -> Job:
                content=json.loads(row["content"]) if row["content"] else None)
 
 
-def ledger_key(job_id: str, seq: int) -> str:
-    return f"bulk:{job_id}:{seq}"
+def ledger_key(job_id: str, seq: int, *, after: int | None = None) -> str:
+    """The idempotency key of a request's ledger row. A request sent again after the user checked that its
+    unknown first attempt (ledger row ``after``) did not arrive is a new send, with a key of its own."""
+    return f"bulk:{job_id}:{seq}" + (f":after-{after}" if after is not None else "")
+
+
+def _group_key(db: Any, job_id: str, seq: int) -> str:
+    """The ledger key the request's next (or current) attempt uses; see :func:`ledger_key`.
+
+    A request queued again while its last ledger row is ``unknown`` was re-queued by the user after checking
+    (``retry_bulk_pec(which="unknown_checked")``): only that path leaves a queued request on an unknown row.
+    """
+    row = db.execute("""SELECT s.id, s.state, s.idempotency_key FROM job_groups g JOIN sendings s ON s.id = g.sending_id
+                        WHERE g.job_id = ? AND g.seq = ?""", (job_id, seq)).fetchone()
+    if row is None:
+        return ledger_key(job_id, seq)
+    if row["state"] == "unknown":
+        group_state = db.execute("SELECT state FROM job_groups WHERE job_id = ? AND seq = ?", (job_id, seq)).fetchone()
+        if group_state[0] in ("queued", "sending"):
+            return ledger_key(job_id, seq, after=int(row["id"]))
+    return str(row["idempotency_key"])
+
+
+def _ledger_id(db: Any, job_id: str, key: str) -> int | None:
+    """The ledger row of a job's key, in the job's own environment and account (None if there is none yet)."""
+    row = db.execute("SELECT s.id FROM sendings s JOIN jobs j ON j.id = ? WHERE s.environment = j.environment AND "
+                     "s.account = j.account AND s.idempotency_key = ?", (job_id, key)).fetchone()
+    return None if row is None else int(row[0])
 
 
 class JobStore:
@@ -278,7 +314,9 @@ class JobStore:
             members = db.execute("SELECT address, variables FROM job_recipients WHERE job_id = ? AND group_seq = ? "
                                  "ORDER BY row", (job_id, seq)).fetchall()
             job = _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
-        return Claim(job, seq, [m["address"] for m in members], json.loads(members[0]["variables"]), row[2] + 1)
+            key = _group_key(db, job_id, seq)
+        return Claim(job, seq, [m["address"] for m in members], json.loads(members[0]["variables"]), row[2] + 1,
+                     key)
 
     def finish(self, job_id: str, seq: int, state: str, *, reason: str | None = None, message_id: str | None = None,
                sending_id: int | None = None, next_check_at: float | None = None) -> None:
@@ -374,9 +412,28 @@ class JobStore:
 
     def ledger_row(self, job_id: str, seq: int) -> Any:
         with self.store.transaction() as db:
-            return db.execute("SELECT s.id, s.state, s.message_id, s.error FROM sendings s JOIN jobs j ON j.id = ? "
-                              "WHERE s.environment = j.environment AND s.account = j.account AND "
-                              "s.idempotency_key = ?", (job_id, ledger_key(job_id, seq))).fetchone()
+            return db.execute("SELECT id, state, message_id, error FROM sendings WHERE id = ?",
+                              (_ledger_id(db, job_id, _group_key(db, job_id, seq)),)).fetchone()
+
+    # -- sending again
+
+    def retry_candidates(self, job_id: str, which: str) -> RetryCandidates:
+        """The requests ``which`` would queue again: ``failed`` ones whose ledger proves nothing left, or ``unknown``
+        ones (``which == "unknown_checked"``: the user checked that they did not arrive)."""
+        with self.store.transaction() as db:
+            return _candidates(db, job_id, which)
+
+    def requeue(self, job_id: str, which: str) -> RetryCandidates:
+        """Queue the candidates again, in one transaction (so two callers never both queue the same request)."""
+        now = self.store.clock()
+        with self.store.transaction(immediate=True) as db:
+            found = _candidates(db, job_id, which)
+            for seq in found.groups:
+                db.execute("UPDATE job_groups SET state = 'queued', error = NULL, owner = NULL, attempts = 0, "
+                           "updated_at = ? WHERE job_id = ? AND seq = ?", (now, job_id, seq))
+                db.execute("UPDATE job_recipients SET state = 'queued', reason = NULL, updated_at = ? WHERE job_id = ? "
+                           "AND group_seq = ?", (now, job_id, seq))
+        return found
 
 
 def _gone(runner: Any, now: float, lease: float) -> bool:
@@ -393,3 +450,35 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _candidates(db: Any, job_id: str, which: str) -> RetryCandidates:
+    wanted = "failed" if which == "failed" else "unknown"
+    groups: list[int] = []
+    left: dict[str, int] = {}
+    for group in db.execute("SELECT seq, state, recipients FROM job_groups WHERE job_id = ? AND state IN "
+                            "('failed', 'unknown') ORDER BY seq", (job_id,)).fetchall():
+        if group["state"] != wanted:
+            reason = ("outcome unknown: may have been sent; retry with which='unknown_checked' only after "
+                      "checking it did not arrive" if group["state"] == "unknown" else
+                      "refused, not sent: retry with which='failed'")
+            left[reason] = left.get(reason, 0) + group["recipients"]
+            continue
+        ledger = db.execute("SELECT state FROM sendings WHERE id = ?",
+                            (_ledger_id(db, job_id, _group_key(db, job_id, group["seq"])),)).fetchone()
+        may_have_left = ledger is not None and ledger["state"] in ("sending", "sent")
+        if wanted == "failed" and may_have_left:
+            left["the ledger says it may have been sent"] = left.get("the ledger says it may have been sent", 0) \
+                + group["recipients"]
+            continue
+        groups.append(group["seq"])
+    not_accepted = db.execute("""SELECT COUNT(*) FROM job_recipients r JOIN job_groups g ON g.job_id = r.job_id AND
+                                 g.seq = r.group_seq WHERE r.job_id = ? AND r.state = 'failed' AND g.state = 'sent'""",
+                              (job_id,)).fetchone()[0]
+    if not_accepted:
+        left["sent but not accepted by the provider (the same message would be refused again): start a new job "
+             "with the content corrected"] = not_accepted
+    addresses = [r[0] for r in db.execute(
+        f"SELECT address FROM job_recipients WHERE job_id = ? AND group_seq IN ({','.join('?' * len(groups))}) "
+        "ORDER BY row", (job_id, *groups)).fetchall()] if groups else []
+    return RetryCandidates(groups, addresses, left)

@@ -80,28 +80,66 @@ RES_ERRORS: dict[int, tuple[type[ProviderError], str, str]] = {
 }
 
 # ------------------------------------------------------------------------------------------------------------
-# Report Estado / webhook Resultado codes for EMAILCERTIFICADO, from the provider's v7 doc page only
-# (specs/provider-docs/004_*.txt). Other codes exist but are not documented: they normalise to "unknown",
-# and the provider's own text (txtEstado) is always kept. Do not borrow the SMS table: its codes collide.
+# Report Estado / webhook Resultado codes for EMAILCERTIFICADO.
+#
+# Mensatek publishes no complete table that could be found: the v7 doc page (specs/provider-docs/004_*.txt, the
+# same as mensatek.com/api-envio-email-certificado.html) announces "The possible statuses are:" for the webhook's
+# Resultado, but its table did not survive in any copy; the public integrations seen (a Laravel service, Deno
+# proxies) keep Estado and txtEstado as they come and map nothing. The SMS table of the wp-sms plugin is for
+# another service and its codes collide with these, so it is not borrowed. Every code that can be sourced is
+# below, with its source; any other code is classified from Mensatek's own status text (txtEstado, Spanish) by
+# the rules of STATUS_WORDS, and the note then says the classification came from the text.
 # ------------------------------------------------------------------------------------------------------------
-NormalisedStatus = Literal["delivered", "read", "unknown"]
+NormalisedStatus = Literal["pending", "delivered", "read", "accepted", "rejected", "expired", "not_delivered",
+                           "cancelled", "unknown"]
 ESTADOS: dict[int, tuple[NormalisedStatus, str]] = {
-    # code: (normalised status, source on the doc page)
-    11: ("read", "GetReportEMAILCERTIFICADO example: 'Mensaje entregado, abierto, leído y certificado'"),
-    14: ("delivered",
-         "GetCertificadoEMAILCERTIFICADO text: 'result 14 -delivered and certified- in Certified EMAIL'"),
+    # code: (normalised status, where the code is documented)
+    11: ("read", "the v7 doc page, GetReportEMAILCERTIFICADO example: Estado 11, 'Mensaje entregado, abierto, "
+                 "leído y certificado'; the webhook example carries Resultado 11 too"),
+    14: ("delivered", "the v7 doc page, GetCertificadoEMAILCERTIFICADO: 'result 14 -delivered and certified- in "
+                      "Certified EMAIL'"),
 }
+# Words of Mensatek's status texts, most specific first: the first rule whose pattern is in the text decides.
+# "no entregado" must win over "entregado", "leído"/"abierto" over "entregado", and so on.
+STATUS_WORDS: tuple[tuple[str, NormalisedStatus], ...] = (
+    (r"\bno\s+entregad|\bnot\s+delivered|\berror\b|\bfallid|\brebotad|\bdevuelt", "not_delivered"),
+    (r"\bcancelad|\banulad|\bcancell?ed", "cancelled"),
+    (r"\bcaducad|\bexpirad|\bexpired", "expired"),
+    (r"\brechazad|\brejected", "rejected"),
+    (r"\baceptad|\baccepted", "accepted"),
+    (r"\bleíd|\bleid|\babiert|\bread\b|\bopened", "read"),
+    (r"\bentregad|\bdelivered", "delivered"),
+    (r"\bpendiente|\bprogramad|\benviad|\ben\s+curso|\bpending|\bscheduled|\bsent\b", "pending"),
+)
+
+
+def status_from_text(text: str) -> NormalisedStatus | None:
+    """The status a Mensatek status text states, by the rules of :data:`STATUS_WORDS`; None if it says none."""
+    lowered = text.strip().lower()
+    for pattern, status in STATUS_WORDS:
+        if re.search(pattern, lowered):
+            return status
+    return None
 
 
 def normalise_status(code: int | None, provider_text: str = "") -> tuple[NormalisedStatus, str]:
-    """The normalised status of an Estado/Resultado code, and a note saying how sure it is."""
+    """The normalised status of an Estado/Resultado code, and a note saying where the meaning comes from.
+
+    A documented code is read from :data:`ESTADOS`; any other is classified from the provider's own text.
+    """
     if code is not None and code in ESTADOS:
         status, source = ESTADOS[code]
         return status, f"Mensatek status {code} is documented ({source})."
     shown = "missing" if code is None else str(code)
+    from_text = status_from_text(provider_text) if provider_text else None
+    if from_text is not None:
+        return from_text, (
+            f"Mensatek status code {shown} is in no published table; '{from_text}' was classified from Mensatek's "
+            f"own text for it: {provider_text}"
+        )
     return "unknown", (
-        f"Mensatek status code {shown} is not documented, so it is not interpreted; "
-        f"the provider's own text is: {provider_text or '(none)'}"
+        f"Mensatek status code {shown} is in no published table and its text does not say the outcome, so it is "
+        f"not interpreted; the provider's own text is: {provider_text or '(none)'}"
     )
 
 
@@ -257,7 +295,8 @@ class Report(BaseModel):
     """The state of one certified email, as Mensatek reports it."""
 
     message_id: str = Field(description="The message id asked about.")
-    status: NormalisedStatus = Field(description="Normalised status; 'unknown' for an undocumented code.")
+    status: NormalisedStatus = Field(description="Normalised status: from the code when it is documented, else "
+                                     "from Mensatek's text; 'unknown' when neither says.")
     status_code: int | None = Field(description="Mensatek's own Estado code.")
     provider_text: str = Field(description="Mensatek's own description of the status (txtEstado), Spanish.")
     status_note: str = Field(description="How the status was interpreted, or why it was not.")

@@ -286,7 +286,11 @@ def provider_error(status: int, data: Any, *, text: str = "") -> ProviderError:
                               "code": None if code is None else str(code)}
     said = f": {message}" if message else ""
     if status in (401, 403):
-        return AuthenticationFailed(f"{PROVIDER} refused the token (HTTP {status}){said}", **kwargs)
+        # openapi.it authenticates with the Bearer token alone: no username or password is involved.
+        return AuthenticationFailed(f"{PROVIDER} refused the token (HTTP {status}){said}", **kwargs,
+                                    hint="Check openapi_pec.token (or PEC_MCP_OPENAPI_PEC__TOKEN): it must be a "
+                                    "token with the PEC scopes, made for this environment (a sandbox token works "
+                                    "only on the sandbox host).")
     if status == 402:
         return InsufficientCredit(f"{PROVIDER} wallet cannot pay for this{said}", **kwargs)
     if status == 404 or (status == 400 and re.search(r"(wrong|invalid) id", message, re.IGNORECASE)):

@@ -353,25 +353,56 @@ def _lost_answer(status: int, what: str) -> OutcomeUnknown:
 
 
 def provider_error(response: httpx.Response, data: Any) -> ProviderError:
-    """Map one failed answer (any status, ``success:false`` included) to the error tree."""
+    """Map one failed answer (any status, ``success:false`` included) to the error tree.
+
+    Hints depend on the endpoint that failed, so that each names a cause that can apply to that call.
+    """
     status = response.status_code
     text = message_of(data) or f"HTTP {status}"
     said = f"{PROVIDER} said: {text}"
+    method, path = _request_of(response)
+    is_send = method == "POST" and path.endswith("/send")
     if status in (401, 403) or "authorization" in text.lower():
-        return AuthenticationFailed(f"{said} (token or mailbox credentials refused)", provider=PROVIDER, status=status)
-    if status == 404 or "not found" in text.lower() or "result empty" in text.lower():
-        return NotFound(said, provider=PROVIDER, status=status)
+        return AuthenticationFailed(
+            f"{said} (token or mailbox credentials refused)", provider=PROVIDER, status=status,
+            hint="Check pecmassiva.token and the mailbox credentials pecmassiva.username and pecmassiva.password "
+            "(or PEC_MCP_PECMASSIVA__TOKEN, ...): sandbox credentials work only on the sandbox host.")
+    if status == 404 or (not is_send and ("not found" in text.lower() or "result empty" in text.lower())):
+        return NotFound(said, provider=PROVIDER, status=status, hint=_not_found_hint(path))
     if status == 429:
         wait = retry_after_seconds(response.headers.get("Retry-After"))
         return RateLimited(said, provider=PROVIDER, status=status, retry_after=wait)
     if status >= 500:
         return ProviderUnavailable(said, provider=PROVIDER, status=status)
-    if status == 400 and "mailbox" in text.lower():
-        return Rejected(said, provider=PROVIDER, status=status, hint="Use the mailbox name INBOX.")
     if 400 <= status < 500:
-        return Rejected(said, provider=PROVIDER, status=status,
-                        hint="Check the addresses, subject, body and attachments.")
+        return Rejected(said, provider=PROVIDER, status=status, hint=_rejection_hint(path, is_send, text))
     return Rejected(said, provider=PROVIDER, status=status)
+
+
+def _request_of(response: httpx.Response) -> tuple[str, str]:
+    try:
+        return response.request.method, response.request.url.path
+    except RuntimeError:  # a response built without its request (never the case for a client's answers)
+        return "", ""
+
+
+def _not_found_hint(path: str) -> str | None:
+    if "/send/" in path:
+        return "Check the message_id (find_pec_sendings lists the sendings made through pec-mcp)."
+    if "/inbox/" in path:
+        return "Check the inbox_id (list_pec_inbox shows the ids of the messages in the inbox)."
+    return None
+
+
+def _rejection_hint(path: str, is_send: bool, text: str) -> str | None:
+    if "/quota/" in path:
+        return "PEC Massiva reports the quota of the mailbox named INBOX only: call it with mailbox INBOX."
+    if is_send and "sender" in text.lower():
+        return ("PEC Massiva sends only from the account's own mailbox (pecmassiva.username): remove "
+                "pecmassiva.sender or set it to that mailbox. Nothing was sent.")
+    if is_send:
+        return "Check the addresses, subject, body and attachments. Nothing was sent."
+    return None
 
 
 def _send_result(data: dict[str, Any], status: int) -> SendResult:

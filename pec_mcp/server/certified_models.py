@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -9,9 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from pec_mcp.certified import report_status
 from pec_mcp.server.pec_models import ENV_FIELD, AttachmentInfo, Environment
 
-ReportStatus = Literal["delivered", "read", "unknown"]
-STATUS_FIELD = Field(description="Normalised status: delivered (delivered and certified), read (delivered, opened, "
-                     "read and certified), unknown (a code Mensatek does not document: read provider_text)")
+ReportStatus = Literal["pending", "delivered", "read", "accepted", "rejected", "expired", "not_delivered",
+                       "cancelled", "unknown"]
+STATUS_FIELD = Field(description="Normalised status: pending (not delivered yet), delivered (delivered and "
+                     "certified), read (delivered, opened, read and certified), accepted / rejected (the recipient "
+                     "answered the acceptance request), expired (no answer in time), not_delivered, cancelled, "
+                     "unknown (neither the code nor Mensatek's text says: read provider_text). status_note says "
+                     "whether it came from a documented code or from Mensatek's text")
 
 
 class CertifiedRecipientIn(BaseModel):
@@ -125,10 +130,10 @@ class CertifiedEventsResult(BaseModel):
     note: str
 
 
-def certified_event(stored: dict[str, Any]) -> CertifiedEvent:
-    """A stored webhook report as the tools show it."""
+def certified_event(stored: dict[str, Any], learned: Mapping[int, str] | None = None) -> CertifiedEvent:
+    """A stored webhook report as the tools show it (``learned``: Mensatek's texts per code, from reports)."""
     fields: dict[str, str] = stored["payload"]
-    status, code, note = report_status(fields)
+    status, code, note = report_status(fields, learned)
     return CertifiedEvent(
         message_id=stored["message_id"] or fields.get("idMensaje", ""), status=status,
         status_code=code, status_note=note, recipient=fields.get("Destinatario"), reported_at=fields.get("Fecha"),

@@ -24,8 +24,9 @@ from pec_mcp.providers.openapi_pec import (
     IdDocumentType,
     Mailbox,
     MailboxRegistration,
+    NewMailboxUser,
 )
-from pec_mcp.sending import Action
+from pec_mcp.sending import Action, normalise_address
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, gate, state_of
 from pec_mcp.server.mailbox_prices import (
@@ -37,6 +38,7 @@ from pec_mcp.server.mailbox_prices import (
     renewal_cost,
     space_plan,
     type_change_cost,
+    user_cost,
 )
 from pec_mcp.server.state import AppState
 
@@ -61,6 +63,7 @@ class Plan:
     mailbox: Mailbox | None = None
     registration: MailboxRegistration | None = None
     filing: BusinessRegisterFilingRequest | None = None
+    user: NewMailboxUser | None = None
     documents: list[bytes] = field(default_factory=list)
 
 
@@ -176,6 +179,23 @@ async def _renew_plan(ctx: Context[Any], mailbox_id: str, years: int) -> Plan:
         return _plan(app, "renew_mailbox", summary, box.address, cost, mailbox=box)
 
 
+async def _user_plan(ctx: Context[Any], mailbox_id: str, first_name: str, last_name: str, description: str,
+                     password_email: str) -> Plan:
+    app = state_of(ctx)
+    with tool_errors(app.redactor):
+        values = dict(first_name=first_name.strip(), last_name=last_name.strip(), description=description.strip(),
+                      password_email=normalise_address(password_email))
+        try:
+            user = NewMailboxUser.model_validate(values)
+        except ValidationError as exc:
+            raise _invalid(exc, NewMailboxUser, {}, "new user") from None
+        box = await app.openapi_pec().get_mailbox(mailbox_id=mailbox_id)
+        cost = user_cost(box)
+        summary = (f"Add the user {user.first_name} {user.last_name} (\"{user.description}\") to the PEC mailbox "
+                   f"{box.address}; openapi.it sends the password to {user.password_email}")
+        return _plan(app, "add_mailbox_user", summary, box.address, cost, mailbox=box, user=user)
+
+
 async def _revoke_plan(ctx: Context[Any], mailbox_id: str) -> Plan:
     app = state_of(ctx)
     with tool_errors(app.redactor):
@@ -256,6 +276,11 @@ async def _approve_register(ctx: Context[Any], plan: Annotated[Plan, Resolve(_re
 
 async def _approve_renew(ctx: Context[Any], plan: Annotated[Plan, Resolve(_renew_plan)], dry_run: bool,
                          confirm: bool) -> Elicit[Confirmation] | Approval:
+    return gate(ctx, plan.action, plan.question, recipients=1, dry_run=dry_run, confirm=confirm)
+
+
+async def _approve_user(ctx: Context[Any], plan: Annotated[Plan, Resolve(_user_plan)], dry_run: bool,
+                        confirm: bool) -> Elicit[Confirmation] | Approval:
     return gate(ctx, plan.action, plan.question, recipients=1, dry_run=dry_run, confirm=confirm)
 
 

@@ -15,6 +15,7 @@ from pec_mcp.errors import InputError
 from pec_mcp.providers.openapi_pec import (
     CONSERVATION_STEP_MB,
     FIXED_TYPES,
+    MAX_USERS,
     SPACE_STEP_MB,
     UPGRADABLE_TYPES,
     Mailbox,
@@ -31,6 +32,7 @@ LIST_PRICES_EUR: dict[str, Decimal] = {
     "space_1024": Decimal("2.00"),  # each 1024 MB of disk or archive space added
     "conservation_512": Decimal("5.00"),  # each 512 MB of legal conservation
     "filing": Decimal("10.00"),  # one business-register filing (comunica_pec)
+    "user": Decimal("1.00"),  # one more user of a mailbox (multiutenza); the API answers 402 on an empty wallet
 }
 
 PRICE_NOTE = (
@@ -77,6 +79,15 @@ def _check_upgradable(mailbox: Mailbox, what: str) -> None:
     if mailbox.state != "evasa":
         raise InputError(f"openapi.it allows {what} only on an active mailbox (evasa); {mailbox.address} is "
                          f"'{mailbox.state}'", hint="Wait until get_mailbox says 'evasa'.")
+
+
+def user_cost(mailbox: Mailbox) -> Decimal:
+    """One more user: only on an active STANDARD..GOLD mailbox, and at most MAX_USERS users."""
+    _check_upgradable(mailbox, "extra users")
+    if len(mailbox.users) >= MAX_USERS:
+        raise InputError(f"{mailbox.address} already has {len(mailbox.users)} users, the most openapi.it allows "
+                         f"({MAX_USERS})", hint="No user can be added to this mailbox.")
+    return LIST_PRICES_EUR["user"]
 
 
 def type_change_cost(mailbox: Mailbox, target: str) -> Decimal:

@@ -33,7 +33,12 @@ class OfflineTransport(httpx.AsyncBaseTransport):
                 self.on_create(self._simulator)
         return self._simulator
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def start(self) -> None:
+        """Make the simulator and its ASGI transport now (the first request would otherwise)."""
         if self._inner is None:
             self._inner = httpx.ASGITransport(app=self.simulator.app)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.start()
+        assert self._inner is not None
         return await self._inner.handle_async_request(request)

@@ -141,10 +141,10 @@ class AppState:
         """The PEC Massiva send path; ConfigError when its credentials are missing."""
         if self._pec is None:
             from pec_mcp.providers.pecmassiva import PecMassivaClient
-            from pec_mcp.sending import PecSender
+            from pec_mcp.sending import PecSender, pecmassiva_sender
 
             credentials = pecmassiva_credentials(self.settings)
-            sender = self.settings.pecmassiva.sender or credentials.username
+            sender = pecmassiva_sender(self.settings) or credentials.username
             client = PecMassivaClient(self.client("pecmassiva"), credentials)
             self._pec = PecSender(client=client, store=self.store, settings=self.settings, sender=sender)
         return self._pec
@@ -348,6 +348,11 @@ async def open_state(
         from pec_mcp.http import ClientOptions, build_client
 
         pacer: Pacer | None = send_pacer(settings, store) if provider == "pecmassiva" else None
+        if simulated:
+            # The simulator is made with the first client, not inside the first request: building it takes a
+            # moment, which would otherwise come between a send's pacing slot and its arrival, bringing it closer
+            # to the next send than the provider's limit allows.
+            state.offline_transport().start()
         return build_client(provider=provider, base_url=url, pacer=pacer,
                             transport=state.offline_transport() if simulated else transport,
                             headers=_auth_headers(settings, provider), options=client_options or ClientOptions())
@@ -429,5 +434,6 @@ def follow_up_policy(settings: Settings) -> FollowUpPolicy:
 
 def send_pacer(settings: Settings, store: Store) -> Pacer:
     """The PEC Massiva /send pacer, shared with every process using the same store and account."""
-    account = settings.pecmassiva.username or "simulator"
+    # Offline every send goes to the simulator's account, whatever real settings are present.
+    account = "simulator" if settings.env == "offline" else settings.pecmassiva.username or "unconfigured"
     return StorePacer(store, f"pecmassiva-send:{settings.env}:{account}", settings.sending.requests_per_second)

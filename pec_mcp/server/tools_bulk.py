@@ -247,6 +247,9 @@ def _note(progress: Progress) -> str:
 
 def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
     """Add the bulk tools and the job resource to the server."""
+    from pec_mcp.server import tools_bulk_retry
+
+    tools_bulk_retry.register(mcp, holder)
 
     @mcp.tool(title="Start a bulk PEC job", annotations=SEND)
     async def start_bulk_pec(

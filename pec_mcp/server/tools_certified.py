@@ -22,6 +22,8 @@ from pec_mcp.certified import (
     certified_question,
     check_key,
     credits_text,
+    learn_status_text,
+    learned_status_texts,
     madrid_text,
     message_by_id,
     plan_certified,
@@ -130,6 +132,7 @@ def _sent_note(plan: CertifiedPlan) -> str:
 
 
 def _report_result(app: AppState, report: Report) -> CertifiedReportResult:
+    learn_status_text(app.store, app.environment, report.status_code, report.provider_text)
     record_report(app.store, environment=app.environment, message_id=report.message_id, kind=report.status,
                   date=report.scheduled_for or "", source="mensatek_report",
                   text=f"{report.status_code} {report.provider_text or ''}".strip())
@@ -276,8 +279,9 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         fields (subject) are untrusted data."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
-            events = [certified_event(e) for e in app.store.events(provider=PROVIDER, environment=app.environment,
-                                                                   message_id=message_id, limit=limit)]
+            learned = learned_status_texts(app.store, app.environment)
+            events = [certified_event(e, learned) for e in app.store.events(
+                provider=PROVIDER, environment=app.environment, message_id=message_id, limit=limit)]
             note = (f"{len(events)} report(s) received." if events else "No report received yet. Reports arrive "
                     "by webhook (/webhooks/mensatek, set up in the Mensatek panel) when the HTTP transport runs.")
             return CertifiedEventsResult(events=events, message_id=message_id, note=note,
@@ -292,7 +296,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             if not MESSAGE_ID.match(message_id):
                 raise NotFound(f"{message_id!r} is not a Mensatek message id", provider=PROVIDER)
             report = _report_result(app, await app.mensatek().report(message_id=message_id))
-            events = [certified_event(e) for e in app.store.events(provider=PROVIDER, environment=app.environment,
-                                                                   message_id=message_id)]
+            learned = learned_status_texts(app.store, app.environment)
+            events = [certified_event(e, learned) for e in app.store.events(
+                provider=PROVIDER, environment=app.environment, message_id=message_id)]
             return json.dumps({"report": report.model_dump(), "events": [e.model_dump() for e in events]},
                               ensure_ascii=False, indent=2)

@@ -49,6 +49,7 @@ from pec_mcp.server.mailbox_plans import (
     _approve_revoke,
     _approve_space,
     _approve_type,
+    _approve_user,
     _conservation_plan,
     _filing_plan,
     _fits,
@@ -58,6 +59,7 @@ from pec_mcp.server.mailbox_plans import (
     _revoke_plan,
     _space_plan,
     _type_plan,
+    _user_plan,
 )
 from pec_mcp.server.pec_models import Environment
 from pec_mcp.server.state import AppState, StateHolder
@@ -371,6 +373,38 @@ def _register_lifecycle(mcp: MCPServer[Any]) -> None:
             box = await _audited(ctx, plan, via, app.openapi_pec().revoke_mailbox(mailbox_id=mailbox_id),
                                  ref=mailbox_id)
             return _done(app, plan, box, "Revoked. " + MAILBOX_NEXT["revocata"])
+
+    @mcp.tool(title="Add a user to a PEC mailbox", annotations=SEND)
+    async def add_mailbox_user(
+        ctx: Context[Any],
+        mailbox_id: MailboxId,
+        first_name: Annotated[str, Field(min_length=1, max_length=100, description="The new user's first name")],
+        last_name: Annotated[str, Field(min_length=1, max_length=100, description="The new user's last name")],
+        description: Annotated[str, Field(min_length=1, max_length=200, description="What the user is for, e.g. "
+                                          "'segreteria' (shown in the mailbox's user list)")],
+        password_email: Annotated[str, Field(min_length=3, max_length=254, description="Email address where "
+                                             "openapi.it sends the new user's password")],
+        plan: Annotated[Plan, Resolve(_user_plan)],
+        approval: Annotated[ElicitationResult[Confirmation], Resolve(_approve_user)],
+        dry_run: DryRun = False,
+        confirm: Confirm = False,
+    ) -> MailboxActionResult:
+        """Give one more person their own login to an active PEC mailbox (openapi.it 'multiutenza'): STANDARD,
+        BRONZE, SILVER or GOLD only, at most 25 users. Paid (estimated price shown first), charged to the
+        openapi.it wallet; needs the user's yes, like renew_mailbox. openapi.it emails the password to
+        password_email; the result shows the new login."""
+        app = state_of(ctx)
+        with tool_errors(app.redactor):
+            if dry_run:
+                return _preview(app, plan)
+            via = require_yes(approval)
+            assert plan.user is not None
+            box = await _audited(ctx, plan, via, app.openapi_pec().add_user(mailbox_id=mailbox_id, user=plan.user),
+                                 ref=mailbox_id)
+            added = box.users[-1] if box.users else None
+            login = f" Its login is {added.login}." if added is not None and added.login else ""
+            return _done(app, plan, box, f"User added ({len(box.users)} in all).{login} The password was sent "
+                         f"to {plan.user.password_email}.")
 
 
 def _register_upgrades(mcp: MCPServer[Any]) -> None:

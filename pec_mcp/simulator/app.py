@@ -40,6 +40,7 @@ class SimulatorOptions:
     rate: float = 1.0  # PEC Massiva POST /send requests per second
     seed_inbox: bool = True  # a few incoming PEC messages, so an inbox is never empty on first look
     faults: str = ""  # a fault plan (pec_mcp.simulator.faults syntax); empty: no faults
+    mensatek_first_id: int | None = None  # the first Mensatek idMensaje; None: a random 10-digit start
 
 
 class Simulator:
@@ -51,7 +52,7 @@ class Simulator:
         self.stats = Stats()
         self.pecmassiva = PecMassivaSim(self)
         self.openapi_pec = OpenapiPecSim(self)
-        self.mensatek = MensatekSim(self)
+        self.mensatek = MensatekSim(self, first_message_id=options.mensatek_first_id)
         self.faults = FaultPlan.parse(options.faults)
         routes = Starlette(
             routes=[
@@ -121,7 +122,8 @@ def seed_messages(count: int, now: float) -> list[Incoming]:
 
 def create_simulator(
     *, delivery_delay: float = 2.0, rate: float = 1.0, clock: Clock | None = None, seed_inbox: bool = True,
-    faults: str = "",
+    faults: str = "", mensatek_first_id: int | None = None,
 ) -> Simulator:
-    options = SimulatorOptions(delivery_delay=delivery_delay, rate=rate, seed_inbox=seed_inbox, faults=faults)
+    options = SimulatorOptions(delivery_delay=delivery_delay, rate=rate, seed_inbox=seed_inbox, faults=faults,
+                               mensatek_first_id=mensatek_first_id)
     return Simulator(options, clock=clock)

@@ -6,16 +6,19 @@ Faithful to the provider's v7 doc page and to what integrators report (``referen
   object, names case-insensitive; ``Destinatarios`` and ``Adjuntos`` are JSON (a JSON string in a form);
 - HTTP Basic auth with the API user and token; a failure is HTTP 200 with ``Res -1``, as the real API answers.
   ``Resp`` in the query string also gets ``Res -1``: one integrator saw exactly that;
-- answers are a one-element JSON list of strings (``"Res": "1"``, ``"Cred": "99,00"``) as in the doc examples,
-  with ``Cred`` always Spanish-formatted; ``Resp=TXT`` gets ``key=value`` lines, ``XML`` a small document, no
+- answers are a one-element JSON list of strings (``"Res": "1"``, ``"Cred": "12000"``) written as the doc's
+  examples write them (the client also reads Spanish-formatted numbers, "14.970,00", seen from integrators);
+  ``Resp=TXT`` gets ``key=value`` lines, ``XML`` a small document, no
   ``Resp`` the legacy answer (the bare ``Res``);
 - ``Res`` is negative on failure: -1 auth, -2 not enough credits, -3 wrong data (with ``Error``), -4
   attachment refused (executables). Unknown functions get HTTP 404 with ``Res -3``.
 
 Each recipient gets its own ``idMensaje`` and costs one credit (refunded if cancelled). Statuses move on
 lazily with ``sim.clock`` from the time the message goes out (``Fecha``, Spanish local time, or at once);
-``d`` is the simulator's ``delivery_delay``. Codes 11 and 14 are the doc page's; the others are this
-simulator's own, chosen outside any documented table because the real ones are unknown:
+``d`` is the simulator's ``delivery_delay``. Codes 11 and 14 are the only ones Mensatek documents (the v7 doc
+page); 900-906 are this simulator's OWN codes, chosen outside any documented range because Mensatek publishes no
+table for the other states. Their texts are written as Mensatek writes its own, so that the client classifies them
+from the text (``pec_mcp.providers.mensatek.status_from_text``), as it must for any real code it cannot source:
 
 =====================  =====  ===================================================================
 when                   code   txtEstado
@@ -51,6 +54,7 @@ import io
 import itertools
 import json
 import re
+import secrets
 import zipfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -76,7 +80,10 @@ Handler = Callable[[dict[str, Any]], Awaitable[Response]]
 MADRID = ZoneInfo("Europe/Madrid")
 SERVICE = "EMAILCERTIFICADO"
 COST_PER_RECIPIENT = 1.0
-FIRST_MESSAGE_ID = 108366478  # the doc example's idMensaje
+FIRST_MESSAGE_ID = 108366478  # the doc example's idMensaje (tests start here, to read like the doc)
+# Without a given first id, ids start at a random 10-digit number: two simulators (an offline server restarted, the
+# offline and a sandbox simulator sharing one store) then never hand out the same ids to different messages.
+RANDOM_IDS = (1_000_000_000, 9_000_000_000)
 BLOCKED_EXTENSIONS = frozenset({"exe", "bat", "cmd", "com", "scr", "js", "vbs", "msi", "jar", "ps1"})
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
@@ -168,8 +175,8 @@ class MensatekSim:
     """The Mensatek account behind ``MENSATEK_API_USER``: its credits, messages and report webhooks."""
 
     def __init__(self, sim: Simulator, *, credits: float = 100.0, report_url: str | None = None,
-                 report_format: Literal["form", "json"] = "form", report_sender: ReportSender | None = None
-                 ) -> None:
+                 report_format: Literal["form", "json"] = "form", report_sender: ReportSender | None = None,
+                 first_message_id: int | None = None) -> None:
         self.sim = sim
         self.credits = credits
         self.report_url = report_url
@@ -179,7 +186,9 @@ class MensatekSim:
         # The doc examples wrap each JSON answer in a one-element list; False answers the bare object instead.
         self.list_answers = True
         self.messages: dict[str, SimMessage] = {}
-        self._ids = itertools.count(FIRST_MESSAGE_ID)
+        if first_message_id is None:
+            first_message_id = RANDOM_IDS[0] + secrets.randbelow(RANDOM_IDS[1] - RANDOM_IDS[0])
+        self._ids = itertools.count(first_message_id)
         self._injected: list[_Injected] = []
         # Public so that a test can remove one, as the real API would lack a function whose name was guessed.
         self.functions: dict[str, tuple[str, Handler]] = {
@@ -294,7 +303,7 @@ class MensatekSim:
         return self._answer(params, {
             "Res": str(len(recipients)),
             "Destinatarios": json.dumps(answered, ensure_ascii=False),
-            "Cred": spanish_number(self.credits),
+            "Cred": plain_number(self.credits),
             "Enviados": str(len(recipients)),
             "NoEnviados": "0",
             "Duplicados": str(duplicates),
@@ -309,7 +318,7 @@ class MensatekSim:
             "Programado": _madrid_text(message.send_at),
             "Remitente": message.sender,
             "Destinatario": message.email,
-            "Cred": spanish_number(self.credits),
+            "Cred": plain_number(self.credits),
             "Estado": str(code),
             "txtEstado": TEXTS[code],
         })
@@ -318,12 +327,12 @@ class MensatekSim:
         message = self._pending(params, "cancelar")
         message.cancelled_at = self.sim.clock.now()
         self.credits += COST_PER_RECIPIENT
-        return self._answer(params, {"Res": "1", "Cred": spanish_number(self.credits)})
+        return self._answer(params, {"Res": "1", "Cred": plain_number(self.credits)})
 
     async def _reschedule(self, params: dict[str, Any]) -> Response:
         message = self._pending(params, "reprogramar")
         message.send_at = max(self.sim.clock.now(), _madrid_time(_required(params, "fecha")))
-        return self._answer(params, {"Res": "1", "Cred": spanish_number(self.credits)})
+        return self._answer(params, {"Res": "1", "Cred": plain_number(self.credits)})
 
     async def _certificate(self, params: dict[str, Any]) -> Response:
         message = self._message(params)
@@ -335,7 +344,7 @@ class MensatekSim:
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     async def _credits(self, params: dict[str, Any]) -> Response:
-        return self._answer(params, {"Res": "1", "Cred": spanish_number(self.credits)})
+        return self._answer(params, {"Res": "1", "Cred": plain_number(self.credits)})
 
     def _message(self, params: dict[str, Any]) -> SimMessage:
         message_id = _required(params, "idmensaje").strip()
@@ -495,9 +504,9 @@ def _render(template: str, recipient: dict[str, str]) -> str:
 # --- writing answers ----------------------------------------------------------------------------------------
 
 
-def spanish_number(value: float) -> str:
-    """``14970.0`` -> ``"14.970,00"``: how Mensatek writes credits."""
-    return f"{value:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
+def plain_number(value: float) -> str:
+    """``12000.0`` -> ``"12000"``, ``99.5`` -> ``"99.5"``: numbers as the doc's examples write them."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _madrid_text(timestamp: float, *, seconds: bool = False) -> str:

@@ -684,8 +684,10 @@ class OpenapiPecSim:
         now = int(self._now())
         box.users.append({
             "nome": body["nome"], "cognome": body["cognome"], "descrizione": body["descrizione"],
-            "email_gestione_password": body["email_gestione_password"], "id_utenza": secrets.token_hex(12),
-            "timestamp": {"attivazione": now}, "userid": f"MU{len(box.users) + 1:02d}{box.id[-4:].upper()}",
+            "email_gestione_password": body["email_gestione_password"],
+            # As in the spec's example: "<box id>_<n>" and a login of two letters and six digits ("MA177993").
+            "id_utenza": f"{box.id}_{len(box.users)}",
+            "timestamp": {"attivazione": now}, "userid": f"MA{secrets.randbelow(900_000) + 100_000}",
         })
         box.changed = now
         return self._ok(self._box_wire(box))

@@ -32,6 +32,15 @@ class HookedPacer:
             await self.hook()
         await self.inner.wait_turn()
 
+    async def dispatched(self) -> None:
+        await self.inner.dispatched()
+
+    async def give_back(self) -> None:
+        await self.inner.give_back()
+
+    async def pause(self, seconds: float) -> None:
+        await self.inner.pause(seconds)
+
 
 @dataclass
 class Bench:

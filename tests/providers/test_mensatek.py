@@ -31,10 +31,12 @@ from pec_mcp.providers.mensatek import (
     normalise_status,
     parse_number,
     scheduled_time_to_madrid,
+    status_from_text,
 )
 from pec_mcp.simulator import Simulator, create_simulator
 from pec_mcp.simulator.clock import Clock
 from pec_mcp.simulator.credentials import MENSATEK_API_TOKEN, MENSATEK_API_USER, MENSATEK_SENDER
+from pec_mcp.simulator.mensatek import FIRST_MESSAGE_ID
 
 pytestmark = pytest.mark.anyio
 
@@ -50,7 +52,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def sim() -> Simulator:
-    return create_simulator(delivery_delay=DELAY, clock=Clock(frozen_at=START), seed_inbox=False)
+    return create_simulator(delivery_delay=DELAY, clock=Clock(frozen_at=START), seed_inbox=False,
+                            mensatek_first_id=FIRST_MESSAGE_ID)
 
 
 @pytest.fixture
@@ -154,9 +157,10 @@ async def test_report_follows_the_message_from_sent_to_delivered_to_read(
     sim.clock.advance(DELAY)
     read = await mensatek.report(message_id=message_id)
 
-    assert (sent.status, sent.status_code) == ("unknown", 901)
+    assert (sent.status, sent.status_code) == ("pending", 901)
     assert sent.provider_text == "Enviado, pendiente de entrega"
-    assert "not documented" in sent.status_note
+    assert "classified from Mensatek's own text" in sent.status_note
+    assert "is documented" in delivered.status_note and "is documented" in read.status_note
     assert (delivered.status, delivered.status_code) == ("delivered", 14)
     assert (read.status, read.status_code) == ("read", 11)
     assert read.provider_text == "Mensaje entregado, abierto, leído y certificado"
@@ -180,8 +184,9 @@ async def test_acceptance_ends_accepted_or_rejected_or_expired_with_the_provider
     assert rejected.provider_text == "Notificación rechazada por el destinatario"
     assert waiting.status == "delivered"
     assert expired.provider_text.startswith("Notificación caducada")
-    # These codes are not on Mensatek's doc page: the client reports them as unknown instead of guessing.
-    assert {accepted.status, rejected.status, expired.status} == {"unknown"}
+    # These codes are on no published table: the client classifies them from Mensatek's text, and says so.
+    assert (accepted.status, rejected.status, expired.status) == ("accepted", "rejected", "expired")
+    assert all("classified from Mensatek's own text" in r.status_note for r in (accepted, rejected, expired))
 
 
 async def test_a_failed_delivery_is_reported_with_the_providers_text(
@@ -192,8 +197,9 @@ async def test_a_failed_delivery_is_reported_with_the_providers_text(
 
     report = await mensatek.report(message_id=message_id)
 
-    assert report.status == "unknown"
+    assert report.status == "not_delivered"
     assert report.provider_text.startswith("No entregado")
+    assert "classified from Mensatek's own text" in report.status_note
 
 
 async def test_report_of_an_unknown_message_id_is_rejected_with_the_providers_detail(
@@ -219,13 +225,36 @@ async def test_reports_are_cached_for_ten_seconds_per_message(
     assert sim.stats.accepted["mensatek_report"] == 3
 
 
-def test_only_documented_status_codes_are_interpreted() -> None:
-    assert normalise_status(14) == ("delivered", normalise_status(14)[1])
+def test_documented_codes_are_read_from_the_table_and_the_others_from_the_providers_text() -> None:
+    assert normalise_status(14)[0] == "delivered" and "is documented" in normalise_status(14)[1]
     assert normalise_status(11)[0] == "read"
+    # The table wins over the text: a documented code keeps its meaning whatever words come with it.
+    assert normalise_status(14, "Mensaje no entregado")[0] == "delivered"
     status, note = normalise_status(55, "Texto del proveedor")
     assert status == "unknown"
-    assert "55 is not documented" in note and "Texto del proveedor" in note
+    assert "55 is in no published table" in note and "Texto del proveedor" in note
     assert set(ESTADOS) == {11, 14}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Mensaje no entregado", "not_delivered"),
+    ("No entregado: buzón inexistente", "not_delivered"),
+    ("Mensaje entregado y certificado", "delivered"),
+    ("Mensaje entregado, abierto, leído y certificado", "read"),
+    ("Notificación rechazada por el destinatario", "rejected"),
+    ("Notificación aceptada por el destinatario", "accepted"),
+    ("Notificación caducada sin respuesta", "expired"),
+    ("Envío cancelado", "cancelled"),
+    ("Programado, pendiente de envío", "pending"),
+    ("Enviado, pendiente de entrega", "pending"),
+    ("Texto del proveedor", None),
+])
+def test_a_status_text_is_classified_by_its_words(text: str, expected: str | None) -> None:
+    assert status_from_text(text) == expected
+    status, note = normalise_status(990, text)
+    assert status == (expected or "unknown")
+    if expected:
+        assert f"'{expected}' was classified from Mensatek's own text" in note
 
 
 # --- errors -------------------------------------------------------------------------------------------------
@@ -332,7 +361,7 @@ async def test_the_simulator_reads_multipart_bodies_and_answers_txt_when_asked(
 ) -> None:
     response = await http.post("GetCreditos", data={"resp": "TXT"}, files={"unused": ("a.txt", b"x")})
 
-    assert response.text.splitlines() == ["Res=1", "Cred=100,00"]
+    assert response.text.splitlines() == ["Res=1", "Cred=100"]  # written as the doc writes "12000"
 
 
 async def test_the_simulator_takes_a_json_body_with_recipients_as_a_real_array(
@@ -399,15 +428,17 @@ def test_numbers_are_read_in_spanish_or_plain_format(raw: object, expected: floa
     assert parse_number(raw) == expected
 
 
-async def test_credits_in_the_thousands_arrive_spanish_formatted_and_are_parsed(
-    mensatek: MensatekClient, sim: Simulator
+async def test_credits_in_the_thousands_arrive_as_the_doc_writes_them_and_are_parsed(
+    mensatek: MensatekClient, sim: Simulator, http: httpx.AsyncClient
 ) -> None:
     sim.mensatek.credits = 14971.0
 
     result = await mensatek.send(sender=MENSATEK_SENDER, recipients=[Recipient(email="a@example.es")],
                                  subject="s", message_html="m")
+    raw = (await http.post("GetCreditos", data={"Resp": "JSON"})).json()[0]
 
     assert result.credits_left == 14970.0
+    assert raw["Cred"] == "14970"  # as the doc's examples: "Cred": "12000", never "14.970,00"
 
 
 @pytest.mark.parametrize(

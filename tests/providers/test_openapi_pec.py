@@ -368,6 +368,9 @@ async def test_a_wrong_token_is_an_authentication_failure_that_hides_the_token(s
             await OpenapiPecClient(http).list_mailboxes()
     assert caught.value.status == 401
     assert "wrong-secret-token" not in caught.value.explain()
+    # openapi.it authenticates with the token alone: the advice names it, and no username or password.
+    assert "openapi_pec.token" in caught.value.hint
+    assert "username" not in caught.value.explain() and "password" not in caught.value.explain()
 
 
 # ------------------------------------------------------------------------------------------ callbacks

@@ -128,7 +128,23 @@ async def test_a_parameter_the_provider_refuses_is_rejected_with_its_reason(pec,
     with pytest.raises(Rejected) as raised:
         await pec.send(sender="someone-else@pec.it", recipients=["a@pec.it"], subject="s", body="b")
     assert raised.value.status == 400 and "sender must be the mailbox" in raised.value.message
+    assert "pecmassiva.sender" in raised.value.hint and "INBOX" not in raised.value.hint
     assert _sends(simulator) == 0
+
+
+async def test_a_send_refused_for_a_reason_that_names_the_mailbox_gets_no_inbox_advice(pec, simulator) -> None:
+    simulator.pecmassiva.fault = answer_with(envelope(400, "mailbox of the account is over its sending quota"),
+                                             method="POST")
+    with pytest.raises(Rejected) as raised:
+        await _send(pec)
+    assert "INBOX" not in raised.value.explain() and "Nothing was sent" in raised.value.hint
+
+
+async def test_a_send_refused_with_a_not_found_text_is_rejected_not_an_unknown_id(pec, simulator) -> None:
+    simulator.pecmassiva.fault = answer_with(envelope(400, "recipient domain not found"), method="POST")
+    with pytest.raises(Rejected) as raised:
+        await _send(pec)
+    assert "id" not in raised.value.hint.split()
 
 
 async def test_the_rate_limit_is_reported_with_its_wait(clock: Clock) -> None:
@@ -318,3 +334,17 @@ async def test_an_unknown_mailbox_is_rejected_with_a_hint(pec) -> None:
     with pytest.raises(Rejected, match="mailbox might be unavailable") as raised:
         await pec.quota(mailbox="Archivio")
     assert "INBOX" in raised.value.hint
+
+
+async def test_authentication_advice_names_the_pecmassiva_settings(simulator) -> None:
+    pec = _client(httpx.ASGITransport(app=simulator.app), Credentials("wrong", PECMASSIVA_USERNAME, "x"))
+    async with pec._http:
+        with pytest.raises(AuthenticationFailed) as raised:
+            await pec.inbox()
+    assert "pecmassiva.token" in raised.value.hint
+
+
+async def test_an_unknown_inbox_id_points_to_the_inbox_listing(pec) -> None:
+    with pytest.raises(NotFound) as raised:
+        await pec.message(inbox_id=987654)
+    assert "list_pec_inbox" in raised.value.hint

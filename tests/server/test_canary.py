@@ -124,6 +124,9 @@ GOOD: dict[str, Callable[[Run], dict[str, Any]]] = {
                                                    "save_to": str(r.files)},
     "upload_business_register_documents": lambda r: {"filing_id": r.id("filing_id", SOME_OBJECT_ID),
                                                      "documents": [_p7m(r.files)]},
+    "add_mailbox_user": lambda r: {"mailbox_id": r.id("mailbox_id", SOME_OBJECT_ID), "first_name": "Luca",
+                                   "last_name": "Bianchi", "description": "segreteria",
+                                   "password_email": "luca@example.com"},
     "revoke_mailbox": lambda r: {"mailbox_id": r.id("mailbox_id", SOME_OBJECT_ID)},
     "get_certified_email_credits": lambda r: {},
     "send_certified_email": lambda r: {**CERTIFIED, "scheduled_at": _soon(), "idempotency_key": "canary-2"},
@@ -136,6 +139,7 @@ GOOD: dict[str, Callable[[Run], dict[str, Any]]] = {
     "start_bulk_pec": lambda r: {**BULK, "idempotency_key": "canary-3"},
     "get_bulk_pec": lambda r: {"job_id": r.id("job_id", "job-20260310-00000000")},
     "list_bulk_pec": lambda r: {},
+    "retry_bulk_pec": lambda r: {"job_id": r.id("job_id", "job-20260310-00000000")},
     "cancel_bulk_pec": lambda r: {"job_id": r.id("job_id", "job-20260310-00000000")},
 }
 
@@ -166,6 +170,8 @@ BAD: dict[str, dict[str, Any]] = {
     "download_business_register_proxy": {"filing_id": SOME_OBJECT_ID, "save_to": "/tmp/../etc/x.pdf"},
     "upload_business_register_documents": {"filing_id": SOME_OBJECT_ID, "documents": ["/nonexistent.p7m"]},
     "revoke_mailbox": {"mailbox_id": SOME_OBJECT_ID},
+    "add_mailbox_user": {"mailbox_id": SOME_OBJECT_ID, "first_name": "", "last_name": "x", "description": "x",
+                         "password_email": "x@example.com"},
     "get_certified_email_credits": {"unexpected": 1},
     "send_certified_email": {**CERTIFIED, "message": "Hola {{apellido}}"},
     "get_certified_email_report": {"message_id": "no/such"},
@@ -176,6 +182,7 @@ BAD: dict[str, dict[str, Any]] = {
     "start_bulk_pec": {**BULK, "recipients": [{"address": "not-an-address", "variables": {}}]},
     "get_bulk_pec": {"job_id": "no such job"},
     "list_bulk_pec": {"limit": 0},
+    "retry_bulk_pec": {"job_id": "job-x", "which": "unknown"},
     "cancel_bulk_pec": {"job_id": "no such job"},
 }
 

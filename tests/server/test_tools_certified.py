@@ -324,12 +324,22 @@ async def test_the_report_gives_a_normalised_status_and_the_providers_text(setti
     assert report["recipient"] == "ana@example.es" and report["known_locally"] is True
 
 
-async def test_an_undocumented_status_code_is_unknown_with_the_providers_text(settings, connect) -> None:
+async def test_an_undocumented_status_code_is_classified_from_the_providers_text(settings, connect) -> None:
     async with connect(settings) as client:
         sent = data(await client.call_tool("send_certified_email", SEND))
         report = data(await client.call_tool("get_certified_email_report", {"message_id": sent["message_id"]}))
-    assert report["status"] == "unknown" and report["status_code"] == 901
+    assert report["status"] == "pending" and report["status_code"] == 901
+    assert "classified from Mensatek's own text" in report["status_note"]
     assert "Enviado, pendiente de entrega" in report["status_note"]
+
+
+async def test_a_recipient_that_was_not_delivered_is_reported_not_delivered(settings, connect, simulator) -> None:
+    async with connect(settings) as client:
+        sent = data(await client.call_tool("send_certified_email", {
+            **SEND, "recipients": [{**ANA, "email": "fail-ana@example.es"}]}))
+        simulator.clock.advance(3)
+        report = data(await client.call_tool("get_certified_email_report", {"message_id": sent["message_id"]}))
+    assert report["status"] == "not_delivered" and report["status_code"] == 906
 
 
 async def test_a_scheduled_message_can_be_cancelled_and_its_credit_comes_back(settings, serve) -> None:
@@ -477,6 +487,7 @@ async def test_the_simulators_report_callbacks_reach_the_events_through_the_http
         events = data(await client.call_tool("list_certified_email_events", {"message_id": sent["message_id"]}))
         resource = await client.read_resource(f"certified://messages/{sent['message_id']}")
     assert [(e["status_code"], e["status"]) for e in events["events"]] == [(14, "delivered"), (901, "unknown")]
+    assert "get_certified_email_report" in events["events"][1]["status_note"]
     assert all(e["reference"] == "hooked" for e in events["events"])
     assert len(simulator.mensatek.callbacks) == 4
     body = json.loads(resource.contents[0].text)
@@ -502,3 +513,58 @@ async def test_an_unknown_message_resource_is_an_error(settings, connect) -> Non
     async with connect(settings) as client:
         with pytest.raises(MCPError):
             await client.read_resource("certified://messages/not an id")
+
+
+async def test_a_webhook_code_in_no_table_is_classified_once_mensatek_gave_its_text(hooked, serve, simulator) -> None:
+    async with serve(hooked) as (client, _, webhooks):
+
+        async def post(url: str, fields: dict[str, str], fmt: str) -> None:
+            assert (await webhooks.post(url, data=fields)).status_code == 200
+
+        simulator.mensatek.report_url = f"http://pec-mcp/webhooks/mensatek?token={HOOK_TOKEN}"
+        simulator.mensatek.report_sender = post
+        sent = data(await client.call_tool("send_certified_email", {
+            **SEND, "recipients": [{**ANA, "email": "fail-ana@example.es"}]}))
+        simulator.clock.advance(3)
+        await simulator.mensatek.flush_reports()
+        only = {"message_id": sent["message_id"]}
+        before = data(await client.call_tool("list_certified_email_events", only))["events"][0]
+        data(await client.call_tool("get_certified_email_report", only))
+        after = data(await client.call_tool("list_certified_email_events", only))["events"][0]
+    assert (before["status_code"], before["status"]) == (906, "unknown")
+    assert (after["status_code"], after["status"]) == (906, "not_delivered")
+    assert "classified from Mensatek's own text" in after["status_note"] and "earlier report" in after["status_note"]
+
+
+def test_two_simulators_start_their_mensatek_ids_apart() -> None:
+    from pec_mcp.simulator import create_simulator
+
+    firsts = {next(create_simulator().mensatek._ids) for _ in range(20)}
+    assert len(firsts) == 20 and all(len(str(i)) == 10 for i in firsts)
+
+
+async def test_the_same_mensatek_id_from_two_environments_keeps_both_rows(make_settings) -> None:
+    from pec_mcp.certified import message_by_id
+    from pec_mcp.simulator import create_simulator
+
+    offline = make_settings()
+    first = build(offline)  # its own in-process simulator, as `pec-mcp serve` offline
+    async with Client(first.mcp, elicitation_callback=_accept) as client:
+        one = data(await client.call_tool("send_certified_email", SEND))
+    ids = [r["message_id"] for r in one["recipients"]]
+    # The worst case: a sandbox simulator that hands out exactly the same ids.
+    other = create_simulator(mensatek_first_id=int(ids[0]))
+    sandbox = make_settings(environment="sandbox", mensatek={
+        "api_user": MENSATEK_API_USER, "api_token": MENSATEK_API_TOKEN, "sender": MENSATEK_SENDER,
+        "base_url": other.base_url("mensatek")})
+    second = build(sandbox, transport=httpx.ASGITransport(app=other.app))
+    async with Client(second.mcp, elicitation_callback=_accept) as client:
+        two = data(await client.call_tool("send_certified_email", {**SEND, "subject": "Otro {{expediente}}"}))
+    assert [r["message_id"] for r in two["recipients"]] == ids
+    store = Store(offline.store.path)
+    try:
+        kept = {(env, i): message_by_id(store, env, i) for env in ("offline", "sandbox") for i in ids}
+    finally:
+        store.close()
+    assert all(kept.values()), kept
+    assert len({m.sending_id for m in kept.values() if m is not None}) == 2

@@ -29,7 +29,7 @@ from pec_mcp.server.webhooks import in_process_sender
 from pec_mcp.simulator import Simulator
 from pec_mcp.simulator.openapi_pec import ACTIVATION_DELAY, FILING_DELAY, PRICES, START_WALLET, make_pdf
 from pec_mcp.store import Store
-from tests.conftest import accept, decline
+from tests.conftest import Asked, accept, decline
 
 pytestmark = pytest.mark.anyio
 
@@ -76,17 +76,6 @@ def is_pdf_of_size(path: Path, size: int) -> bool:
 
 def registrations(simulator: Simulator) -> int:
     return simulator.stats.as_dict()["accepted"].get("openapi_pec_register", 0)
-
-
-class Asked:
-    """A user who says yes and remembers every question."""
-
-    def __init__(self) -> None:
-        self.questions: list[str] = []
-
-    async def __call__(self, context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
-        self.questions.append(params.message)
-        return t.ElicitResult(action="accept", content={"confirm": True})
 
 
 async def register(client: Client, **changes: Any) -> dict[str, Any]:
@@ -552,3 +541,51 @@ def _stored_events(settings: Settings) -> list[dict[str, Any]]:
         return store.events(provider="openapi_pec", environment="offline")
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------------------------- users (multiutenza)
+
+USER = {"first_name": "Luca", "last_name": "Bianchi", "description": "segreteria", "password_email": "luca@example.com"}
+
+
+async def test_a_user_is_added_to_an_active_mailbox_after_a_priced_confirmation(
+    settings: Settings, connect: Callable[..., Any], simulator: Simulator, files: Path
+) -> None:
+    asked = Asked()
+    async with connect(settings, elicitation=asked) as client:
+        mailbox_id = await active_mailbox(client, simulator, files)
+        wallet = simulator.openapi_pec.wallet
+        preview = data(await client.call_tool("add_mailbox_user", {"mailbox_id": mailbox_id, **USER, "dry_run": True}))
+        assert simulator.openapi_pec.wallet == wallet and preview["status"] == "preview"
+        asked.questions.clear()
+        added = data(await client.call_tool("add_mailbox_user", {"mailbox_id": mailbox_id, **USER}))
+        shown = data(await client.call_tool("get_mailbox", {"mailbox_id": mailbox_id}))
+        ledger = json.loads((await client.read_resource("pec://ledger")).contents[0].text)  # type: ignore[union-attr]
+    assert preview["estimated_cost_eur"] == float(LIST_PRICES_EUR["user"])
+    assert len(asked.questions) == 1 and "Luca Bianchi" in asked.questions[0] and "€1.00" in asked.questions[0]
+    assert added["status"] == "done" and added["mailbox"]["users"] == 1 and shown["users"] == 1
+    assert "luca@example.com" in added["note"] and "login is MA" in added["note"]
+    assert simulator.openapi_pec.wallet == wallet - PRICES["user"]
+    assert simulator.openapi_pec.boxes[mailbox_id].users[0]["id_utenza"] == f"{mailbox_id}_0"
+    assert ("add_mailbox_user", "done (user_confirmed)", mailbox_id) in [
+        (a["action"], a["outcome"], a["ref"]) for a in ledger["audit"]]
+
+
+async def test_a_user_cannot_be_added_to_a_mailbox_that_is_not_active_or_is_declined(
+    settings: Settings, connect: Callable[..., Any], simulator: Simulator, files: Path
+) -> None:
+    async with connect(settings) as client:
+        registered = (await register(client))["mailbox"]["mailbox_id"]
+        refused = error_text(await client.call_tool("add_mailbox_user", {"mailbox_id": registered, **USER}))
+        bad_email = error_text(await client.call_tool("add_mailbox_user", {
+            "mailbox_id": registered, **USER, "password_email": "not an address"}))
+
+    async def no_to_new_users(context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
+        return t.ElicitResult(action="decline") if "Add the user" in params.message else await accept(context, params)
+
+    async with connect(settings, elicitation=no_to_new_users) as client:
+        mailbox_id = await active_mailbox(client, simulator, files, address="altro@testcert.legalmail.it")
+        declined = error_text(await client.call_tool("add_mailbox_user", {"mailbox_id": mailbox_id, **USER}))
+    assert "only on an active mailbox" in refused and "get_mailbox" in refused
+    assert "not a valid email address" in bad_email
+    assert "declined" in declined and simulator.openapi_pec.boxes[mailbox_id].users == []

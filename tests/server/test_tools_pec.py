@@ -11,7 +11,6 @@ from typing import Any
 
 import anyio
 import httpx
-import mcp.types as t
 import pytest
 from mcp import Client, MCPError
 
@@ -19,7 +18,7 @@ from pec_mcp.config import Settings
 from pec_mcp.server import build_server
 from pec_mcp.simulator import Simulator
 from pec_mcp.simulator.pecmassiva import Incoming
-from tests.conftest import accept
+from tests.conftest import Asked, accept
 from tests.faults import LostAnswerTransport, answer_with, envelope, html, raw
 
 pytestmark = pytest.mark.anyio
@@ -44,17 +43,6 @@ async def serve(
     with anyio.fail_after(10):
         async with Client(server, elicitation_callback=elicitation, mode=mode) as client:  # type: ignore[arg-type]
             yield client
-
-
-class Asked:
-    """An elicitation callback that says yes and remembers every question."""
-
-    def __init__(self) -> None:
-        self.questions: list[str] = []
-
-    async def __call__(self, context: Any, params: t.ElicitRequestFormParams) -> t.ElicitResult:
-        self.questions.append(params.message)
-        return t.ElicitResult(action="accept", content={"confirm": True})
 
 
 async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:

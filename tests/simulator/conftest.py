@@ -10,6 +10,7 @@ import pytest
 
 from pec_mcp.simulator import Simulator, create_simulator
 from pec_mcp.simulator.clock import Clock
+from pec_mcp.simulator.mensatek import FIRST_MESSAGE_ID
 
 # 10:00:34 in Rome (+0200), the moment of the OAS examples.
 FROZEN_AT = datetime(2020, 8, 26, 8, 0, 34, tzinfo=UTC).timestamp()
@@ -22,7 +23,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def sim(clock: Clock) -> Simulator:
-    return create_simulator(clock=clock)
+    return create_simulator(clock=clock, mensatek_first_id=FIRST_MESSAGE_ID)
 
 
 @pytest.fixture
