@@ -29,36 +29,61 @@ log = logging.getLogger("pec_mcp")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.log_level)
+    args.config = getattr(args, "config", None)
+    _configure_logging(getattr(args, "log_level", "WARNING"))
     try:
         code: int = args.run(args)
     except ConfigError as exc:
-        print(f"pec-mcp: {exc.explain()}", file=sys.stderr)
+        # check-config itself is the place that checks everything: it does not send the user to itself.
+        more = "" if args.command == "check-config" else " `pec-mcp check-config` checks every setting at once."
+        print(f"pec-mcp: {exc.explain()}{more}", file=sys.stderr)
         return 2
     except PecError as exc:
         print(f"pec-mcp: {exc.explain()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_went_away(1)
     return code
 
 
+def _reader_went_away(code: int) -> int:
+    """``pec-mcp check-config | head``: the reader closed the pipe; end quietly instead of with a traceback.
+
+    Python would try to flush stdout once more at exit and print a second error; point it at /dev/null first.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return code
+
+
+def _global_flags() -> argparse.ArgumentParser:
+    # Added to the main parser and to every command, so that `pec-mcp --log-level DEBUG serve` and
+    # `pec-mcp serve --log-level DEBUG` both work. SUPPRESS: a flag not given after the command must not
+    # overwrite the one given before it.
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="PATH",
+                       help="TOML config file (default: $PEC_MCP_CONFIG, then ~/.config/pec-mcp/config.toml)")
+    flags.add_argument("--log-level", default=argparse.SUPPRESS, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                       type=str.upper, help="log level on stderr (default WARNING)")
+    return flags
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pec-mcp", description="MCP server for Italian certified email (PEC).")
+    flags = _global_flags()
+    parser = argparse.ArgumentParser(prog="pec-mcp", description="MCP server for Italian certified email (PEC).",
+                                     parents=[flags])
     parser.add_argument("--version", action="version", version=f"pec-mcp {__version__}")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="log level on stderr (default WARNING)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the MCP server (stdio by default)")
-    serve.add_argument("--config", type=Path, help="TOML config file (default: $PEC_MCP_CONFIG, then "
-                       "~/.config/pec-mcp/config.toml)")
+    serve = commands.add_parser("serve", help="run the MCP server (stdio by default)", parents=[flags])
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", help="HTTP host (default: http.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (default: http.port, 8000)")
     serve.set_defaults(run=_serve)
 
-    simulate = commands.add_parser("simulate", help="run the provider simulator on loopback")
+    simulate = commands.add_parser("simulate", help="run the provider simulator on loopback", parents=[flags])
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8025)
     simulate.add_argument("--delivery-delay", type=float, default=2.0, help="seconds until CONSEGNA (default 2)")
@@ -69,11 +94,14 @@ def _parser() -> argparse.ArgumentParser:
                           "POST /__simulator__/faults changes the plan while running")
     simulate.set_defaults(run=_simulate)
 
-    demo = commands.add_parser("demo", help="offline end-to-end story through a real MCP client")
+    demo = commands.add_parser("demo", help="offline end-to-end story through a real MCP client", parents=[flags])
     demo.set_defaults(run=_demo)
 
-    check = commands.add_parser("check-config", help="print the effective settings, secrets masked")
-    check.add_argument("--config", type=Path)
+    check = commands.add_parser("check-config", parents=[flags],
+                                help="check the settings: what is missing or wrong, effective hosts, where each "
+                                "setting came from (secrets masked)")
+    check.add_argument("--probe", action="store_true",
+                       help="also make one read-only call per configured provider to prove the credentials work")
     check.set_defaults(run=_check_config)
     return parser
 
@@ -98,6 +126,17 @@ def _load(config: Path | None) -> Settings:
     return settings
 
 
+def _check_store(settings: Settings) -> None:
+    """A store that cannot be used ends the command here, in one line, before any server starts."""
+    from pec_mcp.store_file import check_store_path, prepare_store_file, store_file_warning
+
+    check_store_path(settings.store.path)
+    prepare_store_file(settings.store.path.expanduser())  # a folder that cannot be made fails here too
+    readable = store_file_warning(settings.store.path)
+    if readable:
+        log.warning(readable)
+
+
 def _serve(args: argparse.Namespace) -> int:
     # Start-up creates a few hundred thousand long-lived objects (mostly the SDK's pydantic models); the cyclic
     # collector would walk them over and over for nothing, about a fifth of the start-up time. Collect nothing
@@ -105,6 +144,7 @@ def _serve(args: argparse.Namespace) -> int:
     gc.disable()
     try:
         settings = _load(args.config)
+        _check_store(settings)
         if args.transport == "http":
             from pec_mcp.server.http_app import serve_http
 
@@ -180,17 +220,39 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    """Print the report on stdout (JSON) and each finding as a line on stderr; non-zero when something is wrong."""
     settings = _load(args.config)
-    from pec_mcp.config import config_path
+    from pec_mcp.checkup import Finding, check, report
+    from pec_mcp.config import config_path, setting_sources
     from pec_mcp.sending import sender_problems
 
-    problems = sender_problems(settings)
-    report = {"config_file": str(config_path(args.config, os.environ) or "(none: defaults and environment only)"),
-              "effective_environment": settings.env, **settings.masked()}
+    problems = sender_problems(settings)  # the sender address the provider will accept
+    findings = check(settings) + [Finding("error", "pecmassiva.sender", problem) for problem in problems]
+    file = config_path(args.config, os.environ)
+    shown = report(settings, config_file=str(file or "(none: defaults and environment only)"),
+                   sources=setting_sources(args.config), findings=findings)
     if problems:
-        report["problems"] = problems
-    print(json.dumps(report, indent=2, ensure_ascii=False))
-    return 1 if problems else 0
+        shown["problems"] = problems
+    failed = any(finding.level == "error" for finding in findings)
+    lines = [finding.line() for finding in findings]
+    if args.probe:
+        import anyio
+
+        from pec_mcp.server.probe import probe_all
+
+        verdicts = anyio.run(probe_all, settings)
+        shown["probe"] = {v.provider: v.line() for v in verdicts}
+        lines += [f"probe: {v.line()}" for v in verdicts]
+        failed = failed or any(not v.ok for v in verdicts)
+    lines.append("the configuration has problems (see above)" if failed else
+                 f"the configuration can work ({settings.env})")
+    try:
+        print(json.dumps(shown, indent=2, ensure_ascii=False), flush=True)
+    except BrokenPipeError:
+        return _reader_went_away(1 if failed else 0)
+    for line in lines:
+        print(f"pec-mcp: {line}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -21,6 +31,7 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
+from pec_mcp.config_wording import describe_validation_error, usable_header_text, usable_secret
 from pec_mcp.errors import ConfigError
 from pec_mcp.pecmail.presets import ProviderPreset, Security
 
@@ -42,28 +53,35 @@ PROVIDER_URLS: dict[ProviderName, dict[str, str | None]] = {
 }
 
 
+# A secret that can be sent: printable ASCII, not empty, not a placeholder copied from the documentation.
+# Every secret setting uses this type, so that each is checked the same way at start-up and by check-config.
+Secret = Annotated[SecretStr, AfterValidator(usable_secret)]
+# Text that travels in an HTTP header (PEC Massiva's x-username): ASCII only.
+HeaderText = Annotated[str, AfterValidator(usable_header_text)]
+
+
 class _Section(BaseModel):
     # A misspelt key is an error, not silently ignored: "tokne" must not leave a provider unauthenticated.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PecMassivaSettings(_Section):
-    token: SecretStr | None = None
-    username: str | None = None
-    password: SecretStr | None = None
+    token: Secret | None = None
+    username: HeaderText | None = None
+    password: Secret | None = None
     sender: str | None = None
     base_url: str | None = None
 
 
 class OpenapiPecSettings(_Section):
-    token: SecretStr | None = None
+    token: Secret | None = None
     base_url: str | None = None
     callback_url: str | None = None
 
 
 class MensatekSettings(_Section):
-    api_user: str | None = None
-    api_token: SecretStr | None = None
+    api_user: HeaderText | None = None
+    api_token: Secret | None = None
     sender: str | None = None
     base_url: str | None = None
 
@@ -103,8 +121,8 @@ class ToolsSettings(_Section):
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    auth_token: SecretStr | None = None
-    webhook_token: SecretStr | None = None
+    auth_token: Secret | None = None
+    webhook_token: Secret | None = None
     max_body_mb: float = Field(1.0, gt=0, le=64)
 
 
@@ -168,7 +186,9 @@ class Settings(BaseSettings):
     """Everything pec-mcp reads from its configuration; build it with :func:`load_settings`."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False,
+        # MCP Bundle hosts (Claude Desktop) pass an empty variable for a setting left blank: that means unset.
+        env_ignore_empty=True,
     )
 
     environment: Environment | None = None
@@ -297,6 +317,16 @@ class _MappingEnvSource(EnvSettingsSource):
         return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine's loopback (only this machine can reach it)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def environment_label(environment: str) -> str:
     """How an environment is named wherever a user must not mistake it (instructions, confirmation questions)."""
     if environment == "production":
@@ -333,9 +363,36 @@ def load_settings(
         file_values = TomlConfigSettingsSource(Settings, toml_file=file)() if file else {}
         return Settings(**_deep_merge(_deep_merge(file_values, env_values), overrides))
     except ValidationError as exc:
-        raise ConfigError(_describe_validation_error(exc, file)) from None
+        raise ConfigError(describe_validation_error(exc, file, Settings)) from None
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"Cannot read the configuration file {file}: {exc}") from None
+
+
+def setting_sources(path: Path | None = None, *, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Where each setting that is set came from: ``file``, ``environment (PEC_MCP_...)``; others are defaults.
+
+    Read again from the two sources (not from the merged settings), so that the answer matches what won.
+    """
+    environ = os.environ if environ is None else environ
+    file = config_path(path, environ)
+    sources: dict[str, str] = {}
+    if file is not None:
+        for key in leaf_keys(TomlConfigSettingsSource(Settings, toml_file=file)()):
+            sources[key] = "file"
+    for key in leaf_keys(_MappingEnvSource(Settings, environ)()):
+        sources[key] = f"environment ({ENV_PREFIX}{key.upper().replace('.', '__')})"
+    return sources
+
+
+def leaf_keys(values: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of every value in nested mappings (``sending.confirm``), an empty table counting as one."""
+    keys = []
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            keys.extend(leaf_keys(value, f"{prefix}{key}."))
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
 
 
 def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -356,17 +413,6 @@ def _describe_env_error(exc: SettingsError) -> str:
         f"Invalid configuration in the {ENV_PREFIX}* environment: {where} is not valid JSON "
         """(lists are written as JSON, e.g. PEC_MCP_ATTACHMENTS__ALLOWED_DIRS='["/home/me/Documents"]')"""
     )
-
-
-def _describe_validation_error(exc: ValidationError, file: Path | None) -> str:
-    # Name the key and what is wrong with it; never echo the value, which may be a secret.
-    problems = []
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
-        reason = "is not a known setting" if error["type"] == "extra_forbidden" else error["msg"]
-        problems.append(f"{key}: {reason}")
-    where = f" in {file} or the PEC_MCP_* environment" if file else " in the PEC_MCP_* environment"
-    return f"Invalid configuration{where}: " + "; ".join(problems)
 
 
 def config_file_warning(path: Path | None) -> str | None:

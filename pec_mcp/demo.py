@@ -6,7 +6,9 @@ attachment. Each chapter checks what it gets and the demo exits non-zero if any 
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import sys
 import tempfile
 import time
@@ -146,12 +148,12 @@ async def read_the_inbox(story: Story) -> None:
     inbox = await story.call("list_pec_inbox", {})
     show("inbox", f"{inbox['total']} messages")
     for message in inbox["messages"][:6]:
-        say(f"      #{message['inbox_id']:<3} {message['kind']:<14} {message['subject'][:70]}")
+        say(f"      #{message['inbox_id']:<3} {message['kind']:<14} {message['subject']}")  # whole: it ends with a code
     incoming = next((m for m in inbox["messages"] if m["kind"] == "envelope"), None)
     if incoming is None:
         raise DemoFailure("the inbox has no incoming PEC to read")
     message = await story.call("read_pec_message", {"inbox_id": incoming["inbox_id"]})
-    show("read", f"from {message['sender']}: {message['body'][:90]}...")
+    show("read", f"from {message['sender']}: {_excerpt(message['body'])}")
 
 
 async def find_by_recipient(story: Story) -> None:
@@ -345,3 +347,11 @@ async def run_demo() -> int:
 
 if __name__ == "__main__":
     sys.exit(anyio.run(run_demo))
+
+
+def _excerpt(body: str, length: int = 90) -> str:
+    """The beginning of a message body as a person reads it: HTML tags removed, cut at a word."""
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
+    if len(text) <= length:
+        return text
+    return text[:length].rsplit(" ", 1)[0] + " …"

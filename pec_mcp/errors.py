@@ -56,7 +56,7 @@ class PecError(Exception):
 class ConfigError(PecError):
     """A configuration key is missing or has a wrong value."""
 
-    default_hint = "Fix the configuration (see `pec-mcp check-config`) and restart the server."
+    default_hint = "Fix the configuration and restart the server."
 
 
 class InputError(PecError):

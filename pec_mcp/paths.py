@@ -35,13 +35,23 @@ def allowed_file(raw: str, folders: Sequence[Path]) -> Path:
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
         raise PathNotAllowed(f"The path {raw} cannot be resolved ({type(exc).__name__})") from None
     if not _inside(real, folders):
-        shown = f"{raw} (a link to {real})" if real != candidate else raw
+        shown = _shown_path(raw, candidate, real)
         raise PathNotAllowed(f"{shown} is outside the allowed folders ({_folders_text(folders)})")
     if not real.is_file():
         raise PathNotAllowed(f"{raw} is not a regular file")
     if not os.access(real, os.R_OK):
         raise PathNotAllowed(f"{raw} cannot be read (permission denied)")
     return real
+
+
+def _shown_path(raw: str, candidate: Path, real: Path) -> str:
+    """The path as given, and where it really leads when that differs: through a link, or through '..'."""
+    plain = Path(os.path.normpath(candidate))  # '..' and '.' removed without following links
+    if real != plain:
+        return f"{raw} (a link to {real})"
+    if str(real) != raw:
+        return f"{raw} (that is {real})"
+    return raw
 
 
 def allowed_files(raws: Sequence[str], folders: Sequence[Path], *, max_total_mb: float) -> list[tuple[Path, int]]:

@@ -224,7 +224,8 @@ def check_single_request(message: PecMessage, settings: Settings) -> None:
         raise LimitExceeded(
             f"{len(message.recipients)} recipients is more than one request may carry ({limit}, "
             "sending.max_recipients_per_request)",
-            hint="Use start_bulk_pec, which splits the sending into paced requests and shows the split first.",
+            hint="Use start_bulk_pec, which splits the sending into paced requests and shows the split first. "
+                 f"Or send to at most {limit} recipients per send_pec call.",
         )
     max_bytes = settings.sending.max_request_mb * MB
     if message.request_bytes > max_bytes:
@@ -232,7 +233,8 @@ def check_single_request(message: PecMessage, settings: Settings) -> None:
             f"{len(message.recipients)} recipients × {message.message_bytes / MB:.2f} MB is "
             f"{message.request_bytes / MB:.1f} MB, over the {settings.sending.max_request_mb:g} MB one request may "
             "carry (sending.max_request_mb; the PEC rules guarantee 30 MB)",
-            hint="Use start_bulk_pec, which splits the recipients into requests within the limit.",
+            hint="Use start_bulk_pec, which splits the recipients into requests within the limit. Or send to "
+                 "fewer recipients per send_pec call, or with smaller attachments.",
         )
 
 

@@ -31,6 +31,7 @@ import anyio
 
 from pec_mcp.errors import ConfigError
 from pec_mcp.pacing import paced_interval
+from pec_mcp.store_file import check_store_path, prepare_store_file
 
 # Schema version 1: the send ledger, the audit trail, the send pacer, webhook and callback events.
 LEDGER_SCHEMA = """
@@ -487,10 +488,8 @@ class Store:
         self.path = Path(path).expanduser() if str(path) != ":memory:" else Path(":memory:")
         self.clock = clock
         if str(self.path) != ":memory:":
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(f"Cannot create the folder of store.path ({self.path.parent}): {exc}") from None
+            check_store_path(self.path)
+            prepare_store_file(self.path)
         try:
             # isolation_level=None: we issue BEGIN ourselves, so that BEGIN IMMEDIATE is possible.
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)

@@ -18,8 +18,13 @@ if command -v npm >/dev/null 2>&1; then
     mkdir -p .ci/node
     npm install --silent --no-audit --no-fund --prefix .ci/node "@modelcontextprotocol/inspector@${INSPECTOR_VERSION}" >/dev/null
   fi
+  # The Claude Desktop bundle (dist/pec-mcp.mcpb) is built and validated with the official MCPB CLI.
+  MCPB_VERSION=2.1.2
+  if [ ! -f .ci/node/node_modules/@anthropic-ai/mcpb/package.json ]; then
+    npm install --silent --no-audit --no-fund --prefix .ci/node "@anthropic-ai/mcpb@${MCPB_VERSION}" >/dev/null
+  fi
 else
-  echo "npm not found: the MCP Inspector test will be skipped (it fails under CI=true)" >&2
+  echo "npm not found: the MCP Inspector and MCP Bundle tests will be skipped (they fail under CI=true)" >&2
 fi
 
 # The IMAP client is tested against a real Dovecot (started by the tests on loopback with its own config).

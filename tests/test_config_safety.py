@@ -24,6 +24,8 @@ token = "{CANARY}-oa"
 [mensatek]
 api_user = "demo"
 api_token = "{CANARY}-mt"
+sender = "avisos@example.es"
+base_url = "http://127.0.0.1:9/mensatek/v7"
 [http]
 auth_token = "{CANARY}-auth"
 webhook_token = "{CANARY}-hook"

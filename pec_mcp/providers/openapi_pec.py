@@ -45,6 +45,7 @@ from pec_mcp.providers import wire
 from pec_mcp.providers.openapi_pec_models import (
     ADDRESS_PATTERN,
     DATE_FORMAT,
+    DOMAIN_PATTERN,
     FIXED_TYPES,
     SUBTYPES_OF,
     UPGRADABLE_TYPES,
@@ -497,6 +498,9 @@ class OpenapiPecClient:
     async def check_domain(self, *, domain: str) -> DomainCheck:
         """GET /domini_pec/{dominio}: is this a PEC domain? 204 No Content is a normal "no"."""
         domain = domain.strip().lower().lstrip("@")
+        if not DOMAIN_PATTERN.match(domain):
+            raise InputError(f"{domain!r} is not a domain name",
+                             hint="Give the part after the @ of an address, e.g. legalmail.it.")
         response = await self._request("GET", f"/domini_pec/{quote(domain, safe='')}")
         payload = _raise_for_answer(response)
         if payload is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp.types import (
     CallToolResult,
@@ -23,11 +25,21 @@ from mcp.types import (
     ResourceTemplate,
     Tool,
 )
-from pydantic import AnyUrl
+from pydantic import AnyUrl, ValidationError
 
 from pec_mcp import __version__
 from pec_mcp.config import Settings, environment_label
+from pec_mcp.redaction import Redactor
 from pec_mcp.server.catalogue import Catalogue, fingerprint
+from pec_mcp.server.errors import (
+    bad_prompt_arguments,
+    describe_argument_errors,
+    missing_prompt_arguments,
+    only_listed_tools,
+    unknown_prompt,
+    unknown_tool,
+    validation_cause,
+)
 from pec_mcp.server.state import AppState, StateHolder, open_state
 
 if TYPE_CHECKING:
@@ -121,8 +133,24 @@ class PecMcpServer(MCPServer[AppState]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        """Call a tool; an unknown tool is a protocol error and refused arguments are explained in plain words."""
         self._register_now()
-        return await super().call_tool(name, arguments, context)
+        tool = self._tool_manager.get_tool(name)
+        listed = {listed.name for listed in await self.list_tools()}
+        if tool is None or name not in listed:
+            raise unknown_tool(name, sorted(listed))
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                text = describe_argument_errors(name, exc.__cause__, tool.parameters, _redactor(context))
+                raise ToolError(text) from exc.__cause__  # the SDK logs only the field names of such a cause
+            fitted = only_listed_tools(str(exc), listed, every_tool_name())
+            if fitted == str(exc):
+                raise
+            raise ToolError(fitted) from exc.__cause__
 
     async def list_resources(self) -> list[Resource]:
         self._register_now()
@@ -145,11 +173,35 @@ class PecMcpServer(MCPServer[AppState]):
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
     ) -> GetPromptResult | InputRequiredResult:
+        """Render a prompt; an unknown prompt or a wrong argument is -32602 with what is accepted."""
         self._register_now()
-        return await super().get_prompt(name, arguments, context)
+        prompt = self._prompt_manager.get_prompt(name)
+        if prompt is None:
+            raise unknown_prompt(name, [listed.name for listed in await self.list_prompts()])
+        described = {arg.name: {"description": arg.description} for arg in prompt.arguments or []}
+        missing = [arg.name for arg in prompt.arguments or [] if arg.required and arg.name not in (arguments or {})]
+        if missing:
+            raise bad_prompt_arguments(name, missing_prompt_arguments(name, missing, described))
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:
+            cause = validation_cause(exc)
+            if cause is None:
+                raise
+            raise bad_prompt_arguments(name, describe_argument_errors(
+                name, cause, {"properties": described}, _redactor(context), kind="prompt")) from None
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _redactor(context: Context[AppState, Any] | None) -> Redactor | None:
+    """The running server's redactor, when the request has one (it removes configured secrets from any text)."""
+    try:
+        state = context.request_context.lifespan_context if context is not None else None
+    except (AttributeError, ValueError):
+        return None
+    return state.redactor if isinstance(state, AppState) else None
 
 
 def _cleaning_doc(register: Callable[[_F], _F]) -> Callable[[_F], _F]:
@@ -221,6 +273,14 @@ def build(
     catalogue = None if catalogue_dir is None else Catalogue(catalogue_dir, fingerprint(enabled))
     mcp.register_with(lambda: register_toolsets(mcp, holder, enabled), catalogue)
     return Built(mcp, holder)
+
+
+@functools.cache
+def every_tool_name() -> frozenset[str]:
+    """The names of every tool of every toolset, enabled or not (built once, on the first error that needs it)."""
+    scratch = PecMcpServer("pec-mcp")
+    register_toolsets(scratch, StateHolder(), TOOLSETS)
+    return frozenset(tool.name for tool in scratch._tool_manager.list_tools())
 
 
 def register_toolsets(mcp: MCPServer[AppState], holder: StateHolder, enabled: Iterable[str]) -> None:

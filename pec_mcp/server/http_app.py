@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pec_mcp.config import Settings
+from pec_mcp.config import Settings, is_loopback
 from pec_mcp.errors import ConfigError
 from pec_mcp.paths import MB
 from pec_mcp.server.app import build
@@ -19,15 +18,6 @@ from pec_mcp.server.webhooks import webhook_routes
 MCP_PATH = "/mcp"
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def transport_security(host: str) -> TransportSecuritySettings:

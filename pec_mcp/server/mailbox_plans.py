@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from pec_mcp.config import environment_label
 from pec_mcp.errors import InputError
+from pec_mcp.mailbox_rules import registration_problem, rules_for
 from pec_mcp.paths import allowed_files
 from pec_mcp.providers.openapi_pec import (
     SUBTYPES_OF,
@@ -157,6 +158,11 @@ async def _register_plan(
         except ValidationError as exc:
             renamed = {"email": "applicant_email", "phone": "applicant_phone", "mobile": "applicant_mobile"}
             raise _invalid(exc, MailboxRegistration, renamed, "registration") from None
+        problem = registration_problem(registration.address, str(registration.mailbox_type),
+                                       rules_for(app.settings))
+        if problem is not None:
+            raise InputError(problem[0].upper() + problem[1:], hint="Choose an address under one of those domains "
+                             "and check it with check_pec_address.")
         check = await app.openapi_pec().check_address(address=registration.address)
         if not check.available:
             raise InputError(f"{registration.address} is not available: openapi.it says it is already taken",

@@ -134,10 +134,10 @@ class PecMessageResult(BaseModel):
 
 class QuotaResult(BaseModel):
     mailbox: str
-    usage: float = Field(description="Space used, in the provider's unit")
-    limit: float = Field(description="Space available, in the provider's unit")
+    usage: float = Field(description="Space used, in KB (see unit)")
+    limit: float = Field(description="Space available, in KB (see unit)")
     percent_used: float
-    unit: str = Field(description="The unit of usage and limit as far as known")
+    unit: str = Field(description="The unit of usage and limit: KB of 1024 bytes")
     environment: Environment = ENV_FIELD
     account: str = Field("pecmassiva", description="The PEC account this is about (see list_pec_accounts)")
 
@@ -154,7 +154,9 @@ class DeletedResult(BaseModel):
 
 class SendingInfo(BaseModel):
     message_id: str | None = Field(description="The sending code (None if the send never got one)")
-    sent_at: str = Field(description="When it was recorded, UTC")
+    recorded_at: str = Field(description="When the send was recorded, before it left (ISO 8601, UTC)")
+    sent_at: str | None = Field(description="When it was sent (ISO 8601, UTC); null when it was not sent (failed, "
+                                "queued) or may not have been (unknown)")
     state: Literal["queued", "sending", "sent", "failed", "unknown"] = Field(
         description="The send itself: sent (accepted by the provider), failed (not sent), unknown (may or may not "
         "have been sent)"
@@ -178,7 +180,8 @@ class FindSendingsResult(BaseModel):
 def sending_info(row: Sending) -> SendingInfo:
     return SendingInfo(
         message_id=row.message_id,
-        sent_at=row.created,
+        recorded_at=row.created,
+        sent_at=row.created if row.state == "sent" else None,  # the row is written moments before the send leaves
         state=row.state,
         recipients=row.recipients,
         subject=row.subject,

@@ -23,7 +23,8 @@ def register(mcp: MCPServer[Any]) -> None:
     def draft_pec(
         recipient: Annotated[str, Field(description="Who the PEC is for (name or PEC address)")],
         purpose: Annotated[str, Field(description="What the PEC must achieve, in a few words")],
-        language: Annotated[Literal["it", "en"], Field(description="Language of the draft")] = "it",
+        language: Annotated[Literal["it", "en"], Field(
+            description="Language of the draft: 'it' (formal Italian, the default) or 'en' (formal English)")] = "it",
     ) -> str:
         """Draft a formal PEC for the user to review before anything is sent."""
         tongue = "formal Italian" if language == "it" else "formal English"

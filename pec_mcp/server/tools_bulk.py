@@ -124,6 +124,16 @@ class CancelBulkResult(BaseModel):
     note: str
 
 
+def _cancel_note(before: str, stopped: int) -> str:
+    if before == "cancelled":
+        return "The job was already cancelled; nothing changed."
+    if before != "sending":
+        return ("Nothing to cancel: every request of this job had already been sent (status "
+                f"{before}); a PEC cannot be recalled. Its receipts are still collected.")
+    return (f"Cancelled: {stopped} recipient(s) will not be sent to; requests waiting for their turn are stopped "
+            "before they leave, and one already on its way still completes.")
+
+
 class BulkJobSummary(BaseModel):
     job_id: str
     created_at: str
@@ -216,7 +226,10 @@ def job_report(app: AppState, job_id: str, *, shown: int = SHOWN_RECIPIENTS) -> 
         job_id=job.id, status=progress.status, cancelled=job.cancelled_at is not None,
         created_at=iso(job.created_at), subject=job.subject, total_recipients=job.total, requests=job.requests,
         requests_done=job.requests - left, counts=BulkCounts(**counts),
-        achieved_rate_per_second=progress.achieved_rate, limit_per_second=rate,
+        # Departures are paced to the limit; the times measured here are when the answers were recorded, whose
+        # jitter can read a hair faster than the pace the requests left at.
+        achieved_rate_per_second=None if progress.achieved_rate is None else min(progress.achieved_rate, rate),
+        limit_per_second=rate,
         eta_seconds=round((left + progress.queued_ahead) / rate, 1) if left else None,
         first_errors=[_outcome(r) for r in errors], unknown_recipients=[r.address for r in unknown],
         recipients=[_outcome(r) for r in jobs.recipients(job_id, limit=shown)], estimated_cost_eur=job.cost_eur,
@@ -313,7 +326,9 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             if jobs.job(job_id) is None:
                 raise NotFound(f"There is no bulk job {job_id!r} in the local store", provider="pec-mcp",
                                hint="list_bulk_pec shows the recent jobs.")
-            stopped = jobs.cancel(job_id)
+            before = job_report(app, job_id, shown=0).status
+            # A job with nothing left to send is not cancelled: saying so would suggest something was stopped.
+            stopped = jobs.cancel(job_id) if before in ("sending",) else 0
             app.store.record_audit(action="cancel_bulk_pec", actor=actor_of(ctx), environment=app.environment,
                                    summary=f"bulk job {job_id}", outcome=f"{stopped} recipient(s) not sent",
                                    ref=job_id)
@@ -322,9 +337,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             sent = counts.sent + counts.delivered + counts.not_delivered + counts.unknown + counts.sending
             return CancelBulkResult(job_id=job_id, cancelled_recipients=counts.cancelled, already_sent=sent,
                                     status=report.status, environment=report.environment,
-                                    note=f"Cancelled: {stopped} recipient(s) will not be sent to; requests "
-                                    "waiting for their turn are stopped before they leave, and one already on its "
-                                    "way still completes.")
+                                    note=_cancel_note(before, stopped))
 
     @mcp.tool(title="List bulk PEC jobs", annotations=LOCAL_READ)
     async def list_bulk_pec(

@@ -17,6 +17,7 @@ from mcp.server.mcpserver import Context, MCPServer, Resolve
 from pydantic import Field
 
 from pec_mcp.errors import OutcomeUnknown, ProviderError
+from pec_mcp.mailbox_rules import address_problem, rules_for
 from pec_mcp.paths import allowed_target, write_new_file
 from pec_mcp.providers.openapi_pec import BusinessRegisterFiling, Mailbox
 from pec_mcp.server.annotations import CHANGE, DELETE, READ, SEND
@@ -183,6 +184,10 @@ def _register_checks_and_reads(mcp: MCPServer[Any]) -> None:
         register_mailbox."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
+            problem = address_problem(address, rules_for(app.settings))
+            if problem is not None:  # no call: openapi.it could never register it, free or not
+                return AddressCheckResult(address=address.strip().lower(), available=False, environment=_env(app),
+                                          note=problem[0].upper() + problem[1:] + ".")
             check = await app.openapi_pec().check_address(address=address)
             note = ("Available: register_mailbox can register it (paid)." if check.available
                     else "Already taken: choose another address.")

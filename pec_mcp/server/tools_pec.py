@@ -10,6 +10,7 @@ from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 from pydantic import Field
 
+from pec_mcp.errors import NotFound
 from pec_mcp.receipts import MEANING
 from pec_mcp.sending import (
     KnownReceipt,
@@ -55,6 +56,7 @@ from pec_mcp.server.tools_accounts import (
     plan_for_account,
 )
 from pec_mcp.store import iso
+from pec_mcp.times import as_utc
 
 if TYPE_CHECKING:
     from pec_mcp.inbox_index import IndexPage
@@ -180,7 +182,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             return ReceiptsResult(
                 message_id=message_id, status=status.status.value, summary=status.summary,
                 recipients=[RecipientReceipt(address=o.address, state=o.state.value, reason=o.reason,
-                                             date=o.date) for o in status.recipients],
+                                             date=as_utc(o.date)) for o in status.recipients],
                 receipts=[_receipt_info(r) for r in report.receipts], known_locally=report.sending is not None,
                 ledger_only=len(report.ledger_only), environment=app.environment,
                 note=receipt_note(status, ledger_only=len(report.ledger_only)),
@@ -238,7 +240,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             entries = []
             for item in result.items:
                 kind, code = inbox_kind(item.subject)
-                entries.append(InboxEntry(inbox_id=item.id, date=item.date, sender=item.sender,
+                entries.append(InboxEntry(inbox_id=item.id, date=as_utc(item.date) or item.date,
+                                          sender=item.sender,
                                           subject=item.subject, kind=kind, message_id=code))
             return InboxPageResult(page=result.page, pages=result.pages, total=result.total, messages=entries,
                                    query=query, environment=app.environment)
@@ -254,9 +257,9 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                 return await imap_message(app, chosen, inbox_id)
             message = await app.pec().client.message(inbox_id=inbox_id)
             kind, code = inbox_kind(message.subject)
-            return PecMessageResult(inbox_id=inbox_id, date=message.date, sender=message.sender,
-                                    recipient=message.recipient, subject=message.subject, kind=kind,
-                                    message_id=code, body=message.body,
+            return PecMessageResult(inbox_id=inbox_id, date=as_utc(message.date) or message.date,
+                                    sender=message.sender, recipient=message.recipient, subject=message.subject,
+                                    kind=kind, message_id=code, body=message.body,
                                     environment=app.environment)
 
     @mcp.tool(title="Delete a PEC message", annotations=DELETE)
@@ -295,8 +298,10 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
     @mcp.tool(title="PEC mailbox quota", annotations=READ)
     async def get_pec_quota(
         ctx: Context[Any],
-        mailbox: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 ._/-]+$",
-                                      description="Mailbox folder; INBOX is the main one")] = "INBOX",
+        mailbox: Annotated[str, Field(
+            min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 _-]+([./][A-Za-z0-9 _-]+)*$",
+            description="Mailbox folder name, e.g. INBOX (the main one); letters, digits, spaces, _ and -, with . "
+            "or / between names (INBOX.Sent); no '..'")] = "INBOX",
         account: AccountName = None,
     ) -> QuotaResult:
         """How full the PEC mailbox is. Delivery receipts carry copies of attachments, so bulk sendings fill it
@@ -306,11 +311,17 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             chosen = app.account(account)
             if chosen.kind == "imap":
                 return await imap_quota(app, chosen, mailbox)
-            quota = await app.pec().client.quota(mailbox=mailbox)
+            try:
+                quota = await app.pec().client.quota(mailbox=mailbox)
+            except NotFound as exc:
+                raise NotFound(f"The mailbox has no folder named {mailbox!r}", provider=exc.provider,
+                               status=exc.status, hint="Use INBOX, the main folder, or a folder name the mailbox "
+                               "has.") from None
             percent = round(100 * quota.usage / quota.limit, 1) if quota.limit else 0.0
+            # The API says "megabyte", but its own example (171012 of 1048576) only makes sense in KB: a 1 GB
+            # mailbox, the size PEC Massiva sells. KB is also the unit of IMAP quotas (RFC 2087), which it relays.
             return QuotaResult(mailbox=mailbox, usage=quota.usage, limit=quota.limit, percent_used=percent,
-                               unit="as reported by PEC Massiva (documented as MB; the values look like KB)",
-                               environment=app.environment)
+                               unit="KB", environment=app.environment)
 
     @mcp.tool(title="Find PEC sendings", annotations=LOCAL_READ)
     async def find_pec_sendings(
@@ -342,8 +353,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
 
 
 def _index_page(found: IndexPage, query: str, environment: str) -> InboxPageResult:
-    entries = [InboxEntry(inbox_id=m.inbox_id, date=m.date, sender=m.sender, subject=m.subject, kind=m.kind,
-                          message_id=m.message_id) for m in found.messages]
+    entries = [InboxEntry(inbox_id=m.inbox_id, date=as_utc(m.date) or m.date, sender=m.sender, subject=m.subject,
+                          kind=m.kind, message_id=m.message_id) for m in found.messages]
     return InboxPageResult(page=found.page, pages=found.pages, total=found.total, messages=entries, query=query,
                            source="index", index_synced_at=iso(found.synced_at),
                            environment=environment)
@@ -351,7 +362,8 @@ def _index_page(found: IndexPage, query: str, environment: str) -> InboxPageResu
 
 def _receipt_info(known: KnownReceipt) -> ReceiptInfo:
     receipt = known.receipt
-    return ReceiptInfo(kind=receipt.kind.value, date=receipt.date, recipient=receipt.recipient,
+    return ReceiptInfo(kind=receipt.kind.value, date=as_utc(receipt.date) or receipt.date,
+                       recipient=receipt.recipient,
                        meaning=MEANING[receipt.kind], at_provider=known.at_provider,
                        deleted_at=iso(known.deleted_at) if known.deleted_at else None)
 

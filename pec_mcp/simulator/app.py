@@ -78,9 +78,8 @@ class Simulator:
         if request.method == "POST":
             raw = (await request.body()).decode("utf-8", "replace")
             try:
-                text = json.loads(raw).get("faults", "") if raw.lstrip().startswith("{") else raw
-                self.faults = FaultPlan.parse(str(text))
-            except (FaultSpecError, ValueError, AttributeError) as exc:
+                self.faults = FaultPlan.parse(_plan_text(raw))
+            except (FaultSpecError, ValueError) as exc:
                 return JSONResponse({"success": False, "message": str(exc)}, status_code=400)
         return JSONResponse({"success": True, **self.faults.describe(), "injected": dict(self.stats.faults)})
 
@@ -127,3 +126,19 @@ def create_simulator(
     options = SimulatorOptions(delivery_delay=delivery_delay, rate=rate, seed_inbox=seed_inbox, faults=faults,
                                mensatek_first_id=mensatek_first_id)
     return Simulator(options, clock=clock)
+
+
+FAULTS_BODY = 'the body is {"faults": "<plan>"} ("" clears the plan), or the plan as plain text'
+
+
+def _plan_text(raw: str) -> str:
+    """The plan from a POST body; a JSON body with any other key is refused, so a typo never clears the plan."""
+    if not raw.lstrip().startswith("{"):
+        return raw
+    body = json.loads(raw)
+    unknown = sorted(set(body) - {"faults"})
+    if unknown or "faults" not in body:
+        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown)) or '(none given)'}: {FAULTS_BODY}")
+    if not isinstance(body["faults"], str):
+        raise ValueError(f"faults must be text: {FAULTS_BODY}")
+    return body["faults"]

@@ -40,7 +40,8 @@ class Operation:
 
 READS = [
     Operation("pecmassiva", "get_pec_quota", {}, "/quota/INBOX", "GET"),
-    Operation("openapi_pec", "check_pec_address", {"address": "nuovo@legalmail.it"}, "/verifica_pec/nuovo@legalmail.it",
+    Operation("openapi_pec", "check_pec_address", {"address": "nuovo@testcert.legalmail.it"},
+              "/verifica_pec/nuovo@testcert.legalmail.it",
               "GET"),
     Operation("mensatek", "get_certified_email_credits", {}, "/GetCreditos", "POST"),
 ]

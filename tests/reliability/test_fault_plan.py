@@ -136,3 +136,16 @@ async def test_the_plan_changes_at_run_time_and_simulator_routes_are_never_fault
 def test_the_simulate_command_refuses_a_wrong_plan_before_starting(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--faults", "pecmassiva:/send:meltdown:1"]) == 2
     assert "--faults: unknown fault 'meltdown'" in capsys.readouterr().err
+
+
+async def test_a_misspelt_body_key_is_refused_and_the_plan_in_force_stays(
+    api: httpx.AsyncClient, simulator: Simulator
+) -> None:
+    await api.post("/__simulator__/faults", json={"faults": "*:*:503-html:1.0"})
+    typo = await api.post("/__simulator__/faults", json={"fault": ""})
+    not_text = await api.post("/__simulator__/faults", json={"faults": 3})
+    shown = (await api.get("/__simulator__/faults")).json()
+    assert typo.status_code == 400 and "unknown key(s) 'fault'" in typo.json()["message"]
+    assert '{"faults": "<plan>"}' in typo.json()["message"]
+    assert not_text.status_code == 400
+    assert shown["rules"][0]["kind"] == "503-html"  # nothing was cleared

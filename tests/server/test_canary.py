@@ -63,7 +63,9 @@ def secret_fields() -> set[tuple[str, str]]:
     for section, info in Settings.model_fields.items():
         model = info.annotation
         for key, inner in getattr(model, "model_fields", {}).items():
-            if SecretStr in getattr(inner.annotation, "__args__", (inner.annotation,)):
+            members = getattr(inner.annotation, "__args__", (inner.annotation,))
+            # A secret setting may be SecretStr itself or SecretStr with validators (Annotated).
+            if any(member is SecretStr or getattr(member, "__origin__", None) is SecretStr for member in members):
                 found.add((section, key))
     return found
 
@@ -139,6 +141,7 @@ GOOD: dict[str, Callable[[Run], dict[str, Any]]] = {
     "start_bulk_pec": lambda r: {**BULK, "idempotency_key": "canary-3"},
     "get_bulk_pec": lambda r: {"job_id": r.id("job_id", "job-20260310-00000000")},
     "list_bulk_pec": lambda r: {},
+    "list_pec_accounts": lambda r: {},
     "retry_bulk_pec": lambda r: {"job_id": r.id("job_id", "job-20260310-00000000")},
     "cancel_bulk_pec": lambda r: {"job_id": r.id("job_id", "job-20260310-00000000")},
 }
@@ -182,6 +185,7 @@ BAD: dict[str, dict[str, Any]] = {
     "start_bulk_pec": {**BULK, "recipients": [{"address": "not-an-address", "variables": {}}]},
     "get_bulk_pec": {"job_id": "no such job"},
     "list_bulk_pec": {"limit": 0},
+    "list_pec_accounts": {"unexpected": 1},
     "retry_bulk_pec": {"job_id": "job-x", "which": "unknown"},
     "cancel_bulk_pec": {"job_id": "no such job"},
 }

@@ -129,7 +129,8 @@ async def test_mensatek_ids_given_again_by_another_environment_never_overwrite_a
     """Two simulators number their messages alike: the store keeps each environment's recipient of that id."""
     async with connect(make_settings()) as client:
         offline = await call(client, "send_certified_email", CERTIFIED)
-    other = create_simulator(clock=clock, rate=float("inf"))  # another environment's provider, numbering alike
+    # Another environment's provider, made to number its messages from the same id.
+    other = create_simulator(clock=clock, rate=float("inf"), mensatek_first_id=int(offline["message_id"]))
     server = build_server(live(make_settings, "sandbox"), transport=httpx.ASGITransport(app=other.app))
     async with Client(server, elicitation_callback=Asked()) as client:  # type: ignore[arg-type]
         sandbox = await call(client, "send_certified_email", {**CERTIFIED, "recipients": [
