@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pec_mcp.config import Settings, environment_label
-from pec_mcp.errors import ConfigError, InputError, LimitExceeded, NotFound, OutcomeUnknown, PecError
+from pec_mcp.errors import (
+    ConfigError,
+    InputError,
+    LimitExceeded,
+    NotFound,
+    OutcomeUnknown,
+    PecError,
+    ProviderError,
+)
 from pec_mcp.idempotency import check_same, content_hash, describe, file_sha256
 from pec_mcp.inbox_index import classify_header
 from pec_mcp.paths import MB, allowed_files
@@ -20,6 +28,8 @@ from pec_mcp.receipts import (
     ClassifiedReceipt,
     DeliveryStatus,
     ReceiptKind,
+    RecipientOutcome,
+    RecipientState,
     SendingStatus,
     advance,
     classify,
@@ -312,10 +322,11 @@ def duplicate_note(first: Sending) -> str:
 
 @dataclass(frozen=True)
 class KnownReceipt:
-    """A receipt of a sending as the ledger knows it, and whether the provider still returned it in this read."""
+    """A receipt of a sending as the ledger knows it, and whether the provider still returned it in this read
+    (None: not known, the provider could not be read)."""
 
     receipt: ClassifiedReceipt
-    at_provider: bool
+    at_provider: bool | None
     deleted_at: float | None  # when pec-mcp deleted the provider's copy, if it did
 
 
@@ -327,11 +338,13 @@ class DeliveryReport:
     status: SendingStatus
     sending: Sending | None  # None for sendings made outside pec-mcp
     receipts: list[KnownReceipt]
+    unreachable: str | None = None  # what the provider said when it could not be read now: the ledger answered
+    recorded_only: bool = False  # the status is the one the ledger recorded, no receipt it keeps backs it
 
     @property
     def ledger_only(self) -> list[KnownReceipt]:
         """Receipts the provider no longer returned (deleted, or an offline simulator that restarted empty)."""
-        return [r for r in self.receipts if not r.at_provider]
+        return [r for r in self.receipts if r.at_provider is False]
 
 
 Audit = Callable[[str, str | None], None]
@@ -443,14 +456,22 @@ class PecSender:
             action="send_pec", actor=actor, environment=self.settings.env, summary=summary, outcome=outcome, ref=ref
         )
 
-    async def status(self, message_id: str) -> DeliveryReport:
+    async def status(self, message_id: str, *, ledger_fallback: bool = True) -> DeliveryReport:
         """The delivery status of a sending from every receipt seen: those the provider returns now, merged with
         those the ledger kept. New receipts are kept in the ledger; the status of a ledger row only moves forward.
 
-        Raises NotFound when neither the provider nor the ledger knows any receipt or row for it.
+        When the provider cannot be read now (down, an error, an unreadable answer) and the ledger knows the
+        sending, the ledger answers alone and the report says what the provider said (``ledger_fallback=False``:
+        the provider's error is raised instead, for actions that need the provider). Raises NotFound when neither
+        the provider nor the ledger knows any receipt or row for it.
         """
         environment = self.settings.env
-        emails = await self.client.receipts(message_id=message_id)
+        try:
+            emails = await self.client.receipts(message_id=message_id)
+        except ProviderError as exc:
+            if not ledger_fallback:
+                raise
+            return self._from_ledger(message_id, exc)
         row = self.store.sending_by_message_id(message_id, provider="pecmassiva", environment=environment)
         seen = [_ledger_receipt(e.subject, e.body, e.date) for e in emails]
         if seen:
@@ -462,21 +483,37 @@ class PecSender:
                 f"No receipts found for sending {message_id}, and it is not in the local ledger of the "
                 f"{environment} environment",
                 provider="PEC Massiva",
-                hint="Check the message_id (find_pec_sendings lists sendings made through pec-mcp).",
+                hint="Check the message_id: find_pec_sendings lists sendings made through pec-mcp (environment='all' "
+                "shows other environments too, whose receipts only a server in that environment can read).",
             )
         now = {r.dedup_key for r in seen}
         known = [KnownReceipt(_classified(r), r.dedup_key in now, r.deleted_at) for r in kept]
+        return self._report(row, known, [e.body for e in emails])
+
+    def _from_ledger(self, message_id: str, failure: ProviderError) -> DeliveryReport:
+        """The report from the ledger alone when the provider could not be read now; the provider's failure is
+        raised as it is when the ledger knows nothing of this sending."""
+        environment = self.settings.env
+        row = self.store.sending_by_message_id(message_id, provider="pecmassiva", environment=environment)
+        kept = self.store.receipts_of(environment=environment, account=ACCOUNT, message_id=message_id)
+        if row is None and not kept:
+            raise failure
+        known = [KnownReceipt(_classified(r), None, r.deleted_at) for r in kept]
+        bodies = [r.raw.decode(errors="replace") for r in kept if r.raw]
+        return self._report(row, known, bodies, unreachable=failure.message)
+
+    def _report(self, row: Sending | None, known: list[KnownReceipt], bodies: list[str], *,
+                unreachable: str | None = None) -> DeliveryReport:
+        """The status from every known receipt; a sending made elsewhere gets its recipients from the receipts."""
         classified = [k.receipt for k in known]
         if row is not None:
             recipients = row.recipients
         else:
-            recipients = recipients_in_acceptance([e.body for e in emails]) or sorted(
-                {c.recipient for c in classified if c.recipient}
-            )
-        status = sending_status(recipients, classified)
-        if row is not None:
-            status = self._forward(row, status)
-        return DeliveryReport(status=status, sending=row, receipts=known)
+            recipients = recipients_in_acceptance(bodies) or sorted({c.recipient for c in classified if c.recipient})
+        seen = sending_status(recipients, classified)
+        status = self._forward(row, seen) if row is not None else seen
+        return DeliveryReport(status=status, sending=row, receipts=known, unreachable=unreachable,
+                              recorded_only=status.status != seen.status)
 
     def _forward(self, row: Sending, status: SendingStatus) -> SendingStatus:
         """Record the status when it moves forward; keep the recorded one when it would move back."""
@@ -484,7 +521,12 @@ class PecSender:
         best = advance(recorded, status.status)
         if best != status.status and row.delivery_status is not None:
             # Receipts this row's status came from are no longer readable (recorded before the ledger kept them).
-            return SendingStatus(best, status.recipients, status.accepted, row.delivery_summary or best.value)
+            # A recorded "delivered" means every recipient had a CONSEGNA; other outcomes are not known per recipient.
+            outcomes = status.recipients
+            if best == DeliveryStatus.DELIVERED:
+                outcomes = [RecipientOutcome(o.address, RecipientState.DELIVERED, None, None) for o in outcomes]
+            accepted = best != DeliveryStatus.NOT_ACCEPTED
+            return SendingStatus(best, outcomes, accepted, row.delivery_summary or best.value)
         if best != recorded or status.summary != row.delivery_summary:
             self.store.update_delivery(row.id, status.status.value, status.summary)
         return status
@@ -492,9 +534,26 @@ class PecSender:
 
     # -- deleting legal proof: the ledger keeps what the provider's copy said, the audit trail says who deleted it
 
+    async def deletable_receipts(self, message_id: str) -> DeliveryReport:
+        """The receipts of a sending before they are deleted, every one now kept in the ledger. Raises the
+        provider's error when it cannot be read, and NotFound when it holds none of them (nothing to delete)."""
+        report = await self.status(message_id, ledger_fallback=False)
+        if not any(k.at_provider for k in report.receipts):
+            kept = len(report.receipts)
+            raise NotFound(
+                f"The provider holds no receipt of sending {message_id} now, so there is nothing to delete"
+                + (f"; the local ledger keeps {kept} receipt(s) of it, which get_pec_receipts shows" if kept else ""),
+                provider="PEC Massiva",
+                hint="Nothing needs deleting. Receipts not yet arrived can be deleted once get_pec_receipts shows "
+                "them at the provider.",
+            )
+        return report
+
     async def delete_receipts(self, message_id: str, *, actor: str) -> DeliveryReport:
         """Delete a sending's receipts at the provider, after keeping every one in the ledger (marked deleted)."""
-        report = await self.status(message_id)  # what the provider still has is in the ledger before it goes
+        # What the provider still has is in the ledger before it goes; a provider that cannot be read, or that
+        # holds nothing, is not asked to delete.
+        report = await self.deletable_receipts(message_id)
         await self.client.delete_receipts(message_id=message_id)
         marked = self.store.mark_receipts_deleted(environment=self.settings.env, account=ACCOUNT,
                                                   message_id=message_id)
@@ -557,7 +616,7 @@ def delete_receipts_question(message_id: str, report: DeliveryReport, environmen
         f"Delete from the PEC mailbox the {len(at_provider)} receipt(s) of sending {message_id}{about}: "
         f"{describe_kinds_of(at_provider)}. They are the legal proof of {', '.join(proofs) or 'the sending'}; the "
         "provider's copies are destroyed for good. The local ledger keeps a record of each (kind, date, text), not "
-        f"the signed originals. Environment: {environment_label(environment)}."
+        f"the signed originals. No charge. Environment: {environment_label(environment)}."
     )
 
 
@@ -572,7 +631,7 @@ def delete_message_question(inbox_id: int, message: InboxFacts, environment: str
         f"Delete inbox message {inbox_id} for good: \"{message.subject}\" from {message.sender}, {message.date}. "
         f"It is {what}. The provider's copy is destroyed; the local ledger keeps its headers"
         + (" and a record of the receipt (kind, date, text), not the signed original" if code else "")
-        + f". Environment: {environment_label(environment)}."
+        + f". No charge. Environment: {environment_label(environment)}."
     )
 
 

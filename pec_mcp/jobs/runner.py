@@ -258,6 +258,8 @@ class JobRunner:
             await self._read_turn()
             try:
                 report = await self.sender().status(target.message_id)
+                if report.unreachable:  # the ledger's receipts answered: what they settle stays settled
+                    log.warning("could not read the receipts of %s: %s", target.message_id, report.unreachable)
                 outcomes = {o.address.lower(): (o.state, o.reason) for o in report.status.recipients}
             except PecError as exc:
                 log.warning("could not read the receipts of %s: %s", target.message_id, exc.message)

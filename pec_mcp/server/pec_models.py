@@ -61,9 +61,10 @@ class ReceiptInfo(BaseModel):
     date: str
     recipient: str | None = Field(None, description="The recipient the receipt is about, when it names one")
     meaning: str
-    at_provider: bool = Field(True, description="true: the provider returned it just now; false: known only from "
-                              "the local ledger, the provider no longer has it (deleted, or an offline simulator "
-                              "that restarted empty)")
+    at_provider: bool | None = Field(True, description="true: the provider returned it just now; false: known "
+                                     "only from the local ledger, the provider no longer has it (deleted, or an "
+                                     "offline simulator that restarted empty); null: not known now, the provider "
+                                     "could not be read")
     deleted_at: str | None = Field(None, description="When pec-mcp deleted the provider's copy (UTC), if it did")
     signature: Literal["valid", "valid_untrusted", "invalid"] | None = Field(
         None, description="Receipts read from a mailbox (IMAP accounts): valid = signed by an accredited PEC provider "
@@ -80,10 +81,13 @@ class ReceiptsResult(BaseModel):
     )
     summary: str = Field(description="One plain sentence, e.g. 'delivered to 48 of 50; 2 not delivered (...)'")
     recipients: list[RecipientReceipt]
-    receipts: list[ReceiptInfo] = Field(description="Every receipt received so far, oldest first")
+    receipts: list[ReceiptInfo] = Field(description="Every receipt seen so far (returned by the provider now or "
+                                        "kept in the local ledger), in the order they were first seen")
     known_locally: bool = Field(description="Whether this sending is in the local ledger (sent through pec-mcp)")
     ledger_only: int = Field(0, description="How many receipts are known only from the local ledger (the provider "
                              "no longer returns them)")
+    provider_unreachable: str | None = Field(None, description="Set when the provider could not be read now: what "
+                                             "it said. The answer then comes from the local ledger alone")
     environment: Environment = ENV_FIELD
     note: str
     account: str = Field("pecmassiva", description="The PEC account the sending was made from")
@@ -199,9 +203,12 @@ def inbox_kind(subject: str) -> tuple[str, str | None]:
     return classify_header(subject)
 
 
-def receipt_note(status: SendingStatus, *, ledger_only: int = 0) -> str:
+def receipt_note(status: SendingStatus, *, ledger_only: int = 0, unreachable: str | None = None,
+                 known: int = 0, recorded_only: bool = False) -> str:
     if status.status == "delivered":
         note = "Every recipient has a CONSEGNA receipt: legal proof of delivery (reading is irrelevant)."
+    elif status.status == "pending" and unreachable:
+        note = "The local ledger knows no receipt of this sending yet."
     elif status.status == "pending":
         note = "No receipt yet. ACCETTAZIONE usually arrives within seconds; check again shortly."
     else:
@@ -209,7 +216,14 @@ def receipt_note(status: SendingStatus, *, ledger_only: int = 0) -> str:
             "Only recipients marked delivered have legal proof of delivery (a CONSEGNA receipt). Recipients not "
             "delivered must be notified again; pending ones may take up to 24 hours."
         )
-    if ledger_only:
+    if recorded_only:
+        note += (f" This status ({status.status.value}) was recorded in the local ledger before it kept receipts; "
+                 "the receipts it came from are no longer returned by the provider, and a status never moves back.")
+    if unreachable:
+        note += (f" The provider could not be reached now (it said: {unreachable}), so this answer comes from the "
+                 f"local ledger alone ({known} receipt(s) kept there); receipts that arrived since are not shown. "
+                 "Call get_pec_receipts again later.")
+    elif ledger_only:
         note += (f" {ledger_only} receipt(s) are known only from the local ledger: the provider no longer has them "
                  "(deleted, or an offline simulator that restarted empty). The ledger records what they said; the "
                  "signed originals are no longer at the provider.")

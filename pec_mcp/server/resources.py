@@ -39,7 +39,9 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
 
     @mcp.resource("pec://sendings/{message_id}", mime_type=JSON, title="Receipts and status of a PEC sending")
     async def sending(message_id: str, ctx: Context[Any]) -> str:
-        """Per-recipient delivery status of one sending, from its receipts."""
+        """Per-recipient delivery status of one sending, from its receipts: those the provider returns merged with
+        those the local ledger kept (the ledger alone, said in provider_unreachable, when the provider cannot be
+        read)."""
         app = state_of(ctx)
         with resource_errors(app.redactor):
             row = app.store.sending_by_message_id(message_id, environment=app.environment)
@@ -56,6 +58,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                                for o in status.recipients],
                 "receipts_received": len(report.receipts), "known_locally": report.sending is not None,
                 "receipts_known_only_from_the_ledger": len(report.ledger_only),
+                "provider_unreachable": app.redactor(report.unreachable) if report.unreachable else None,
                 "environment": app.environment,
             })
 

@@ -356,8 +356,9 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                                                 status=report.status, total_recipients=job.total,
                                                 counts=report.counts, environment=report.environment))
             shown = environment or app.environment
-            note = (f"{len(summaries)} job(s) ({shown})." if summaries else
-                    f"No bulk job was started on this machine in the {shown} environment.")
+            where = "every environment" if shown == "all" else f"the {shown} environment"
+            note = (f"{len(summaries)} job(s) ({where})." if summaries else
+                    f"No bulk job was started on this machine in {where}.")
             return BulkJobList(jobs=summaries, note=note)
 
     @mcp.resource("pec://jobs/{job_id}", mime_type="application/json", title="A bulk PEC job")

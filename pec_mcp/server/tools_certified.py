@@ -133,8 +133,10 @@ def _sent_note(plan: CertifiedPlan) -> str:
 
 def _report_result(app: AppState, report: Report) -> CertifiedReportResult:
     learn_status_text(app.store, app.environment, report.status_code, report.provider_text)
+    # A report gives no date for its status (Programado is when the message was to be sent, not when this
+    # happened): the ledger's first_seen_at says when it was learnt.
     record_report(app.store, environment=app.environment, message_id=report.message_id, kind=report.status,
-                  date=report.scheduled_for or "", source="mensatek_report",
+                  date="", source="mensatek_report",
                   text=f"{report.status_code} {report.provider_text or ''}".strip())
     events = app.store.events(provider=PROVIDER, environment=app.environment, message_id=report.message_id,
                               limit=1000)

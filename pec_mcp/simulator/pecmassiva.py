@@ -600,6 +600,7 @@ class PecMassivaSim:
         # Receipts not yet due go too: a deleted sending must not come back later.
         self.mailbox.forget_sending(code)
         sending.deleted = True
+        self.stats.count_accepted("pecmassiva_delete_receipts")
         return JSONResponse({"success": True, "message": "Operation succefull"})
 
     # --- /inbox
@@ -661,6 +662,7 @@ class PecMassivaSim:
         if message is None:
             return envelope("Message not found", 404)
         del self.mailbox.messages[message.id]
+        self.stats.count_accepted("pecmassiva_delete_message")
         return JSONResponse({"success": True, "message": "Message deleted"})
 
     # --- /quota/{mailbox}

@@ -18,6 +18,7 @@ from mcp import Client
 
 from pec_mcp.simulator import Simulator
 from pec_mcp.simulator.openapi_pec import ACTIVATION_DELAY, make_pdf
+from pec_mcp.simulator.pecmassiva import Incoming
 
 REGISTRATION: dict[str, Any] = {
     "address": "studio.rossi@testcert.legalmail.it", "mailbox_type": "BRONZE", "customer_type": "professional",
@@ -41,11 +42,14 @@ BULK = {"recipients": [{"address": "mario.rossi@pec.it", "variables": {"nome": "
 
 @dataclass
 class World:
-    """What the gated tools act on: an active mailbox, signed documents, the allowed folder."""
+    """What the gated tools act on: an active mailbox, signed documents, the allowed folder, a delivered PEC
+    (its receipts at the provider) and an incoming PEC in the inbox."""
 
     files: Path
     mailbox_id: str = ""
     documents: list[str] = field(default_factory=list)
+    message_id: str = ""
+    inbox_id: int = 0
 
 
 def pdf(folder: Path, name: str) -> str:
@@ -70,8 +74,11 @@ async def make_world(client: Client, simulator: Simulator, files: Path) -> World
     mailbox_id = registered["mailbox"]["mailbox_id"]
     documents = [pdf(files, "signed-form.pdf"), pdf(files, "identity.pdf")]
     structured(await client.call_tool("activate_mailbox", {"mailbox_id": mailbox_id, "documents": documents}))
-    simulator.clock.advance(ACTIVATION_DELAY + 1)
-    return World(files=files, mailbox_id=mailbox_id, documents=documents)
+    sent = structured(await client.call_tool("send_pec", {**PEC, "subject": "Diffida", "confirm": True}))
+    simulator.clock.advance(ACTIVATION_DELAY + 1)  # the mailbox is active, and the PEC delivered
+    (inbox_id,) = simulator.pecmassiva.add_incoming([Incoming("avv.bianchi@pec.it", "Atto di citazione", "Testo")])
+    return World(files=files, mailbox_id=mailbox_id, documents=documents, message_id=sent["message_id"],
+                 inbox_id=inbox_id)
 
 
 async def audit_of(client: Client) -> list[dict[str, Any]]:
@@ -113,6 +120,11 @@ GATED: dict[str, Gated] = {
                                          "openapi_pec_conservation", False, ("conservation",)),
     "file_pec_with_business_register": Gated(lambda w: dict(FILING), "openapi_pec_create_filing", False,
                                              ("business register", "Bianchi Srl")),
+    # Deleting legal proof passes the same gate; it cannot be undone, so "bulk" mode asks too.
+    "delete_pec_receipts": Gated(lambda w: {"message_id": w.message_id}, "pecmassiva_delete_receipts", True,
+                                 ("Delete", "receipt(s)", "delivery (CONSEGNA)", "Diffida", "ledger")),
+    "delete_pec_message": Gated(lambda w: {"inbox_id": w.inbox_id}, "pecmassiva_delete_message", True,
+                                ("Delete inbox message", "Atto di citazione", "avv.bianchi@pec.it", "ledger")),
 }
 
 

@@ -108,6 +108,7 @@ async def test_one_store_switched_between_offline_sandbox_and_production_leaks_n
     assert {s["environment"] for s in production["offline"]["sendings"]} == {"offline"}
     assert {s["environment"] for s in production["ledger_all"]["sendings"]} == {"offline", "sandbox", "production"}
     assert len(production["jobs_all"]["jobs"]) == 3
+    assert "every environment" in production["jobs_all"]["note"] and "production" in production["jobs"]["note"]
 
 
 async def test_a_key_used_offline_never_answers_for_production_and_the_reverse(
@@ -197,6 +198,7 @@ async def test_mensatek_reports_are_kept_as_receipts_of_their_environment(settin
     finally:
         store.close()
     assert kept and kept[0].source == "mensatek_report" and kept[0].recipient == "ana@example.es"
+    assert kept[0].date == ""  # a report has no date for its status; Programado is the planned sending time
     assert elsewhere == []
 
 
@@ -221,6 +223,23 @@ async def test_deleting_receipts_is_previewed_asked_and_refused_without_a_yes(se
     assert "declined" in declined and len(no.questions) == 1 and "destroyed for good" in no.questions[0]
     assert "explicit yes" in unconfirmed and "Delete from the PEC mailbox the 2 receipt(s)" in unconfirmed
     assert still["ledger_only"] == 0 and len(still["receipts"]) == 2  # nothing was deleted at the provider
+
+
+async def test_receipts_no_longer_at_the_provider_are_not_offered_for_deletion(settings, connect, simulator,
+                                                                               clock) -> None:
+    yes = Asked()
+    async with connect(settings, elicitation=yes) as client:
+        sent = await call(client, "send_pec", PEC)
+        clock.advance(3.0)
+        code = {"message_id": sent["message_id"]}
+        deleted = await call(client, "delete_pec_receipts", code)
+        again = await fails(client, "delete_pec_receipts", code)
+        preview = await fails(client, "delete_pec_receipts", {**code, "dry_run": True})
+    assert deleted["status"] == "deleted" and len(yes.questions) == 2  # the send, the first delete: no more
+    assert "holds no receipt of sending" in again and "nothing to delete" in again
+    assert "the local ledger keeps 2 receipt(s)" in again and "get_pec_receipts" in again
+    assert "nothing to delete" in preview
+    assert simulator.stats.as_dict()["accepted"]["pecmassiva_delete_receipts"] == 1
 
 
 async def test_deleting_a_receipt_from_the_inbox_keeps_it_in_the_ledger_and_audits_it(settings, connect,
@@ -352,5 +371,7 @@ async def test_a_store_of_the_previous_schema_is_migrated_and_nothing_is_lost(ma
     assert "subject: first 'Diffida ad adempiere', now 'Altro'" in other
     # The provider no longer knows this old sending: the status recorded before the migration stands.
     assert receipts["status"] == "delivered" and receipts["summary"] == "delivered to 1 of 1"
+    assert [r["state"] for r in receipts["recipients"]] == ["delivered"]
+    assert "recorded in the local ledger before it kept receipts" in receipts["note"]
     assert {(s["environment"], s["account"]) for s in found["sendings"]} == {("offline", "pecmassiva")}
     assert sent_to(simulator) == {}
