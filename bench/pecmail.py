@@ -8,8 +8,9 @@ time, so it is the throughput of one core even on a busy machine.
 Memory: each measurement runs in a fresh child process (``python bench/pecmail.py child MODE ...``) that submits a
 25 MB attachment to the PEC mail provider of ``pec-mcp simulate`` (a separate process) over SMTP with TLS. The
 resident-set high-water mark is reset once everything is warm; the peak over the resident size before the send is
-reported. pec-mcp writes ``OutgoingMessage.chunks(smtp_data=True)`` straight into the DATA phase; the baseline
-is the simple way, ``smtplib.sendmail`` with the whole message as bytes.
+reported. pec-mcp submits with its own SMTP client (``pec_mcp.pecmail.smtp``, what ``send_pec`` uses on a mailbox
+account), which writes ``OutgoingMessage.chunks(smtp_data=True)`` straight into the DATA phase; the baseline is the
+simple way, ``smtplib.sendmail`` with the whole message as bytes.
 """
 
 from __future__ import annotations
@@ -111,26 +112,24 @@ def pec_mail_provider() -> Iterator[dict[str, str]]:
 
 
 def _child(mode: str, port: str, ca: str, user: str, password: str, folder: str) -> dict[str, int]:
+    import anyio
+
     from pec_mcp.pecmail.compose import AttachmentSource, compose_message
+    from pec_mcp.pecmail.connection import Endpoint, Login
+    from pec_mcp.pecmail.smtp import SmtpClient
 
     def submit(path: Path) -> None:
         message = compose_message(sender=user, to=["ufficio@pec.esempio.it"], subject="Allegato",
                                   text="In allegato.", attachments=[AttachmentSource(path.name, path=path)])
-        context = ssl.create_default_context(cafile=ca)
-        with smtplib.SMTP_SSL("127.0.0.1", int(port), context=context, timeout=120) as smtp:
-            smtp.login(user, password)
-            if mode == "naive":
+        if mode == "naive":
+            context = ssl.create_default_context(cafile=ca)
+            with smtplib.SMTP_SSL("127.0.0.1", int(port), context=context, timeout=120) as smtp:
+                smtp.login(user, password)
                 smtp.sendmail(user, list(message.recipients), message.as_bytes())
-                return
-            smtp.mail(user)
-            for recipient in message.recipients:
-                smtp.rcpt(recipient)
-            code, _ = smtp.docmd("DATA")
-            assert code == 354, code
-            for chunk in message.chunks(smtp_data=True):
-                smtp.send(chunk)
-            code, reply = smtp.getreply()
-            assert code == 250, reply
+            return
+        # pec-mcp's own SMTP client, the one send_pec uses on a mailbox account: the message streams into DATA.
+        client = SmtpClient(Endpoint("127.0.0.1", int(port), "tls", Path(ca)), Login(user, password), timeout=120)
+        anyio.run(lambda: client.submit(sender=user, recipients=list(message.recipients), message=message))
 
     submit(Path(folder) / "small.pdf")
     before = memory_status("VmRSS")

@@ -33,6 +33,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from pec_mcp.config_wording import describe_validation_error, usable_header_text, usable_secret
 from pec_mcp.errors import ConfigError
+from pec_mcp.pecmail.presets import ProviderPreset, Security
 
 Environment = Literal["offline", "sandbox", "production"]
 Toolset = Literal["pec", "bulk", "mailbox", "certified"]
@@ -189,6 +190,57 @@ class SimulatorSettings(_Section):
     rate: float = Field(1.0, gt=0)
 
 
+# Names of the accounts that are not [accounts.<name>] sections: PEC Massiva's mailbox and Mensatek's sender.
+RESERVED_ACCOUNT_NAMES = frozenset({"pecmassiva", "mensatek"})
+_ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class AccountSettings(_Section):
+    """A PEC mailbox reached over IMAP and SMTP (``[accounts.<name>]``)."""
+
+    address: str
+    provider: ProviderPreset = "custom"
+    username: str | None = None  # default: the address
+    password: SecretStr | None = None
+    imap_host: str | None = None
+    imap_port: int | None = Field(None, ge=1, le=65535)
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(None, ge=1, le=65535)
+    security: Security | None = None
+    # Extra CA certificates (PEM) trusted for this account's servers, on top of the system's: for a private or
+    # test server. Certificates are always verified; there is no switch that turns verification off.
+    ca_file: Path | None = None
+    # Providers throttle SMTP (Legalmail: 6 messages a minute per mailbox); bulk jobs on this account keep to it.
+    requests_per_second: float = Field(0.1, gt=0, le=100)
+
+    @field_validator("address")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        value = value.strip()
+        if not _EMAIL.match(value):
+            raise ValueError("must be an email address, e.g. studio.rossi@legalmail.it")
+        local, domain = value.rsplit("@", 1)
+        return f"{local}@{domain.lower()}"
+
+    @model_validator(mode="after")
+    def _custom_needs_hosts(self) -> AccountSettings:
+        if self.provider == "custom" and not (self.imap_host and self.smtp_host):
+            raise ValueError('provider "custom" needs imap_host and smtp_host (or name a provider preset: aruba, '
+                             "legalmail, namirial, poste, register)")
+        return self
+
+    @property
+    def login(self) -> str:
+        return self.username or self.address
+
+
+class TrustSettings(_Section):
+    # A PEM bundle with the certificates of the accredited PEC providers: a receipt signed by one of them is
+    # "valid" (legal proof); without a bundle an intact signature is only "valid_untrusted".
+    pec_providers: Path | None = None
+
+
 class Settings(BaseSettings):
     """Everything pec-mcp reads from its configuration; build it with :func:`load_settings`."""
 
@@ -199,6 +251,7 @@ class Settings(BaseSettings):
     )
 
     environment: Environment | None = None
+    default_account: str | None = None
     pecmassiva: PecMassivaSettings = PecMassivaSettings()
     openapi_pec: OpenapiPecSettings = OpenapiPecSettings()
     mensatek: MensatekSettings = MensatekSettings()
@@ -209,6 +262,8 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    accounts: dict[str, AccountSettings] = {}
+    trust: TrustSettings = TrustSettings()
 
     @model_validator(mode="after")
     def _users_within_enabled_toolsets(self) -> Settings:
@@ -217,6 +272,25 @@ class Settings(BaseSettings):
             if beyond:
                 raise ValueError(f"http.users.{name}.toolsets names {', '.join(beyond)}, not in tools.enabled "
                                  f"({', '.join(self.tools.enabled)}); enable it there or remove it from the user")
+        return self
+
+    @field_validator("accounts")
+    @classmethod
+    def _account_names(cls, value: dict[str, AccountSettings]) -> dict[str, AccountSettings]:
+        for name in value:
+            if name in RESERVED_ACCOUNT_NAMES:
+                raise ValueError(f"{name!r} is the name of the {name} account; give this mailbox another name")
+            if not _ACCOUNT_NAME.match(name):
+                raise ValueError(f"account name {name!r} must be lower-case letters, digits, - or _ "
+                                 "(at most 40), starting with a letter or digit")
+        return value
+
+    @model_validator(mode="after")
+    def _default_account_exists(self) -> Settings:
+        name = self.default_account
+        if name is not None and name != "pecmassiva" and name not in self.accounts:
+            known = ", ".join(["pecmassiva", *sorted(self.accounts)])
+            raise ValueError(f"default_account {name!r} is not a configured account (known: {known})")
         return self
 
     @model_validator(mode="after")
@@ -238,6 +312,7 @@ class Settings(BaseSettings):
                 self.openapi_pec.token,
                 self.mensatek.api_user,
                 self.mensatek.api_token,
+                *(account.password for account in self.accounts.values()),
             )
         )
 
@@ -268,6 +343,7 @@ class Settings(BaseSettings):
             self.http.state_key,
             *(user.token for user in self.http.users.values()),
             store_password(self.store.url),
+            *(account.password for account in self.accounts.values()),
         )
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
 
@@ -296,14 +372,6 @@ SECRET_KEYS = frozenset({"token", "password", "api_token", "auth_token", "webhoo
 MASK = "**********"
 
 
-def _mask(data: dict[str, Any]) -> None:
-    for key, value in data.items():
-        if isinstance(value, dict):
-            _mask(value)
-        elif key in SECRET_KEYS and value is not None:
-            data[key] = MASK
-
-
 def store_password(url: SecretStr | None) -> SecretStr | None:
     """The password inside ``store.url``, for the redactor (the rest of the URL is not secret)."""
     if url is None:
@@ -330,6 +398,15 @@ def masked_url(url: str) -> str:
         return url
     netloc = f"{parts.username or ''}:{MASK}@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _mask(data: dict[str, Any]) -> None:
+    # Sections nest ([accounts.<name>]), so secrets are masked at any depth.
+    for key, value in data.items():
+        if isinstance(value, dict):
+            _mask(value)
+        elif key in SECRET_KEYS and value is not None:
+            data[key] = MASK
 
 
 class _MappingEnvSource(EnvSettingsSource):
@@ -462,6 +539,13 @@ def setting_env_vars() -> set[str]:
     return names
 
 
+def _is_account_variable(name: str) -> bool:
+    """PEC_MCP_ACCOUNTS__<NAME>__<KEY>, with KEY a setting of an account."""
+    parts = name.split("__")
+    return (len(parts) == 3 and parts[0] == f"{ENV_PREFIX}ACCOUNTS" and bool(parts[1])
+            and parts[2].lower() in AccountSettings.model_fields)
+
+
 def environment_warnings(environ: Mapping[str, str]) -> list[str]:
     """A warning for each PEC_MCP_* variable that sets nothing (a misspelling would otherwise be ignored).
 
@@ -475,6 +559,8 @@ def environment_warnings(environ: Mapping[str, str]) -> list[str]:
     for raw in sorted(environ):
         name = raw.upper()
         if not name.startswith(ENV_PREFIX) or name in known or name in NON_SETTING_ENV_VARS:
+            continue
+        if _is_account_variable(name):
             continue
         if any(name.startswith(s) for s in sections) and name.count("__") == 1:
             continue

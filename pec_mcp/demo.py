@@ -267,6 +267,42 @@ async def run_a_bulk_job(story: Story) -> None:
         raise DemoFailure(f"expected 5 delivered and 1 not delivered, got {job['counts']}")
 
 
+FORGED = "forged-controparte@pec-altro.it"
+
+
+async def send_from_an_imap_mailbox(story: Story) -> None:
+    accounts = await story.call("list_pec_accounts", {})
+    mailbox = next(a for a in accounts["accounts"] if a["kind"] == "imap")
+    show("account", f"{mailbox['name']}: {mailbox['address']} ({mailbox['note']})")
+    sent = await story.call("send_pec", {
+        "account": mailbox["name"], "recipients": [RECIPIENT, FORGED],
+        "subject": "Messa in mora - pratica 2026/31", "body": "Gentili signori,\nvi mettiamo formalmente in mora.",
+        "idempotency_key": "demo-imap-2026-31"})
+    if sent["status"] != "sent":
+        raise DemoFailure(f"expected a sent PEC, got {sent['status']}")
+    show("sent over SMTP", f"message_id {sent['message_id']}")
+    deadline = time.monotonic() + RECEIPT_TIMEOUT
+    while True:
+        receipts = await story.call("get_pec_receipts", {"message_id": sent["message_id"]})
+        states = {r["address"]: r["state"] for r in receipts["recipients"]}
+        forged = [r for r in receipts["receipts"] if r.get("signature") == "invalid"]
+        if states.get(RECIPIENT) == "delivered" and forged:
+            break
+        if time.monotonic() > deadline:
+            raise DemoFailure(f"receipts did not arrive in time: {receipts['summary']}")
+        await anyio.sleep(0.5)
+    for receipt in receipts["receipts"]:
+        who = f" for {receipt['recipient']}" if receipt["recipient"] else ""
+        name = RECEIPT_NAMES.get(receipt["kind"], receipt["kind"])
+        show(f"receipt {name}{who}", f"signature {receipt['signature']}: {receipt.get('signature_detail') or ''}")
+    show("status", f"{receipts['status']}: {receipts['summary']}")
+    show("why", receipts["note"])
+    if states.get(FORGED) == "delivered":
+        raise DemoFailure("a forged CONSEGNA was counted as delivery")
+    show("forged receipt", f"{FORGED} stays {states.get(FORGED)}: its CONSEGNA is signed by a key outside the "
+         "trust list, so it is not proof and is not counted")
+
+
 Chapter = Callable[[Story], Awaitable[None]]
 CHAPTERS: list[tuple[str, Chapter]] = [
     ("Open a PEC mailbox (check the address, register, sign the form, activate)", open_a_mailbox),
@@ -275,6 +311,8 @@ CHAPTERS: list[tuple[str, Chapter]] = [
     ("Read the PEC inbox", read_the_inbox),
     ("Was my PEC to the client delivered? (no message_id needed)", find_by_recipient),
     ("A bulk job from a CSV: six personalised reminders, one to an address that does not exist", run_a_bulk_job),
+    ("Send from a PEC mailbox over SMTP (IMAP account): verified receipts, and a forged CONSEGNA refused",
+     send_from_an_imap_mailbox),
     ("Send a Spanish certified email (Mensatek) to three recipients; follow its webhook reports", send_certified_email),
 ]
 

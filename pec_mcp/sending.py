@@ -347,6 +347,53 @@ class DeliveryReport:
         return [r for r in self.receipts if r.at_provider is False]
 
 
+Audit = Callable[[str, str | None], None]
+
+
+async def submit_once(
+    store: Store,
+    row: Sending,
+    submit: Callable[[Callable[[], Awaitable[None]]], Awaitable[str]],
+    *,
+    before_dispatch: Callable[[], Awaitable[None]] | None,
+    audit: Audit,
+) -> SendOutcome:
+    """Send a queued ledger row once, whatever carries it (PEC Massiva's API, a mailbox's SMTP server).
+
+    ``submit`` sends and returns the message_id; it calls its argument right before the request leaves, which
+    marks the row ``sending`` (after ``before_dispatch``, where a cancelled bulk job raises and sends nothing). A lost
+    answer is ``unknown``, never retried; a failure is ``failed`` and raised; an interruption is ``unknown`` when the
+    request may have left, else ``failed``.
+    """
+
+    async def dispatching() -> None:
+        if before_dispatch is not None:
+            await before_dispatch()
+        store.mark_dispatching(row.id)
+
+    try:
+        message_id = await submit(dispatching)
+    except OutcomeUnknown as exc:
+        row = store.mark_unknown(row.id, exc.message)
+        audit("unknown: " + exc.message, row.message_id)
+        return SendOutcome("unknown", row, exc.explain())
+    except PecError as exc:
+        store.mark_failed(row.id, exc.message)
+        audit("failed: " + exc.message, None)
+        raise
+    except BaseException:
+        # Cancelled or crashed mid-call: if the request may have left, say so; otherwise nothing was sent.
+        current = store.sending_by_id(row.id)
+        if current is not None and current.state == "sending":
+            store.mark_unknown(row.id, "interrupted while the request was on its way")
+        else:
+            store.mark_failed(row.id, "interrupted before the request was sent")
+        raise
+    row = store.mark_sent(row.id, message_id)
+    audit(f"sent, message_id {message_id}", message_id)
+    return SendOutcome("sent", row)
+
+
 class PecSender:
     """Sends PEC through the ledger: written before the request, one row per send, never sent twice."""
 
@@ -390,39 +437,19 @@ class PecSender:
             return SendOutcome("duplicate", row, duplicate_note(row))
         summary = f"PEC to {describe_recipients(message.recipients)}: \"{message.subject}\""
 
-        async def dispatching() -> None:
-            if before_dispatch is not None:
-                await before_dispatch()
-            self.store.mark_dispatching(row.id)
-
-        try:
+        async def submit(on_dispatch: Callable[[], Awaitable[None]]) -> str:
             result = await self.client.send(
                 sender=self.sender,
                 recipients=message.recipients,
                 subject=message.subject,
                 body=message.body,
                 attachments=message.attachments,
-                on_dispatch=dispatching,
+                on_dispatch=on_dispatch,
             )
-        except OutcomeUnknown as exc:
-            row = self.store.mark_unknown(row.id, exc.message)
-            self._audit(actor, summary, "unknown: " + exc.message, None)
-            return SendOutcome("unknown", row, exc.explain())
-        except PecError as exc:
-            self.store.mark_failed(row.id, exc.message)
-            self._audit(actor, summary, "failed: " + exc.message, None)
-            raise
-        except BaseException:
-            # Cancelled or crashed mid-call: if the request may have left, say so; otherwise nothing was sent.
-            current = self.store.sending_by_id(row.id)
-            if current is not None and current.state == "sending":
-                self.store.mark_unknown(row.id, "interrupted while the request was on its way")
-            else:
-                self.store.mark_failed(row.id, "interrupted before the request was sent")
-            raise
-        row = self.store.mark_sent(row.id, result.message_id)
-        self._audit(actor, summary, f"sent, message_id {result.message_id}", result.message_id)
-        return SendOutcome("sent", row)
+            return result.message_id
+
+        return await submit_once(self.store, row, submit, before_dispatch=before_dispatch,
+                                 audit=lambda outcome, ref: self._audit(actor, summary, outcome, ref))
 
     def _audit(self, actor: str, summary: str, outcome: str, ref: str | None) -> None:
         self.store.record_audit(

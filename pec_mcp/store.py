@@ -358,9 +358,48 @@ REPLICAS_SCHEMA = """
     );
 """
 
+# Schema version 7: the index of IMAP mailboxes (see pec_mcp.pecmail.index): per environment, account and folder,
+# the UIDVALIDITY and last UID synced, and the headers of each message by UID. Deleted messages stay, marked (they
+# may be proof).
+MAIL_INDEX_SCHEMA = """
+    CREATE TABLE mail_folders (
+        environment TEXT NOT NULL,
+        account TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        last_uid INTEGER NOT NULL,
+        synced_at REAL NOT NULL,
+        PRIMARY KEY (environment, account, folder)
+    );
+    CREATE TABLE mail_index (
+        environment TEXT NOT NULL,
+        account TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        at REAL NOT NULL,
+        date TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        message_id TEXT,
+        refers_to TEXT,
+        x_ricevuta TEXT,
+        x_trasporto TEXT,
+        size INTEGER NOT NULL,
+        search TEXT NOT NULL,
+        receipt_pending INTEGER NOT NULL DEFAULT 0,
+        deleted_at REAL,
+        PRIMARY KEY (environment, account, folder, uidvalidity, uid)
+    );
+    CREATE INDEX mail_index_pending ON mail_index (environment, account, folder, receipt_pending);
+    CREATE INDEX mail_index_refers ON mail_index (environment, account, folder, uidvalidity, refers_to);
+    CREATE INDEX mail_index_order ON mail_index (environment, account, folder, at, uid);
+"""
+
 # Each entry moves the schema one version up; entries are never edited once released, only appended.
 MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA, ACCOUNTS_SCHEMA,
-                         REPLICAS_SCHEMA]
+                         REPLICAS_SCHEMA, MAIL_INDEX_SCHEMA]
 
 SLOT_HOLD = 5.0  # seconds a send slot stays held by a taker that never says whether its request left (it died)
 HELD = "#held"  # suffix of the pacer row that marks a slot held between a turn and the request leaving
@@ -623,6 +662,12 @@ class Store:
     def mark_dispatching(self, sending_id: int) -> None:
         """The request is about to go on the wire: from now on a lost answer means ``unknown``."""
         self._set_state(sending_id, "sending", allowed_from=("queued",))
+
+    def assign_message_id(self, sending_id: int, message_id: str) -> None:
+        """Record the Message-ID a queued send will carry (mail accounts choose it), before it is submitted."""
+        with self.transaction() as db:
+            db.execute("UPDATE sendings SET message_id = ?, updated_at = ? WHERE id = ? AND state = 'queued'",
+                       (message_id, self.clock(), sending_id))
 
     def mark_sent(self, sending_id: int, message_id: str) -> Sending:
         return self._set_state(sending_id, "sent", message_id=message_id, allowed_from=("queued", "sending"))

@@ -11,12 +11,6 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
-# The browser tests drive Debian's chromium (never a browser downloaded by Playwright). As root (CI, a fresh
-# machine) it is installed when missing; elsewhere they are skipped without it, except in CI.
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-fi
-
 # The wire-level test drives the server with the MCP Inspector CLI (a Node.js package).
 INSPECTOR_VERSION=2.12.0
 # The browser tests check the dashboard and the MCP App views with axe-core (accessibility rules, run in the page).
@@ -39,13 +33,19 @@ else
   echo "npm not found: the MCP Inspector and MCP Bundle tests will be skipped (they fail under CI=true)" >&2
 fi
 
-# The PostgreSQL store's tests start a real PostgreSQL 15 server (Debian's package) on a loopback port.
-if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && ! command -v pg_config >/dev/null 2>&1; then
+# Real servers the tests start on loopback, from Debian's packages: PostgreSQL 15 (the PostgreSQL store), Dovecot
+# (the IMAP client), and Chromium (the dashboard and MCP App views, never a browser downloaded by Playwright). As root
+# (CI, a fresh machine) the missing ones are installed; elsewhere their tests are skipped, except under CI=true.
+missing=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "PostgreSQL 15 not found: its tests will be skipped (they fail under CI=true)" >&2
+    echo "not installed: ${missing[*]}: the tests that need them will be skipped (they fail under CI=true)" >&2
   fi
 fi
 

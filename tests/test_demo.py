@@ -24,3 +24,5 @@ async def test_the_demo_shows_true_mensatek_outcomes_and_no_refused_send(
     assert all(status != "unknown" for _, status, _ in reports), reports
     # The demo's bulk job runs at the simulator's own rate: the pacing never lets the provider refuse a send.
     assert not [r for r in caplog.records if "429" in r.getMessage()]
+    # The mailbox chapter: receipts verified, the forged CONSEGNA refused and not counted.
+    assert "signature valid" in out.out and "forged-controparte@pec-altro.it stays pending" in out.out

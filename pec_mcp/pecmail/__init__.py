@@ -1,4 +1,4 @@
-"""PEC over mail: read daticert.xml, verify S/MIME signatures, parse received PEC messages, compose outgoing ones.
+"""PEC over mail: daticert.xml, S/MIME signatures, received and outgoing PEC messages, IMAP and SMTP clients.
 
-No MCP here: the server and the IMAP/SMTP clients build on these functions.
+No MCP here: the server layer calls into this package as into a provider client.
 """

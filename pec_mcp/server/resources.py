@@ -45,6 +45,12 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         read)."""
         app = state_of(ctx)
         with resource_errors(app.redactor):
+            row = app.store.sending_by_message_id(message_id, environment=app.environment)
+            if row is not None and row.provider == "imap":  # sent from a mailbox: its receipts are in its IMAP
+                from pec_mcp.server.tools_accounts import imap_receipts
+
+                answer = await imap_receipts(app, app.account(row.account), message_id, row)
+                return _dump(answer.model_dump(mode="json"))
             report = await app.pec().status(message_id)
             status = report.status
             return _dump({

@@ -20,15 +20,20 @@ from pec_mcp.store import Store, StorePacer, store_location
 if TYPE_CHECKING:
     import httpx
 
+    from pec_mcp.accounts import Account, MailEndpoints
     from pec_mcp.http import ClientOptions, Pacer
     from pec_mcp.inbox_index import InboxIndex
     from pec_mcp.jobs import FollowUpPolicy, JobRunner
+    from pec_mcp.mail_accounts import MailAccount
+    from pec_mcp.mail_sending import MailSender
+    from pec_mcp.pecmail.signature import TrustStore
     from pec_mcp.providers.mensatek import MensatekClient
     from pec_mcp.providers.openapi_pec import OpenapiPecClient
     from pec_mcp.providers.pecmassiva import Credentials
     from pec_mcp.sending import PecSender
     from pec_mcp.server.offline import OfflineTransport
     from pec_mcp.simulator import Simulator
+    from pec_mcp.simulator.pecmail.servers import PecMailServers
 
 SIMULATOR_ORIGIN = "http://simulator"
 RUNNER_GRACE = 1.0  # seconds after start-up when the bulk job runner starts if no job was started before
@@ -56,6 +61,13 @@ class AppState:
     _pec: PecSender | None = None
     _mensatek: MensatekClient | None = None
     _inbox_index: InboxIndex | None = None
+    _mail_accounts: dict[str, MailAccount] = field(default_factory=dict)
+    # Tells subscribers of pec://sendings/{message_id} that receipts arrived (set by open_state).
+    publish: Callable[[str], Awaitable[None]] | None = None
+    # Starts following an IMAP account in the background (IDLE or UID polling), set by open_state.
+    follow: Callable[[MailAccount], None] | None = None
+    _trust: TrustStore | None = None
+    _pec_mail: PecMailServers | None = None  # offline: the simulator's PEC mail provider, started on first use
 
     @property
     def environment(self) -> str:
@@ -145,6 +157,86 @@ class AppState:
 
             self._inbox_index = InboxIndex(self.store, self.pec().client, ACCOUNT, environment=self.environment)
         return self._inbox_index
+
+
+    def close_pec_mail(self) -> None:
+        servers, self._pec_mail = self._pec_mail, None
+        if servers is not None:
+            servers.close()
+
+    def account(self, name: str | None) -> Account:
+        """The PEC account a tool call names (or the default one); InputError when unknown or ambiguous."""
+        from pec_mcp.accounts import resolve_account
+
+        return resolve_account(self.settings, name)
+
+    def mail_account(self, account: Account) -> MailAccount:
+        """The IMAP/SMTP operations of an IMAP account (one per account for the server's life)."""
+        mail = self._mail_accounts.get(account.name)
+        if mail is None:
+            from pec_mcp.accounts import require
+            from pec_mcp.mail_accounts import MailAccount
+            from pec_mcp.mail_receipts import ReceiptIntake
+
+            require(account)
+            intake = ReceiptIntake(self.store, environment=self.environment, account=account.name,
+                                   trust=self.trust_store(), publish=self.publish)
+            mail = self._mail_accounts[account.name] = MailAccount(account, self.mail_endpoints(account),
+                                                                   self.store, on_receipts=intake)
+            if self.follow is not None:
+                self.follow(mail)
+        return mail
+
+    def mail_endpoints(self, account: Account) -> MailEndpoints:
+        """Where an IMAP account's servers are: the configured ones, or offline the simulator's."""
+        from pec_mcp.accounts import mail_endpoints
+
+        if account.simulated:
+            return self._simulated_endpoints(account)
+        return mail_endpoints(account)
+
+    def mail_sender(self, account: Account) -> MailSender:
+        """The SMTP send path of an IMAP account (through the ledger, paced per account)."""
+        from pec_mcp.accounts import require
+        from pec_mcp.mail_sending import MailSender
+
+        require(account, send=True)
+        return MailSender(account, self.mail_endpoints(account), self.store)
+
+    def trust_store(self) -> TrustStore | None:
+        """The accredited PEC providers' certificates: trust.pec_providers, else offline the simulator's list."""
+        from pec_mcp.pecmail.signature import TrustStore
+
+        if self._trust is None:
+            path = self.settings.trust.pec_providers
+            if path is not None:
+                self._trust = TrustStore.from_file(path.expanduser())
+            elif self.settings.env == "offline":
+                self._trust = TrustStore.from_file(self.pec_mail().endpoints.trust_file)
+        return self._trust
+
+    def pec_mail(self) -> PecMailServers:
+        """Offline: the simulator's PEC provider over SMTP and IMAP on loopback, started once."""
+        if self._pec_mail is None:
+            from pec_mcp.simulator.pecmail.servers import PecMailOptions, start_pec_mail_provider
+
+            self._pec_mail = start_pec_mail_provider(
+                PecMailOptions(delivery_delay=self.settings.simulator.delivery_delay))
+        return self._pec_mail
+
+    def _simulated_endpoints(self, account: Account) -> MailEndpoints:
+        from pec_mcp.accounts import OFFLINE_PASSWORD, MailEndpoints
+        from pec_mcp.pecmail.connection import Endpoint, Login
+
+        servers = self.pec_mail()
+        where = servers.endpoints
+        if servers.provider.mailbox(account.address or "") is None:
+            servers.provider.add_mailbox(account.address or "", OFFLINE_PASSWORD)
+        known = {a.address: a.password for a in where.accounts}
+        password = known.get(account.address or "", OFFLINE_PASSWORD)
+        return MailEndpoints(imap=Endpoint(where.host, where.imap_port, "tls", where.ca_file),
+                             smtp=Endpoint(where.host, where.smtp_port, "tls", where.ca_file),
+                             login=Login(account.address or "", password), address=account.address or "")
 
 
 class StateHolder:
@@ -267,10 +359,19 @@ async def open_state(
                             transport=state.offline_transport() if simulated else transport,
                             headers=_auth_headers(settings, provider), options=client_options or ClientOptions())
 
-    state = AppState(settings=settings, store=store, redactor=redactor, connect=connect, simulated=simulated)
+    state = AppState(settings=settings, store=store, redactor=redactor, connect=connect, simulated=simulated,
+                     publish=publish)
     async with AsyncExitStack() as stack:
         stack.callback(store.close)
         stack.push_async_callback(state.close_clients)
+        stack.callback(state.close_pec_mail)
+        followers = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(followers.cancel_scope.cancel)  # stop following mailboxes before the store closes
+
+        def start_following(mail: MailAccount) -> None:
+            followers.start_soon(follow_mailbox, mail)
+
+        state.follow = start_following
         if simulated:
             await _start_offline_callbacks(stack, state)
         if "bulk" in settings.tools.enabled:
@@ -279,6 +380,11 @@ async def open_state(
             # Stop the runner first when the server closes (callbacks run last-in, first-out).
             stack.callback(tasks.cancel_scope.cancel)
         yield state
+
+
+async def follow_mailbox(mail: MailAccount) -> None:
+    """Keep an IMAP account's index current while the server runs: receipts are read as they arrive."""
+    await mail.sync.follow(mail.session)
 
 
 async def _start_offline_callbacks(stack: AsyncExitStack, state: AppState) -> None:

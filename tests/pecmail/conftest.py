@@ -1,8 +1,11 @@
-"""Fixtures for the PEC mail library: a test authority, and receipts signed the way a provider signs them."""
+"""Fixtures for the PEC mail tests: a test authority, receipts signed the way a provider signs them, and a real
+Dovecot IMAP server (started once per session, stopped at the end)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -17,6 +20,7 @@ from pec_mcp.simulator.pecmail.signing import (
     signed_message,
     signed_part,
 )
+from tests.pecmail.dovecot import DOVECOT, Dovecot, start_dovecot
 
 RECEIPT_DATE = datetime(2026, 3, 2, 10, 15, 0, tzinfo=timezone(timedelta(hours=1)))
 ORIGINAL = (
@@ -97,3 +101,16 @@ def make_receipt(authority: SimulatorAuthority) -> MakeReceipt:
 
 def at(facts: Daticert, **changes: object) -> Daticert:
     return replace(facts, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    if not os.path.exists(DOVECOT) and not shutil.which("dovecot"):
+        if os.environ.get("CI"):
+            pytest.fail("dovecot is not installed: scripts/test.sh installs dovecot-imapd")
+        pytest.skip("dovecot is not installed (apt-get install dovecot-imapd)")
+    server = start_dovecot()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -148,6 +148,7 @@ GOOD: dict[str, Callable[[Run], dict[str, Any]]] = {
     "start_bulk_pec": lambda r: {**BULK, "idempotency_key": "canary-3"},
     "get_bulk_pec": lambda r: {"job_id": r.id("job_id", "job-20260310-00000000")},
     "list_bulk_pec": lambda r: {},
+    "list_pec_accounts": lambda r: {},
     "retry_bulk_pec": lambda r: {"job_id": r.id("job_id", "job-20260310-00000000")},
     "cancel_bulk_pec": lambda r: {"job_id": r.id("job_id", "job-20260310-00000000")},
 }
@@ -193,6 +194,7 @@ BAD: dict[str, dict[str, Any]] = {
     "start_bulk_pec": {**BULK, "recipients": [{"address": "not-an-address", "variables": {}}]},
     "get_bulk_pec": {"job_id": "no such job"},
     "list_bulk_pec": {"limit": 0},
+    "list_pec_accounts": {"unexpected": 1},
     "retry_bulk_pec": {"job_id": "job-x", "which": "unknown"},
     "cancel_bulk_pec": {"job_id": "no such job"},
 }

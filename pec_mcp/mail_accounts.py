@@ -1,0 +1,178 @@
+"""What the PEC tools do on an IMAP/SMTP account: inbox, messages, deletion, quota, receipts, through the index.
+
+One :class:`MailAccount` per IMAP account and server. Every answer about the mailbox comes from the local index
+(``pec_mcp.pecmail.index``), synced first when it is older than ``max_age`` (a sync costs one UID SEARCH and
+the headers of what is new), so a receipt lookup in a mailbox of ten thousand messages is a query on the store,
+not a SEARCH on the server. Reading, deleting and the quota talk to the server. Nothing here knows MCP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+import anyio
+
+from pec_mcp.accounts import Account, MailEndpoints
+from pec_mcp.errors import NotFound
+from pec_mcp.pecmail.imap import ImapClient, Quota
+from pec_mcp.pecmail.index import IndexedMail, MailIndex, MailPage
+from pec_mcp.pecmail.message import KIND_OF_TIPO
+from pec_mcp.pecmail.sync import MailboxSync, ReceiptHandler, SyncReport
+from pec_mcp.receipts import ClassifiedReceipt, ReceiptKind, SendingStatus, sending_status
+from pec_mcp.store import Receipt, Store
+
+INDEX_MAX_AGE = 60.0  # seconds an answer from the index may lag behind the server
+_PARSER = BytesParser(policy=policy.default)
+
+def header_kind(mail: IndexedMail) -> str:
+    """The kind a message claims in its headers (receipts and envelopes), else ``other``."""
+    # Outside the signature, so for listing only: a receipt's real kind comes from its verified daticert.xml.
+    claimed = (mail.x_ricevuta or mail.x_trasporto or "").strip().lower()
+    return KIND_OF_TIPO.get(claimed, ReceiptKind.OTHER).value
+
+
+@dataclass(frozen=True)
+class ReadMessage:
+    """One message read from the server: its index entry and the parsed message (headers and parts)."""
+
+    mail: IndexedMail
+    raw: bytes
+    parsed: EmailMessage
+
+    def text(self) -> str:
+        """The readable text of the message: the plain part, else the HTML part, else empty."""
+        body = self.parsed.get_body(preferencelist=("plain", "html"))
+        if body is None:
+            return ""
+        content = body.get_content()
+        return content if isinstance(content, str) else ""
+
+    def attachment_names(self) -> list[tuple[str, int]]:
+        found = []
+        for part in self.parsed.iter_attachments():
+            payload = part.get_payload(decode=True)
+            found.append((part.get_filename() or "(unnamed)", len(payload) if isinstance(payload, bytes) else 0))
+        return found
+
+
+class MailAccount:
+    """The PEC operations of one IMAP account on one server; sessions are opened per operation."""
+
+    def __init__(self, account: Account, endpoints: MailEndpoints, store: Store, *,
+                 on_receipts: ReceiptHandler | None = None, max_age: float = INDEX_MAX_AGE,
+                 clock: Callable[[], float] = time.time, timeout: float = 30.0) -> None:
+        self.account = account
+        self.endpoints = endpoints
+        self.index = MailIndex(store, environment=account.environment, account=account.name, clock=clock)
+        self.sync = MailboxSync(self.index, on_receipts=on_receipts)
+        self.max_age = max_age
+        self.clock = clock
+        self.timeout = timeout
+        self._lock = anyio.Lock()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[ImapClient]:
+        async with ImapClient(self.endpoints.imap, self.endpoints.login, timeout=self.timeout) as imap:
+            yield imap
+
+    # -- freshness ---------------------------------------------------------------------------------------------
+
+    async def refresh(self, *, force: bool = False) -> float:
+        """Sync the index when older than ``max_age`` (or when forced); returns when it was last synced."""
+        state = self.index.state()
+        if not force and state is not None and self.clock() - state.synced_at < self.max_age:
+            return state.synced_at
+        async with self._lock:
+            state = self.index.state()
+            if not force and state is not None and self.clock() - state.synced_at < self.max_age:
+                return state.synced_at
+            return (await self.sync_now()).synced_at
+
+    async def sync_now(self) -> SyncReport:
+        async with self.session() as imap:
+            return await self.sync.sync(imap)
+
+    def mark_stale(self) -> None:
+        self.index.mark_stale()
+
+    # -- answers -----------------------------------------------------------------------------------------------
+
+    async def inbox(self, *, query: str | None, page: int) -> MailPage:
+        await self.refresh()
+        return self.index.page(query=query, page=page)
+
+    async def receipts_of(self, message_id: str) -> list[IndexedMail]:
+        """The messages of one sending (by X-Riferimento-Message-ID), after a sync if the index is old."""
+        await self.refresh()
+        return self.index.referring_to(message_id)
+
+    async def read(self, uid: int) -> ReadMessage:
+        """One message, whole, from the server (NotFound when it is not in the mailbox any more)."""
+        await self.refresh()
+        mail = self.index.get(uid)
+        raw = None
+        if mail is not None:
+            async with self.session() as imap:
+                await imap.select(self.index.folder)
+                raw = await imap.message(uid)
+        if mail is None or raw is None:
+            raise self._not_found(uid)
+        parsed = _PARSER.parsebytes(raw)
+        assert isinstance(parsed, EmailMessage)
+        return ReadMessage(mail=mail, raw=raw, parsed=parsed)
+
+    async def get(self, uid: int) -> IndexedMail:
+        """The indexed headers of one message (NotFound when it is not in the mailbox)."""
+        await self.refresh()
+        mail = self.index.get(uid)
+        if mail is None:
+            raise self._not_found(uid)
+        return mail
+
+    async def delete(self, uid: int) -> IndexedMail:
+        """Delete one message on the server; its headers stay in the index, marked deleted."""
+        await self.refresh()
+        mail = self.index.get(uid)
+        if mail is None:
+            raise self._not_found(uid)
+        async with self.session() as imap:
+            await imap.select(self.index.folder, readonly=False)
+            await imap.delete([uid])
+        self.index.forget([uid])
+        return mail
+
+    async def quota(self, folder: str = "INBOX") -> Quota | None:
+        async with self.session() as imap:
+            return await imap.quota(folder)
+
+    def _not_found(self, uid: int) -> NotFound:
+        return NotFound(f"There is no message {uid} in the {self.index.folder} of the account {self.account.name!r}",
+                        provider=f"IMAP {self.endpoints.imap.host}",
+                        hint=f"List the inbox with list_pec_inbox(account=\"{self.account.name}\") for current ids.")
+
+
+@dataclass(frozen=True)
+class MailDelivery:
+    """The delivery status of a sending made from an IMAP account, from the receipts the ledger keeps."""
+
+    status: SendingStatus
+    counted: list[Receipt]
+    ignored: list[Receipt]  # signature invalid: reported with the reason, never counted
+
+
+def mail_delivery(recipients: Sequence[str], receipts: Sequence[Receipt]) -> MailDelivery:
+    """Per-recipient status from every receipt with a valid (or, without a trust list, untrusted) signature.
+
+    An ``invalid`` receipt (forged, tampered, unsigned) is left out: a forged CONSEGNA never makes a recipient
+    delivered, whatever its headers and subject claim.
+    """
+    counted = [r for r in receipts if r.signature != "invalid"]
+    ignored = [r for r in receipts if r.signature == "invalid"]
+    classified = [ClassifiedReceipt(ReceiptKind(r.kind), "", r.recipient, r.reason, r.date) for r in counted]
+    return MailDelivery(status=sending_status(recipients, classified), counted=counted, ignored=ignored)

@@ -1,0 +1,198 @@
+"""PEC accounts: the ``list_pec_accounts`` tool, and the PEC tools' answers for IMAP/SMTP accounts.
+
+The tools of the ``pec`` toolset resolve their ``account`` argument (``AppState.account``); for an IMAP account
+they call the functions here, which speak through ``pec_mcp.mail_accounts`` and answer with the same models as
+for PEC Massiva, so a model reading the answers sees one shape whatever the account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import date
+from typing import Annotated, Any
+
+from mcp.server.elicitation import ElicitationResult
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import Field
+
+from pec_mcp.accounts import Account, default_account_name, list_accounts
+from pec_mcp.paths import MB
+from pec_mcp.receipts import DeliveryStatus
+from pec_mcp.sending import PecMessage
+from pec_mcp.server.account_models import AccountInfo, AccountsResult
+from pec_mcp.server.annotations import LOCAL_READ
+from pec_mcp.server.errors import tool_errors
+from pec_mcp.server.gate import Confirmation, require_yes, state_of
+from pec_mcp.server.pec_models import (
+    AttachmentInfo,
+    DeletedResult,
+    InboxEntry,
+    InboxPageResult,
+    PecMessageResult,
+    QuotaResult,
+    ReceiptInfo,
+    ReceiptsResult,
+    RecipientReceipt,
+    receipt_note,
+)
+from pec_mcp.server.state import AppState
+from pec_mcp.store import Sending, iso
+
+AccountName = Annotated[str | None, Field(max_length=40, description="The PEC account to use (list_pec_accounts "
+                                          "names them); default: the configured default account")]
+
+
+def register(mcp: MCPServer[Any]) -> None:
+    @mcp.tool(title="List the PEC accounts", annotations=LOCAL_READ)
+    async def list_pec_accounts(ctx: Context[Any]) -> AccountsResult:
+        """The PEC accounts this server can use: the PEC Massiva account ('pecmassiva') and every PEC mailbox
+        reached over IMAP/SMTP (Aruba, Legalmail, Namirial, Poste, Register.it, others), with the address, the
+        environment, whether each can send and read, and which one is the default. Pass a name as account= to
+        send_pec, list_pec_inbox, read_pec_message, delete_pec_message, get_pec_quota, find_pec_sendings and
+        start_bulk_pec."""
+        app = state_of(ctx)
+        with tool_errors(app.redactor):
+            default = default_account_name(app.settings)
+            return AccountsResult(accounts=[_info(a, default) for a in list_accounts(app.settings)],
+                                  default_account=default)
+
+
+def _info(account: Account, default: str | None) -> AccountInfo:
+    return AccountInfo(name=account.name, address=account.address, kind=account.kind, provider=account.provider,
+                       environment=account.environment,
+                       can_send=account.can_send, can_read=account.can_read, default=account.name == default,
+                       note=account.note)
+
+
+async def imap_inbox(app: AppState, account: Account, query: str | None, page: int) -> InboxPageResult:
+    from pec_mcp.mail_accounts import header_kind
+
+    found = await app.mail_account(account).inbox(query=query, page=page)
+    entries = [InboxEntry(inbox_id=m.uid, date=m.date, sender=m.sender, subject=m.subject, kind=header_kind(m),
+                          message_id=m.refers_to) for m in found.messages]
+    return InboxPageResult(page=found.page, pages=found.pages, total=found.total, messages=entries, query=query,
+                           source="index", index_synced_at=iso(found.synced_at) if found.synced_at else None,
+                           environment=app.environment, account=account.name)
+
+
+async def imap_message(app: AppState, account: Account, inbox_id: int) -> PecMessageResult:
+    from pec_mcp.mail_accounts import header_kind
+
+    read = await app.mail_account(account).read(inbox_id)
+    mail = read.mail
+    return PecMessageResult(
+        inbox_id=inbox_id, date=mail.date, sender=mail.sender, recipient=mail.recipient, subject=mail.subject,
+        kind=header_kind(mail), message_id=mail.refers_to, body=read.text(),
+        attachments=[AttachmentInfo(name=n, size_bytes=s) for n, s in read.attachment_names()],
+        environment=app.environment, account=account.name)
+
+
+async def imap_delete_question(app: AppState, account: Account, inbox_id: int) -> str:
+    """The confirmation question for deleting a message of an IMAP account: what proof it may be."""
+    from pec_mcp.config import environment_label
+    from pec_mcp.mail_accounts import header_kind
+    from pec_mcp.receipts import ReceiptKind
+    from pec_mcp.sending import PROOF
+
+    mail = await app.mail_account(account).get(inbox_id)
+    kind = header_kind(mail)
+    if kind == "envelope":
+        what = "an incoming certified email (PEC): the legal proof that it was delivered to you"
+    elif kind == "other":
+        what = "a message that is not a PEC receipt"
+    else:
+        what = (f"a PEC receipt ({kind}) of sending {mail.refers_to}: "
+                f"{PROOF.get(ReceiptKind(kind), 'part of its record')}")
+    return (f"Delete message {inbox_id} of the account {account.name} for good: \"{mail.subject}\" from "
+            f"{mail.sender}, {mail.date}. It is {what}. The copy on the mail server is destroyed; the local ledger "
+            "keeps its headers, and a receipt already read stays in the ledger with the signed original. "
+            f"Environment: {environment_label(app.environment)}.")
+
+
+async def imap_delete(app: AppState, account: Account, inbox_id: int, *, dry_run: bool,
+                      approval: ElicitationResult[Confirmation], actor: Callable[[str], str]) -> DeletedResult:
+    """Delete a message of an IMAP account through the confirmation gate (a dry run deletes nothing)."""
+    kept = KEPT_IMAP
+    if dry_run:
+        question = await imap_delete_question(app, account, inbox_id)
+        return DeletedResult(status="preview", deleted=False, what="Preview only: nothing was deleted. " + question,
+                             kept_in_ledger=kept, environment=app.environment, account=account.name)
+    via = require_yes(approval)
+    mail = await app.mail_account(account).delete(inbox_id)
+    what = f"message {inbox_id} of the account {account.name}: \"{mail.subject}\""
+    app.store.record_audit(action="delete_pec_message", actor=actor(via), environment=app.environment,
+                           summary=what, outcome="deleted", ref=f"{account.name}:{inbox_id}")
+    return DeletedResult(status="deleted", deleted=True, what=what, kept_in_ledger=kept, environment=app.environment,
+                         account=account.name)
+
+
+KEPT_IMAP = ("The local index keeps its headers (date, sender, subject), a receipt already read stays in the ledger "
+             "with the signed original, and the audit trail records the deletion.")
+
+
+async def imap_quota(app: AppState, account: Account, mailbox: str) -> QuotaResult:
+    quota = await app.mail_account(account).quota(mailbox)
+    if quota is None:
+        return QuotaResult(mailbox=mailbox, usage=0, limit=0, percent_used=0.0,
+                           unit="unknown: this IMAP server does not offer the QUOTA extension",
+                           environment=app.environment, account=account.name)
+    percent = round(100 * quota.used_kib / quota.limit_kib, 1) if quota.limit_kib else 0.0
+    return QuotaResult(mailbox=mailbox, usage=round(quota.used_kib * 1024 / MB, 2),
+                       limit=round(quota.limit_kib * 1024 / MB, 2), percent_used=percent,
+                       unit=f"MB (IMAP QUOTA of the root {quota.root!r})", environment=app.environment,
+                       account=account.name)
+
+
+def find_pec_rows(app: AppState, *, account: str | None, recipient: str | None, query: str | None,
+                  since: date | None, limit: int, environment: str | None) -> list[Sending]:
+    """PEC sendings in the ledger of one account, or of every PEC account (PEC Massiva and mailboxes), newest
+    first."""
+    if account:
+        chosen = app.account(account).name
+        return app.store.find_sendings(account=chosen, recipient=recipient, query=query, since=since, limit=limit,
+                                       environment=environment)
+    rows = [row for provider in ("pecmassiva", "imap")
+            for row in app.store.find_sendings(provider=provider, recipient=recipient, query=query, since=since,
+                                               limit=limit, environment=environment)]
+    return sorted(rows, key=lambda r: r.id, reverse=True)[:limit]
+
+
+async def imap_receipts(app: AppState, account: Account, message_id: str, row: Sending | None) -> ReceiptsResult:
+    """The receipts of a sending made from an IMAP account: the mailbox synced (new receipts read, verified and
+    kept), then every receipt the ledger keeps, counted unless its signature is invalid."""
+    from pec_mcp.mail_accounts import mail_delivery
+    from pec_mcp.receipts import MEANING, ReceiptKind, advance
+
+    await app.mail_account(account).refresh()
+    receipts = app.store.receipts_of(environment=app.environment, account=account.name, message_id=message_id)
+    recipients = row.recipients if row else sorted({r.recipient for r in receipts if r.recipient})
+    delivery = mail_delivery(recipients, receipts)
+    status = delivery.status
+    if row is not None and receipts:
+        recorded = DeliveryStatus(row.delivery_status) if row.delivery_status else None
+        app.store.update_delivery(row.id, advance(recorded, status.status).value, status.summary)
+    note = receipt_note(status)
+    if delivery.ignored:
+        note += " Not counted, because their signature is invalid (not legal proof, whatever they claim): " + "; ".join(
+            f"{r.kind} for {r.recipient or 'the sending'} ({r.signature_detail or 'no detail'})"
+            for r in delivery.ignored) + "."
+    untrusted = sum(r.signature == "valid_untrusted" for r in receipts)
+    if untrusted:
+        note += (f" {untrusted} receipt(s) are intact but their signer was not checked: no trust list "
+                 "(trust.pec_providers) is configured.")
+    return ReceiptsResult(
+        message_id=message_id, status=status.status.value, summary=status.summary,
+        recipients=[RecipientReceipt(address=o.address, state=o.state.value, reason=o.reason, date=o.date)
+                    for o in status.recipients],
+        receipts=[ReceiptInfo(kind=r.kind, date=r.date, recipient=r.recipient, meaning=MEANING[ReceiptKind(r.kind)],
+                              at_provider=r.deleted_at is None,
+                              deleted_at=iso(r.deleted_at) if r.deleted_at else None,
+                              signature=r.signature,
+                              signature_detail=r.signature_detail) for r in receipts],
+        known_locally=row is not None, environment=app.environment, note=note, account=account.name)
+
+
+def plan_for_account(account: Account, message: PecMessage) -> PecMessage:
+    """A mailbox's sends cost nothing per message (the mailbox is paid for): the preview and question say so."""
+    return replace(message, cost_eur=0.0) if account.kind == "imap" else message

@@ -1,0 +1,57 @@
+"""The offline IMAP account, served by the simulator's PEC provider: send, receipts verified, a forgery refused."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from pec_mcp.accounts import OFFLINE_ACCOUNT
+from pec_mcp.config import Settings
+from tests.pecmail.test_tools_dovecot import call
+
+pytestmark = pytest.mark.anyio
+REAL, FORGED = "ufficio@pec.esempio.it", "forged-controparte@pec.esempio.it"
+
+
+async def receipts_until(client: Any, message_id: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    with anyio.fail_after(30):
+        while True:
+            answer = await call(client, "get_pec_receipts", {"message_id": message_id})
+            if done(answer):
+                return answer
+            await anyio.sleep(0.2)
+
+
+async def test_a_pec_from_the_offline_mailbox_is_delivered_with_verified_receipts_and_a_forgery_is_refused(
+        connect: Any, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(simulator={"delivery_delay": 0.2})
+    async with connect(settings) as client:
+        accounts = await call(client, "list_pec_accounts", {})
+        assert OFFLINE_ACCOUNT in [a["name"] for a in accounts["accounts"]]
+        sent = await call(client, "send_pec", {
+            "account": OFFLINE_ACCOUNT, "recipients": [REAL, FORGED], "subject": "Messa in mora",
+            "body": "Gentili signori, vi mettiamo in mora.", "idempotency_key": "mora-1", "confirm": True})
+        assert sent["status"] == "sent" and sent["estimated_cost_eur"] == 0.0
+
+        def settled(answer: dict[str, Any]) -> bool:
+            states = {r["address"]: r["state"] for r in answer["recipients"]}
+            return states.get(REAL) == "delivered" and any(r["signature"] == "invalid" for r in answer["receipts"])
+
+        answer = await receipts_until(client, sent["message_id"], settled)
+        resource = await client.read_resource(f"pec://sendings/{sent['message_id']}")
+        assert json.loads(resource.contents[0].text)["status"] == answer["status"]  # type: ignore[union-attr]
+        inbox = await call(client, "list_pec_inbox", {"account": OFFLINE_ACCOUNT})
+        found = await call(client, "find_pec_sendings", {"account": OFFLINE_ACCOUNT})
+    states = {r["address"]: r["state"] for r in answer["recipients"]}
+    assert states == {REAL: "delivered", FORGED: "pending"}
+    assert answer["status"] != "delivered" and answer["account"] == OFFLINE_ACCOUNT
+    valid = [r for r in answer["receipts"] if r["signature"] == "valid"]
+    assert {r["kind"] for r in valid} >= {"accepted", "delivered"}
+    [forged] = [r for r in answer["receipts"] if r["signature"] == "invalid"]
+    assert forged["kind"] == "delivered" and forged["recipient"] == FORGED
+    assert "signature is invalid" in answer["note"] and FORGED in answer["note"]
+    assert inbox["total"] >= 3 and found["sendings"][0]["message_id"] == sent["message_id"]
