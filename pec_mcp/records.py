@@ -247,8 +247,9 @@ class Records:
             clauses.append("s.id IN (SELECT sending_id FROM sending_recipients WHERE address LIKE ? ESCAPE '\\')")
             args.append(f"%{_like(flt.recipient.strip().lower())}%")
         for word in (flt.words or "").split():
-            clauses.append("s.subject LIKE ? ESCAPE '\\'")
-            args.append(f"%{_like(word)}%")
+            # lower() on both sides: SQLite's LIKE ignores case, PostgreSQL's does not.
+            clauses.append("lower(s.subject) LIKE ? ESCAPE '\\'")
+            args.append(f"%{_like(word.lower())}%")
         if flt.status:
             clauses.append("COALESCE(s.delivery_status, s.state) = ?")
             args.append(flt.status)
@@ -375,19 +376,20 @@ class Records:
 
     def costs(self, period: str, *, environment: str | None = None, limit: int = 60) -> list[CostLine]:
         """Money spent on PEC at the list price, per ``day`` or ``month`` (UTC), newest first."""
-        fmt = {"day": "%Y-%m-%d", "month": "%Y-%m"}[period]
         where = f"s.state IN ({','.join('?' * len(SPENT_STATES))})"
         args: list[Any] = list(SPENT_STATES)
         if environment:
             where += " AND s.environment = ?"
             args.append(environment)
-        sql = f"""SELECT strftime('{fmt}', s.created_at, 'unixepoch') AS period, COUNT(*) AS sendings,
-                      SUM((SELECT COUNT(*) FROM sending_recipients r WHERE r.sending_id = s.id)) AS recipients
-                  FROM sendings s WHERE {where} GROUP BY period ORDER BY period DESC LIMIT ?"""
+        # The calendar day or month of a Unix time has no SQL both databases accept: the backend writes it.
+        bucket = self.store.backend.utc_period("s.created_at", period)
+        sql = f"""SELECT {bucket} AS period, COUNT(DISTINCT s.id) AS sendings, COUNT(r.sending_id) AS recipients
+                  FROM sendings s LEFT JOIN sending_recipients r ON r.sending_id = s.id
+                  WHERE {where} GROUP BY {bucket} ORDER BY 1 DESC LIMIT ?"""
         with self.store.transaction() as db:
             rows = db.execute(sql, (*args, limit)).fetchall()
-        return [CostLine(r["period"], r["sendings"], r["recipients"] or 0,
-                         round((r["recipients"] or 0) * self.price, 2)) for r in rows]
+        return [CostLine(r["period"], int(r["sendings"]), int(r["recipients"]),
+                         round(int(r["recipients"]) * self.price, 2)) for r in rows]
 
     def job_costs(self, *, environment: str | None = None, limit: int = 60) -> list[CostLine]:
         """Per bulk job: recipients sent to (or maybe sent to) and their cost; the estimate is on the job page."""

@@ -203,3 +203,10 @@ class PostgresBackend:
 
     def after_migration(self, db: Any) -> None:
         sync_identities(db)
+
+    def utc_period(self, column: str, period: str) -> str:
+        """SQL for the UTC ``day`` (2026-03-01) or ``month`` (2026-03) of a Unix-time column."""
+        return f"to_char(to_timestamp({column}) AT TIME ZONE 'UTC', '{_FORMATS[period]}')"
+
+
+_FORMATS = {"day": "YYYY-MM-DD", "month": "YYYY-MM"}

@@ -83,3 +83,10 @@ class SqliteBackend:
 
     def after_migration(self, db: Any) -> None:
         """Nothing to do: SQLite's integer keys continue after the largest row by themselves."""
+
+    def utc_period(self, column: str, period: str) -> str:
+        """SQL for the UTC ``day`` (2026-03-01) or ``month`` (2026-03) of a Unix-time column."""
+        return f"strftime('{_FORMATS[period]}', {column}, 'unixepoch')"
+
+
+_FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m"}

@@ -115,8 +115,10 @@ class MailIndex:
                    ON CONFLICT DO NOTHING""",
                 rows,
             )
-            db.execute("UPDATE mail_folders SET last_uid = MAX(last_uid, ?) WHERE environment = ? AND account = ? "
-                       "AND folder = ? AND uidvalidity = ?", (through_uid, *self._key, uidvalidity))
+            # A CASE, not SQLite's two-argument MAX(): PostgreSQL has no scalar MAX (GREATEST is its own).
+            db.execute("UPDATE mail_folders SET last_uid = CASE WHEN last_uid > ? THEN last_uid ELSE ? END "
+                       "WHERE environment = ? AND account = ? AND folder = ? AND uidvalidity = ?",
+                       (through_uid, through_uid, *self._key, uidvalidity))
 
     def pending_receipts(self, limit: int = 200) -> list[IndexedMail]:
         """Receipts indexed but not yet read and verified (their reading failed or has not happened yet)."""

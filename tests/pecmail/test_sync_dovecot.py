@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 
 import anyio
 import pytest
@@ -27,8 +27,11 @@ def user(dovecot: Dovecot) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store.sqlite3")
+def store(store_location: str) -> Iterator[Store]:
+    """The index on each backend: SQLite and PostgreSQL."""
+    handle = Store(store_location)
+    yield handle
+    handle.close()
 
 
 def session(dovecot: Dovecot, user: str) -> ImapClient:
