@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import httpx
 
     from pec_mcp.accounts import Account, MailEndpoints
+    from pec_mcp.channels import Channel
     from pec_mcp.http import ClientOptions, Pacer
     from pec_mcp.inbox_index import InboxIndex
     from pec_mcp.jobs import FollowUpPolicy, JobRunner
@@ -62,6 +63,7 @@ class AppState:
     _mensatek: MensatekClient | None = None
     _inbox_index: InboxIndex | None = None
     _mail_accounts: dict[str, MailAccount] = field(default_factory=dict)
+    _channels: dict[str, Channel] = field(default_factory=dict)
     # Tells subscribers of pec://sendings/{message_id} that receipts arrived (set by open_state).
     publish: Callable[[str], Awaitable[None]] | None = None
     # Starts following an IMAP account in the background (IDLE or UID polling), set by open_state.
@@ -100,9 +102,12 @@ class AppState:
         """
         with anyio.move_on_after(RUNNER_GRACE):
             await self._runner_wanted.wait()
+        from pec_mcp.accounts import sending_accounts
         from pec_mcp.jobs import JobRunner
 
-        self.runner = JobRunner(store=self.store, settings=self.settings, sender=self.pec, publish=publish,
+        self.runner = JobRunner(store=self.store, settings=self.settings,
+                                channel=lambda name: self.channel(self.account(name)),
+                                accounts=sending_accounts(self.settings), publish=publish,
                                 policy=follow_up_policy(self.settings))
         await self.runner.run()
 
@@ -169,6 +174,24 @@ class AppState:
         from pec_mcp.accounts import resolve_account
 
         return resolve_account(self.settings, name)
+
+    def channel(self, account: Account) -> Channel:
+        """How an account sends a PEC and reads its delivery (one per account for the server's life): the one place
+        that picks PEC Massiva's API or a mailbox's SMTP and IMAP. ConfigError when the account cannot send."""
+        found = self._channels.get(account.name)
+        if found is None:
+            from pec_mcp.channels import MailboxChannel, PecMassivaChannel
+
+            if account.kind == "imap":
+                from pec_mcp.accounts import require
+
+                require(account, send=True)
+                found = MailboxChannel(account, sender=lambda: self.mail_sender(account),
+                                       mail=lambda: self.mail_account(account), store=self.store)
+            else:
+                found = PecMassivaChannel(account, self.pec(), on_sent=lambda: self.inbox_index().mark_stale())
+            self._channels[account.name] = found
+        return found
 
     def mail_account(self, account: Account) -> MailAccount:
         """The IMAP/SMTP operations of an IMAP account (one per account for the server's life)."""
