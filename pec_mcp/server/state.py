@@ -255,6 +255,9 @@ class AppState:
         where = servers.endpoints
         if servers.provider.mailbox(account.address or "") is None:
             servers.provider.add_mailbox(account.address or "", OFFLINE_PASSWORD)
+        # The simulated provider throttles SMTP at the account's own limit, as real providers do: pacing that holds
+        # is never refused, and pacing that did not hold would show in the simulator's rate_limited count.
+        servers.provider.limit_submissions(account.address or "", account.requests_per_second)
         known = {a.address: a.password for a in where.accounts}
         password = known.get(account.address or "", OFFLINE_PASSWORD)
         return MailEndpoints(imap=Endpoint(where.host, where.imap_port, "tls", where.ca_file),
