@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pec_mcp.mail_accounts import MailAccount, MailDelivery
     from pec_mcp.mail_sending import MailSender
     from pec_mcp.sending import PecMessage, PecSender, SendOutcome
-    from pec_mcp.store import Sending, Store
+    from pec_mcp.store import Receipt, Sending, Store
 
 BeforeDispatch = Callable[[], Awaitable[None]]
 
@@ -109,7 +109,7 @@ class MailboxChannel:
 
     async def delivery(self, message_id: str) -> Delivery:
         row = self.store.sending_by_message_id(message_id, provider="imap", environment=self.account.environment)
-        found = await mailbox_delivery(self.store, self._mail(), message_id, row)
+        found, _ = await mailbox_delivery(self.store, self._mail(), message_id, row)
         not_counted: dict[str, str] = {}
         for receipt in found.ignored:
             if receipt.recipient:
@@ -121,10 +121,11 @@ class MailboxChannel:
         self._mail().mark_stale()
 
 
-async def mailbox_delivery(store: Store, mail: MailAccount, message_id: str, row: Sending | None) -> MailDelivery:
-    """The delivery of a sending from a mailbox: the mailbox synced when its index is old (new receipts read,
-    verified and kept), then every receipt the ledger keeps, counted unless its signature is invalid. The ledger
-    row's status moves forward only."""
+async def mailbox_delivery(store: Store, mail: MailAccount, message_id: str,
+                           row: Sending | None) -> tuple[MailDelivery, list[Receipt]]:
+    """The delivery of a sending from a mailbox, and every receipt the ledger keeps of it (in the order first seen):
+    the mailbox synced when its index is old (new receipts read, verified and kept), each receipt counted unless
+    its signature is invalid. The ledger row's status moves forward only."""
     from pec_mcp.mail_accounts import mail_delivery
 
     await mail.refresh()
@@ -135,7 +136,7 @@ async def mailbox_delivery(store: Store, mail: MailAccount, message_id: str, row
     if row is not None and receipts:
         recorded = DeliveryStatus(row.delivery_status) if row.delivery_status else None
         store.update_delivery(row.id, advance(recorded, found.status.status).value, found.status.summary)
-    return found
+    return found, receipts
 
 
 def _ignored_reason(kind: str, detail: str | None) -> str:
