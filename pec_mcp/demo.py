@@ -303,6 +303,38 @@ async def send_from_an_imap_mailbox(story: Story) -> None:
          "trust list, so it is not proof and is not counted")
 
 
+MAILBOX_JOB = [("studio.bianchi@pec-clienti.it", "Studio Bianchi"),
+               ("comune.esempio@pec-clienti.it", "Comune di Esempio"),
+               ("fail-vecchio.indirizzo@pec-clienti.it", "Vecchio indirizzo")]
+
+
+async def run_a_bulk_job_from_the_mailbox(story: Story) -> None:
+    accounts = await story.call("list_pec_accounts", {})
+    mailbox = next(a for a in accounts["accounts"] if a["kind"] == "imap")
+    started = await story.call("start_bulk_pec", {
+        "account": mailbox["name"], "subject": "Convocazione assemblea",
+        "recipients": [{"address": a, "variables": {"nome": n}} for a, n in MAILBOX_JOB],
+        "body": "Spett.le {{nome}}, è convocata l'assemblea del 30 aprile.", "idempotency_key": "demo-assemblea"})
+    show("started", f"job {started['job_id']} from {started['account']}: {started['requests']} SMTP submissions, "
+         f"€{started['estimated_cost_eur']:.2f} (the mailbox is paid for)")
+    deadline = time.monotonic() + BULK_TIMEOUT
+    while True:
+        job = await story.call("get_bulk_pec", {"job_id": started["job_id"]})
+        if job["status"] == "finished":
+            break
+        if time.monotonic() > deadline:
+            raise DemoFailure(f"the mailbox job did not finish within {BULK_TIMEOUT:.0f} s ({job['counts']})")
+        await anyio.sleep(0.3)
+    for recipient in job["recipients"]:
+        reason = f" ({recipient['reason']})" if recipient["reason"] else ""
+        show(recipient["address"], f"{recipient['state']}, receipt signature {recipient['signature']}{reason}")
+    show("pace", f"at most {job['limit_per_second']:g} submissions a second on this account (requests_per_second)")
+    if job["counts"]["delivered"] != 2 or job["counts"]["not_delivered"] != 1:
+        raise DemoFailure(f"expected 2 delivered and 1 not delivered, got {job['counts']}")
+    if any(r["signature"] != "valid" for r in job["recipients"]):
+        raise DemoFailure("every receipt of this job should carry a valid signature")
+
+
 Chapter = Callable[[Story], Awaitable[None]]
 CHAPTERS: list[tuple[str, Chapter]] = [
     ("Open a PEC mailbox (check the address, register, sign the form, activate)", open_a_mailbox),
@@ -313,6 +345,8 @@ CHAPTERS: list[tuple[str, Chapter]] = [
     ("A bulk job from a CSV: six personalised reminders, one to an address that does not exist", run_a_bulk_job),
     ("Send from a PEC mailbox over SMTP (IMAP account): verified receipts, and a forged CONSEGNA refused",
      send_from_an_imap_mailbox),
+    ("A bulk job from the PEC mailbox: sent over SMTP at the account's pace, each receipt verified",
+     run_a_bulk_job_from_the_mailbox),
     ("Send a Spanish certified email (Mensatek) to three recipients; follow its webhook reports", send_certified_email),
 ]
 
