@@ -235,6 +235,24 @@ BULK_TIMEOUT = 30.0
 FINAL_STATES = {"delivered", "not_delivered", "failed", "unknown", "cancelled"}
 
 
+async def follow_job(story: Story, job_id: str, *, progress: bool = False) -> dict[str, Any]:
+    """The job once finished (DemoFailure after BULK_TIMEOUT), with its progress shown as it changes if asked."""
+    last = ""
+    deadline = time.monotonic() + BULK_TIMEOUT
+    while True:
+        job = await story.call("get_bulk_pec", {"job_id": job_id})
+        counts = ", ".join(f"{k} {v}" for k, v in job["counts"].items() if v)
+        if progress and counts != last:
+            rate = job["achieved_rate_per_second"]
+            show("progress", f"{job['status']}: {counts}" + (f" ({rate:.1f} requests/s)" if rate else ""))
+            last = counts
+        if job["status"] == "finished":
+            return job
+        if time.monotonic() > deadline:
+            raise DemoFailure(f"the bulk job did not finish within {BULK_TIMEOUT:.0f} s ({counts})")
+        await anyio.sleep(0.3)
+
+
 async def run_a_bulk_job(story: Story) -> None:
     csv_path = story.folder / "solleciti.csv"
     csv_path.write_text(BULK_CSV, encoding="utf-8-sig")
@@ -245,20 +263,7 @@ async def run_a_bulk_job(story: Story) -> None:
     show("started", f"job {started['job_id']}: {started['total_recipients']} recipients, {started['requests']} "
          f"requests, about {started['estimated_duration_seconds']:.0f} s, €{started['estimated_cost_eur']:.2f}")
     show("first message", f"to {started['preview']['to']}: {started['preview']['subject']}")
-    last = ""
-    deadline = time.monotonic() + BULK_TIMEOUT
-    while True:
-        job = await story.call("get_bulk_pec", {"job_id": started["job_id"]})
-        counts = ", ".join(f"{k} {v}" for k, v in job["counts"].items() if v)
-        if counts != last:
-            rate = job["achieved_rate_per_second"]
-            show("progress", f"{job['status']}: {counts}" + (f" ({rate:.1f} requests/s)" if rate else ""))
-            last = counts
-        if job["status"] == "finished":
-            break
-        if time.monotonic() > deadline:
-            raise DemoFailure(f"the bulk job did not finish within {BULK_TIMEOUT:.0f} s ({counts})")
-        await anyio.sleep(0.3)
+    job = await follow_job(story, started["job_id"], progress=True)
     for recipient in job["recipients"]:
         reason = f" ({recipient['reason']})" if recipient["reason"] else ""
         say(f"      row {recipient['row']}: {recipient['address']:<36} {recipient['state']}{reason}")
@@ -317,14 +322,7 @@ async def run_a_bulk_job_from_the_mailbox(story: Story) -> None:
         "body": "Spett.le {{nome}}, è convocata l'assemblea del 30 aprile.", "idempotency_key": "demo-assemblea"})
     show("started", f"job {started['job_id']} from {started['account']}: {started['requests']} SMTP submissions, "
          f"€{started['estimated_cost_eur']:.2f} (the mailbox is paid for)")
-    deadline = time.monotonic() + BULK_TIMEOUT
-    while True:
-        job = await story.call("get_bulk_pec", {"job_id": started["job_id"]})
-        if job["status"] == "finished":
-            break
-        if time.monotonic() > deadline:
-            raise DemoFailure(f"the mailbox job did not finish within {BULK_TIMEOUT:.0f} s ({job['counts']})")
-        await anyio.sleep(0.3)
+    job = await follow_job(story, started["job_id"])
     for recipient in job["recipients"]:
         reason = f" ({recipient['reason']})" if recipient["reason"] else ""
         show(recipient["address"], f"{recipient['state']}, receipt signature {recipient['signature']}{reason}")
