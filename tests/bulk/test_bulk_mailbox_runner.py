@@ -3,7 +3,8 @@ requeued, nobody gets the message twice (tests/pecmail/test_bulk_dovecot.py driv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import anyio
@@ -17,6 +18,7 @@ from pec_mcp.mail_accounts import MailAccount
 from pec_mcp.mail_receipts import ReceiptIntake
 from pec_mcp.mail_sending import MailSender
 from pec_mcp.pecmail.signature import TrustStore
+from pec_mcp.simulator.clock import Clock
 from pec_mcp.simulator.pecmail.provider import SUBMISSION
 from pec_mcp.simulator.pecmail.servers import PecMailOptions, PecMailServers, start_pec_mail_provider
 from pec_mcp.store import Store
@@ -27,6 +29,9 @@ pytestmark = pytest.mark.anyio
 async def short_sleep(seconds: float) -> None:
     # The runner's back-off after a refusal, cut short: the provider's own limit is what these tests look at.
     await anyio.sleep(min(seconds, 0.3))
+
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass
@@ -57,7 +62,7 @@ class MailboxBench:
                 await anyio.sleep(0.2)  # the provider delivers on its own clock; this only looks
 
 
-def bench(settings: Settings, store: Store, trust: TrustStore) -> MailboxBench:
+def bench(settings: Settings, store: Store, trust: TrustStore, *, sleep: Sleep = short_sleep) -> MailboxBench:
     account = resolve_account(settings, "studio")
     endpoints = mail_endpoints(account)
     sender = MailSender(account, endpoints, store)
@@ -66,7 +71,7 @@ def bench(settings: Settings, store: Store, trust: TrustStore) -> MailboxBench:
         store, environment=settings.env, account="studio", trust=trust))
     channel = MailboxChannel(account, lambda: sender, lambda: mail, store)
     runner = JobRunner(store=store, settings=settings, channel=lambda name: channel, accounts=["studio"],
-                       policy=FollowUpPolicy(interval=0.1), sleep=short_sleep)
+                       policy=FollowUpPolicy(interval=0.1), sleep=sleep)
     return MailboxBench(runner, runner.jobs, settings)
 
 
@@ -79,7 +84,10 @@ def rows(n: int) -> list[RecipientRow]:
 
 @pytest.fixture
 def throttling() -> Iterator[PecMailServers]:
-    with start_pec_mail_provider(PecMailOptions(delivery_delay=0.2, smtp_rate=5.0)) as servers:
+    # The provider's time stands still until the runner waits: two submissions always come "at once" for it, so
+    # the second is refused whatever the machine's load, and the runner's wait is what lets the next one in.
+    clock = Clock(frozen_at=time.time())
+    with start_pec_mail_provider(PecMailOptions(delivery_delay=0.2, smtp_rate=5.0), clock=clock) as servers:
         yield servers
 
 
@@ -93,9 +101,14 @@ async def test_submissions_the_provider_refuses_as_too_fast_are_requeued_and_eac
         "ca_file": str(where.ca_file), "requests_per_second": 50}})
     store = Store(settings.store.path)
     try:
-        mailbox = bench(settings, store, TrustStore.from_file(where.trust_file))
+        async def waiting(seconds: float) -> None:
+            throttling.clock.advance(seconds)
+            await anyio.sleep(0.01)
+
+        mailbox = bench(settings, store, TrustStore.from_file(where.trust_file), sleep=waiting)
         job_id = mailbox.start(rows(6))
         await mailbox.send_all()
+        throttling.clock.advance(1.0)  # the receipts fall due
         states = await mailbox.follow_until(job_id, lambda s: all(v[0] == "delivered" for v in s.values()))
         ledger = store.find_sendings(account="studio", limit=50)
     finally:
