@@ -319,11 +319,11 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         From PEC Massiva, or from a PEC mailbox over SMTP (account=, see list_pec_accounts).
 
         Costs money per recipient on PEC Massiva (nothing per message from a mailbox) and cannot be recalled once
-        sent. Every row is checked before anything is sent
-        (a bad address, a duplicate or a missing variable refuses the whole job, naming the rows). Use dry_run=true
-        first to show the user the plan, duration, cost and a preview; the user is then asked to confirm (or, if
-        this client cannot ask, you must ask and pass confirm=true only after they said yes). Returns at once with
-        a job_id: follow it with get_bulk_pec. Always pass an idempotency_key.
+        sent. Every row is checked before anything is sent (a bad address, a duplicate or a missing variable refuses
+        the whole job, naming the rows). Use dry_run=true first to show the user the plan, duration, cost and a
+        preview; the user is then asked to confirm (or, if this client cannot ask, you must ask and pass
+        confirm=true only after they said yes). Returns at once with a job_id: follow it with get_bulk_pec. Always
+        pass an idempotency_key.
         """
         app = state_of(ctx)
         with tool_errors(app.redactor):
