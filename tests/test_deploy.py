@@ -5,13 +5,13 @@ nginx on loopback; an MCP client and a browser go through nginx (round robin) an
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,11 @@ async def test_local_sh_runs_postgresql_two_replicas_and_nginx_and_stops_them_al
     assert not (run_dir / "nginx" / "nginx.pid").exists()
     assert not (run_dir / "postgres" / "data" / "postmaster.pid").exists()
     served = (run_dir / "nginx" / "logs" / "access.log").read_text()
-    assert {f"127.0.0.1:{first}", f"127.0.0.1:{second}"} <= set(re.findall(r"127\.0\.0\.1:\d+", served))
+    calls = [line.split()[-1] for line in served.splitlines() if " POST /mcp 200 " in line]
+    # Round robin: each MCP request went to the other replica than the one before, so the send's call and the
+    # call that carried the user's confirmation were answered by different replicas.
+    assert set(calls) == {f"127.0.0.1:{first}", f"127.0.0.1:{second}"}
+    assert all(one != two for one, two in pairwise(calls)), calls
     assert ANNA not in served and HOOK not in served
     logs = "".join(p.read_text() for p in (run_dir / "logs").glob("*.log"))
     assert ANNA not in logs and HOOK not in logs
