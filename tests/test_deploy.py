@@ -28,7 +28,7 @@ from pec_mcp.cli import _parser
 from pec_mcp.config import environment_warnings, load_settings
 from pec_mcp.errors import ConfigError
 from pec_mcp.simulator import credentials as sim
-from tests.bulk.test_bulk_processes import free_port, simulate, stats
+from tests.bulk.test_bulk_processes import call, free_port, simulate, stats
 from tests.postgres import Unavailable, bindir
 from tests.replicas import ROOT, Browser, write_config
 
@@ -79,12 +79,6 @@ async def mcp_client(url: str) -> AsyncIterator[Client]:
     async with http, Client(streamable_http_client(url, http_client=http), elicitation_callback=accept) as client:
         yield client
 
-
-async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(tool, args)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 

@@ -19,7 +19,7 @@ import pytest
 from mcp import Client
 from mcp.shared.subscriptions import ResourceUpdated
 
-from tests.bulk.test_bulk_processes import simulate, stats
+from tests.bulk.test_bulk_processes import call, simulate, stats
 from tests.proxy import CuttableProxy
 from tests.replicas import Replica, client, migrate, replica_env, replicas, write_config
 
@@ -56,12 +56,6 @@ async def cluster(pg_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
             async with replicas(2, env, tmp_path) as started:
                 yield Cluster(started, proxy, origin)
 
-
-async def call(c: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    result = await c.call_tool(tool, args)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 async def hear_until(replica: Replica, uri: str, listening: anyio.Event, done: Any) -> list[Any]:
