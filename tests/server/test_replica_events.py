@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import httpx
@@ -58,9 +58,17 @@ async def cluster(pg_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
 
 
 
-async def hear_until(replica: Replica, uri: str, listening: anyio.Event, done: Any) -> list[Any]:
+class Until(Protocol):
+    """What a listener reads after each update, and whether what it read is the end it waits for."""
+
+    async def read(self, c: Client) -> dict[str, Any]: ...
+
+    def __call__(self, read: dict[str, Any], /) -> bool: ...
+
+
+async def hear_until(replica: Replica, uri: str, listening: anyio.Event, done: Until) -> list[dict[str, Any]]:
     """Listen for ``uri`` on ``replica``; after each update read it there, until ``done(read)``; the reads."""
-    reads: list[Any] = []
+    reads: list[dict[str, Any]] = []
     async with client([replica], None) as c, c.listen(resource_subscriptions=[uri]) as events:
         listening.set()
         async for event in events:
