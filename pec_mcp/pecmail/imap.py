@@ -30,7 +30,7 @@ from pec_mcp.pecmail.connection import Endpoint, Login, connection_error, login_
 T = TypeVar("T")
 
 # The headers the index and the receipt matcher need; everything else stays on the server.
-INDEX_HEADERS = ("Message-ID", "Date", "From", "To", "Subject", "X-Ricevuta", "X-Trasporto",
+INDEX_HEADERS = ("Message-ID", "Date", "From", "Reply-To", "To", "Subject", "X-Ricevuta", "X-Trasporto",
                  "X-Riferimento-Message-ID", "X-TipoRicevuta", "X-VerificaSicurezza")
 _HEADER_ITEM = "BODY.PEEK[HEADER.FIELDS (" + " ".join(h.upper() for h in INDEX_HEADERS) + ")]"
 _HEADER_KEY = ("BODY[HEADER.FIELDS (" + " ".join(h.upper() for h in INDEX_HEADERS) + ")]").encode()
@@ -64,6 +64,7 @@ class MessageHeaders:
     x_trasporto: str | None
     x_riferimento: str | None  # X-Riferimento-Message-ID: the sending a receipt refers to
     x_tipo_ricevuta: str | None
+    reply_to: str | None = None  # an incoming PEC's envelope names the original sender here
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,7 @@ def _headers(uid: int, data: dict[bytes, Any]) -> MessageHeaders:
         message_id=text("Message-ID"), date=text("Date"), sender=text("From") or "", to=text("To") or "",
         subject=text("Subject") or "", x_ricevuta=text("X-Ricevuta"), x_trasporto=text("X-Trasporto"),
         x_riferimento=text("X-Riferimento-Message-ID"), x_tipo_ricevuta=text("X-TipoRicevuta"),
+        reply_to=text("Reply-To"),
     )
 
 

@@ -9,7 +9,9 @@ is that message's ``From``, not the envelope's ``"Per conto di: ..."``.
 
 from __future__ import annotations
 
+import binascii
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
@@ -40,15 +42,29 @@ _VIRUS_KIND = {ReceiptKind.NOT_ACCEPTED: ReceiptKind.NOT_ACCEPTED_VIRUS,
 _REASON_CODE = re.compile(r"^\s*\d\.\d\.\d+\s*-\s*[^-]+-\s*")
 # compat32: the structure only, fast; the few headers shown are decoded one by one (``_decoded``).
 _PARSER = BytesParser(policy=policy.compat32)
+_ON_BEHALF_OF = re.compile(r"per conto di:\s*<?([^\s\"<>]+@[^\s\"<>]+?)>?\s*(\"|<|$)", re.IGNORECASE)
+_ENVELOPE_PREFIX = re.compile(r"^\s*POSTA CERTIFICATA:\s*", re.IGNORECASE)
 _PEC_PARTS = frozenset({"daticert.xml", "postacert.eml", "smime.p7s"})
 
 
 @dataclass(frozen=True)
 class Attachment:
+    """A file carried by a message. Its bytes stay encoded in the parsed message until asked for, so listing
+    the attachments of a large message costs no copy of them."""
+
     filename: str
     content_type: str
     size: int  # bytes, decoded
-    data: bytes = field(repr=False)
+    part: Message = field(repr=False, compare=False)
+
+    @property
+    def data(self) -> bytes:
+        """The decoded bytes, whole (for small files; :meth:`chunks` streams large ones)."""
+        return b"".join(self.chunks())
+
+    def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        """The decoded bytes, a piece at a time: a 30 MB file is written out without a second copy in memory."""
+        return _decoded_chunks(self.part, size)
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,22 @@ def parse_pec_message(raw: bytes, *, trust: TrustStore | None) -> PecMessage:
     disagreements = _cross_check(headers, daticert, kind, content if original else None)
     return PecMessage(kind, daticert, check, headers, tuple(disagreements), tuple(problems), content,
                       original is not None)
+
+
+def envelope_sender(from_header: str, reply_to: str | None) -> str:
+    """The real sender of an incoming PEC, from its envelope's headers (for lists: the signed daticert.xml and
+    postacert.eml say it with proof when the message is read): ``"Per conto di: mario@pec.it" <gestore>`` names
+    it, and so does Reply-To, which the provider sets to the original sender."""
+    match = _ON_BEHALF_OF.search(from_header)
+    if match:
+        return match.group(1).lower()
+    address = parseaddr(reply_to or "")[1]
+    return address.lower() if address else from_header
+
+
+def envelope_subject(subject: str) -> str:
+    """The original subject of an incoming PEC: its envelope's subject without ``POSTA CERTIFICATA:``."""
+    return _ENVELOPE_PREFIX.sub("", subject, count=1) or subject
 
 
 def kind_of(daticert: Daticert) -> ReceiptKind:
@@ -220,12 +252,7 @@ def _content(message: Message, *, skip_pec_parts: bool) -> MessageContent:
             if part.get_content_subtype() == "plain" and text is None:
                 text = body
                 continue
-        data = part.get_payload(decode=True)
-        if part.get_content_type() == "message/rfc822":
-            inner = part.get_payload(0) if part.is_multipart() else None
-            data = inner.as_bytes() if isinstance(inner, Message) else b""
-        data = data if isinstance(data, bytes) else b""
-        attachments.append(Attachment(filename or "unnamed", part.get_content_type(), len(data), data))
+        attachments.append(Attachment(filename or "unnamed", part.get_content_type(), _decoded_size(part), part))
     name, address = parseaddr(_decoded(message.get("From") or ""))
     return MessageContent(
         sender=address.lower(),
@@ -239,6 +266,49 @@ def _content(message: Message, *, skip_pec_parts: bool) -> MessageContent:
         html=html,
         attachments=tuple(attachments),
     )
+
+
+def _decoded_size(part: Message) -> int:
+    """The size of a part once decoded; for base64 computed from the encoded text, without decoding it."""
+    payload = part.get_payload()
+    if isinstance(payload, str) and part.get("Content-Transfer-Encoding", "").strip().lower() == "base64":
+        # Every 4 base64 characters are 3 bytes; line breaks do not count, the '=' padding takes bytes away.
+        letters = len(payload) - sum(payload.count(c) for c in "\r\n\t ")
+        return letters // 4 * 3 - min(2, len(payload.rstrip()) - len(payload.rstrip().rstrip("=")))
+    return sum(len(chunk) for chunk in _decoded_chunks(part, 1 << 20))
+
+
+def _decoded_chunks(part: Message, size: int) -> Iterator[bytes]:
+    if part.get_content_type() == "message/rfc822":
+        inner = part.get_payload(0) if part.is_multipart() else None
+        yield inner.as_bytes() if isinstance(inner, Message) else b""
+        return
+    payload = part.get_payload()
+    if isinstance(payload, str) and part.get("Content-Transfer-Encoding", "").strip().lower() == "base64":
+        yield from _base64_chunks(payload, size)
+        return
+    data = part.get_payload(decode=True)
+    yield data if isinstance(data, bytes) else b""
+
+
+def _base64_chunks(text: str, size: int) -> Iterator[bytes]:
+    # Decoded a slice at a time; a slice's letters that do not fill a 4-letter group wait for the next slice.
+    carry = ""
+    for start in range(0, len(text), size):
+        letters = carry + "".join(text[start:start + size].split())
+        whole = len(letters) - len(letters) % 4
+        carry = letters[whole:]
+        if whole:
+            yield _b64(letters[:whole])
+    if carry:
+        yield _b64(carry + "=" * (-len(carry) % 4))
+
+
+def _b64(letters: str) -> bytes:
+    try:
+        return binascii.a2b_base64(letters)
+    except binascii.Error:
+        return b""  # broken base64: what the standard library's decode=True gives as well, nothing readable
 
 
 def _decoded(value: object) -> str:

@@ -1,0 +1,104 @@
+"""Reading the inbox of an IMAP account: an incoming PEC unpacked, its attachments listed and saved on request."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from pec_mcp.accounts import OFFLINE_ACCOUNT, OFFLINE_ADDRESS
+from pec_mcp.config import Settings
+from tests.pecmail.test_tools_dovecot import call, error_of
+
+pytestmark = pytest.mark.anyio
+
+
+async def incoming_pec(client: Any, files: Path) -> dict[str, Any]:
+    """A PEC with an attachment sent from the offline mailbox to itself: its envelope lands in its INBOX."""
+    (files / "istanza.pdf").write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 40)
+    await call(client, "send_pec", {
+        "account": OFFLINE_ACCOUNT, "recipients": [OFFLINE_ADDRESS], "subject": "Istanza n. 7",
+        "body": "Si trasmette l'istanza.", "attachments": [str(files / "istanza.pdf")],
+        "idempotency_key": "istanza-7", "confirm": True})
+    with anyio.fail_after(30):
+        while True:
+            page = await call(client, "list_pec_inbox", {"account": OFFLINE_ACCOUNT, "query": "Istanza n. 7"})
+            envelopes = [m for m in page["messages"] if m["kind"] == "envelope"]
+            if envelopes:
+                return envelopes[0]
+            await anyio.sleep(0.2)
+
+
+async def test_an_incoming_pec_is_listed_and_read_as_its_original_with_the_verdict_and_facts(
+        connect: Any, make_settings: Callable[..., Settings], files: Path) -> None:
+    settings = make_settings(simulator={"delivery_delay": 0.1})
+    async with connect(settings) as client:
+        entry = await incoming_pec(client, files)
+        message = await call(client, "read_pec_message", {"inbox_id": entry["inbox_id"],
+                                                          "account": OFFLINE_ACCOUNT})
+    # The list shows the real sender and subject, not "Per conto di: ..." and "POSTA CERTIFICATA: ...".
+    assert (entry["sender"], entry["subject"]) == (OFFLINE_ADDRESS, "Istanza n. 7")
+    assert (message["sender"], message["subject"], message["kind"]) == (OFFLINE_ADDRESS, "Istanza n. 7", "envelope")
+    assert message["to"] == [OFFLINE_ADDRESS] and "Si trasmette" in message["body"]
+    assert message["envelope_sender"].startswith('"Per conto di: ')
+    assert message["signature"] == "valid"
+    facts = message["certification"]
+    assert (facts["type"], facts["sender"], facts["recipients"]) == ("posta-certificata", OFFLINE_ADDRESS,
+                                                                     [OFFLINE_ADDRESS])
+    assert message["attachments"] == [{"name": "istanza.pdf", "size_bytes": 9 + 256 * 40,
+                                       "content_type": "application/pdf", "saved_to": None}]
+    assert "unpacked" in message["note"]
+
+
+async def test_attachments_are_saved_only_on_request_and_only_into_an_allowed_folder(
+        connect: Any, make_settings: Callable[..., Settings], files: Path, tmp_path: Path) -> None:
+    settings = make_settings(simulator={"delivery_delay": 0.1})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    inbox = files / "ricevuti"
+    inbox.mkdir()
+    (inbox / "istanza.pdf").write_bytes(b"already here")
+    async with connect(settings) as client:
+        entry = await incoming_pec(client, files)
+        read = {"inbox_id": entry["inbox_id"], "account": OFFLINE_ACCOUNT}
+        refused = await error_of(client, "read_pec_message", {**read, "save_attachments_to": str(outside)})
+        missing = await error_of(client, "read_pec_message", {**read, "save_attachments_to": str(files / "nope")})
+        message = await call(client, "read_pec_message", {**read, "save_attachments_to": str(inbox)})
+    assert "outside the allowed folders" in refused and str(files) in refused
+    assert "not an existing folder" in missing
+    assert list(outside.iterdir()) == []
+    [saved] = message["attachments"]
+    assert saved["saved_to"] == str(inbox / "istanza (2).pdf")  # the file already there is kept
+    assert (inbox / "istanza.pdf").read_bytes() == b"already here"
+    assert (inbox / "istanza (2).pdf").read_bytes() == (files / "istanza.pdf").read_bytes()
+    assert "Saved 1 attachment" in message["note"]
+
+
+async def test_a_receipt_is_read_with_its_signed_facts_and_ordinary_text(
+        connect: Any, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(simulator={"delivery_delay": 0.1})
+    async with connect(settings) as client:
+        sent = await call(client, "send_pec", {
+            "account": OFFLINE_ACCOUNT, "recipients": ["ufficio@pec.esempio.it"], "subject": "Diffida",
+            "body": "Testo.", "idempotency_key": "diffida-1", "confirm": True})
+        with anyio.fail_after(30):
+            while not (page := await call(client, "list_pec_inbox", {"account": OFFLINE_ACCOUNT,
+                                                                     "query": sent["message_id"]}))["messages"]:
+                await anyio.sleep(0.2)
+        receipt = await call(client, "read_pec_message", {"inbox_id": page["messages"][-1]["inbox_id"],
+                                                          "account": OFFLINE_ACCOUNT})
+    assert receipt["kind"] in {"accepted", "delivered"} and receipt["signature"] == "valid"
+    assert receipt["certification"]["msgid"].strip("<>") == sent["message_id"]
+    assert receipt["envelope_sender"] is None and "receipt" in receipt["note"]
+
+
+async def test_pec_massiva_has_no_attachments_to_save_and_says_so(connect: Any, settings: Settings,
+                                                                  files: Path) -> None:
+    async with connect(settings) as client:
+        text = await error_of(client, "read_pec_message", {"inbox_id": 1, "account": "pecmassiva",
+                                                           "save_attachments_to": str(files)})
+    assert "nothing to save" in json.loads(text)[0]["text"]
