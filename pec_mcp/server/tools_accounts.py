@@ -88,7 +88,7 @@ async def imap_message(app: AppState, account: Account, inbox_id: int,
     """One message of an IMAP account: an incoming PEC unpacked (the original's real sender, subject, body and
     attachments from postacert.eml), a receipt with its signed facts, ordinary mail as it is; the attachments
     saved into an allowed folder when asked."""
-    from pec_mcp.mail_accounts import header_kind, save_attachments
+    from pec_mcp.mail_accounts import save_attachments
     from pec_mcp.paths import allowed_folder
 
     folder = None
@@ -105,7 +105,7 @@ async def imap_message(app: AppState, account: Account, inbox_id: int,
         inbox_id=inbox_id, date=as_utc(read.mail.date) or read.mail.date,
         sender=content.sender or read.mail.sender, recipient=", ".join(content.to) or read.mail.recipient,
         to=list(content.to), cc=list(content.cc), subject=content.subject,
-        kind=message.kind.value if facts else header_kind(read.mail), message_id=read.mail.refers_to,
+        kind=message.kind.value, message_id=read.mail.refers_to,
         body=content.text if content.text is not None else content.html or "",
         body_format="html" if content.text is None and content.html is not None else "text",
         attachments=[ReceivedAttachment(name=a.filename, size_bytes=a.size, content_type=a.content_type,

@@ -12,7 +12,12 @@ import pytest
 
 from pec_mcp.accounts import OFFLINE_ACCOUNT, OFFLINE_ADDRESS
 from pec_mcp.config import Settings
-from tests.pecmail.test_tools_dovecot import call, error_of
+from pec_mcp.pecmail.connection import Endpoint, Login
+from pec_mcp.pecmail.imap import ImapClient
+from tests.pecmail.conftest import MakeReceipt
+from tests.pecmail.dovecot import Dovecot
+from tests.pecmail.test_imap_dovecot import PASSWORD
+from tests.pecmail.test_tools_dovecot import call, error_of, imap_settings, user  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.anyio
 
@@ -102,3 +107,23 @@ async def test_pec_massiva_has_no_attachments_to_save_and_says_so(connect: Any, 
         text = await error_of(client, "read_pec_message", {"inbox_id": 1, "account": "pecmassiva",
                                                            "save_attachments_to": str(files)})
     assert "nothing to save" in json.loads(text)[0]["text"]
+
+
+async def test_a_receipt_with_a_malformed_daticert_or_no_signature_reads_as_no_proof_and_says_why(
+        connect: Any, imap_settings: Settings, dovecot: Dovecot, user: str, make_receipt: MakeReceipt) -> None:
+    async with ImapClient(Endpoint("127.0.0.1", dovecot.imaps_port, "tls", dovecot.pki.ca_file),
+                          Login(user, PASSWORD)) as imap:
+        await imap.append("INBOX", make_receipt(daticert=b"<postacert tipo='avvenuta-consegna'>"))
+        await imap.append("INBOX", make_receipt(signed=False))
+        await imap.append("INBOX", b"From: a@example.it\r\nTo: b@example.it\r\nSubject: Ciao\r\n\r\nSolo testo.\r\n")
+    async with connect(imap_settings) as client:
+        page = await call(client, "list_pec_inbox", {})
+        malformed, unsigned, plain = [
+            await call(client, "read_pec_message", {"inbox_id": m["inbox_id"]}) for m in reversed(page["messages"])]
+    assert (malformed["kind"], malformed["certification"]) == ("other", None)
+    assert "not well-formed" in malformed["signature_detail"] and "not valid legal proof" in malformed["note"]
+    assert (unsigned["kind"], unsigned["signature"]) == ("other", "invalid")
+    assert "no S/MIME signature" in unsigned["signature_detail"]
+    assert "not signed" in unsigned["signature_detail"]
+    assert (plain["kind"], plain["signature"], plain["body"].strip()) == ("other", None, "Solo testo.")
+    assert PASSWORD not in json.dumps([malformed, unsigned, plain])
