@@ -313,10 +313,8 @@ def header_text(value: object) -> str:
     if not text.isascii() and _SURROGATES.search(text):  # raw bytes kept by the parser as surrogates
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if "=?" in text:
-        try:
+        with contextlib.suppress(ValueError, LookupError, UnicodeDecodeError):  # a broken one: shown as it came
             text = str(make_header(decode_header(text)))
-        except (ValueError, LookupError, UnicodeDecodeError):
-            pass  # a broken encoded word: shown as it came
     return text
 
 

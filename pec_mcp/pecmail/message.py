@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
+from email.feedparser import BytesFeedParser
 from email.header import decode_header, make_header
 from email.message import Message
-from email.feedparser import BytesFeedParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from pec_mcp.errors import MalformedPecMessage

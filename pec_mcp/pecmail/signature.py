@@ -122,7 +122,7 @@ def split_signed(raw: bytes) -> SignedParts | None:
     content_type = headers.get_content_type()
     if content_type not in ("application/pkcs7-mime", "application/x-pkcs7-mime", "multipart/signed"):
         return None
-    head, separator, body = _crlf(raw).partition(b"\r\n\r\n")
+    _, separator, body = _crlf(raw).partition(b"\r\n\r\n")
     if not separator:
         return None
     if content_type != "multipart/signed":

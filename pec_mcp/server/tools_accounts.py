@@ -32,9 +32,9 @@ from pec_mcp.server.pec_models import (
     InboxPageResult,
     PecMessageResult,
     QuotaResult,
-    ReceivedAttachment,
     ReceiptInfo,
     ReceiptsResult,
+    ReceivedAttachment,
     RecipientReceipt,
     receipt_note,
 )

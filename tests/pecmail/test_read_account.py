@@ -17,7 +17,7 @@ from pec_mcp.pecmail.imap import ImapClient
 from tests.pecmail.conftest import MakeReceipt
 from tests.pecmail.dovecot import Dovecot
 from tests.pecmail.test_imap_dovecot import PASSWORD
-from tests.pecmail.test_tools_dovecot import call, error_of, imap_settings, user  # noqa: F401 (fixtures)
+from tests.pecmail.test_tools_dovecot import call, error_of
 
 pytestmark = pytest.mark.anyio
 
@@ -91,8 +91,10 @@ async def test_a_receipt_is_read_with_its_signed_facts_and_ordinary_text(
             "account": OFFLINE_ACCOUNT, "recipients": ["ufficio@pec.esempio.it"], "subject": "Diffida",
             "body": "Testo.", "idempotency_key": "diffida-1", "confirm": True})
         with anyio.fail_after(30):
-            while not (page := await call(client, "list_pec_inbox", {"account": OFFLINE_ACCOUNT,
-                                                                     "query": sent["message_id"]}))["messages"]:
+            while True:
+                page = await call(client, "list_pec_inbox", {"account": OFFLINE_ACCOUNT, "query": sent["message_id"]})
+                if page["messages"]:
+                    break
                 await anyio.sleep(0.2)
         receipt = await call(client, "read_pec_message", {"inbox_id": page["messages"][-1]["inbox_id"],
                                                           "account": OFFLINE_ACCOUNT})
@@ -110,13 +112,17 @@ async def test_pec_massiva_has_no_attachments_to_save_and_says_so(connect: Any, 
 
 
 async def test_a_receipt_with_a_malformed_daticert_or_no_signature_reads_as_no_proof_and_says_why(
-        connect: Any, imap_settings: Settings, dovecot: Dovecot, user: str, make_receipt: MakeReceipt) -> None:
+        connect: Any, make_settings: Callable[..., Settings], dovecot: Dovecot, make_receipt: MakeReceipt) -> None:
+    user = dovecot.add_user(PASSWORD)
+    settings = make_settings(environment="sandbox", default_account="studio", accounts={"studio": {
+        "address": user, "password": PASSWORD, "imap_host": "127.0.0.1", "imap_port": dovecot.imaps_port,
+        "smtp_host": "127.0.0.1", "ca_file": str(dovecot.pki.ca_file)}})
     async with ImapClient(Endpoint("127.0.0.1", dovecot.imaps_port, "tls", dovecot.pki.ca_file),
                           Login(user, PASSWORD)) as imap:
         await imap.append("INBOX", make_receipt(daticert=b"<postacert tipo='avvenuta-consegna'>"))
         await imap.append("INBOX", make_receipt(signed=False))
         await imap.append("INBOX", b"From: a@example.it\r\nTo: b@example.it\r\nSubject: Ciao\r\n\r\nSolo testo.\r\n")
-    async with connect(imap_settings) as client:
+    async with connect(settings) as client:
         page = await call(client, "list_pec_inbox", {})
         malformed, unsigned, plain = [
             await call(client, "read_pec_message", {"inbox_id": m["inbox_id"]}) for m in reversed(page["messages"])]
