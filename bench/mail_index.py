@@ -49,43 +49,47 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         dovecot.stop()
 
 
-async def _first_sync(dovecot: Any, user: str, messages: int) -> dict[str, Any]:
+def _open(dovecot: Any, user: str, account: str) -> tuple[Any, Any]:
+    """A fresh index in a store of its own, and an IMAP session (not yet open) to the user's mailbox."""
     from pec_mcp.pecmail.connection import Endpoint, Login
-    from pec_mcp.pecmail.imap import FETCH_BATCH, ImapClient
+    from pec_mcp.pecmail.imap import ImapClient
     from pec_mcp.pecmail.index import MailIndex
-    from pec_mcp.pecmail.sync import MailboxSync
     from pec_mcp.store import Store
     from tests.pecmail.test_imap_dovecot import PASSWORD
 
     store = Store(Path(tempfile.mkdtemp(prefix="bench-mail-")) / "store.sqlite3")
-    index = MailIndex(store, environment="sandbox", account="big")
     endpoint = Endpoint("127.0.0.1", dovecot.imaps_port, "tls", dovecot.pki.ca_file)
-    async with ImapClient(endpoint, Login(user, PASSWORD), timeout=300) as imap:
-        started = time.perf_counter()
-        report = await MailboxSync(index).sync(imap)
-        took = time.perf_counter() - started
+    return MailIndex(store, environment="sandbox", account=account), ImapClient(endpoint, Login(user, PASSWORD),
+                                                                                 timeout=300)
+
+
+async def _timed_first_sync(index: Any, imap: Any, messages: int) -> float:
+    from pec_mcp.pecmail.sync import MailboxSync
+
+    started = time.perf_counter()
+    report = await MailboxSync(index).sync(imap)
+    took = time.perf_counter() - started
     assert report.added == messages, report
+    return took
+
+
+async def _first_sync(dovecot: Any, user: str, messages: int) -> dict[str, Any]:
+    from pec_mcp.pecmail.imap import FETCH_BATCH
+
+    index, session = _open(dovecot, user, "big")
+    async with session as imap:
+        took = await _timed_first_sync(index, imap, messages)
     return row("mail", f"first sync of a {messages:,}-message mailbox (headers into the index)", took, None,
                unit="s", target="reported", met=None, n=1,
                note=f"{messages / took:.0f} messages/s, batches of {FETCH_BATCH:,} UIDs")
 
 
 async def _measure(dovecot: Any, user: str, messages: int) -> list[dict[str, Any]]:
-    from pec_mcp.pecmail.connection import Endpoint, Login
-    from pec_mcp.pecmail.imap import FETCH_BATCH, ImapClient
-    from pec_mcp.pecmail.index import MailIndex
-    from pec_mcp.pecmail.sync import MailboxSync
-    from pec_mcp.store import Store
-    from tests.pecmail.test_imap_dovecot import PASSWORD
+    from pec_mcp.pecmail.imap import FETCH_BATCH
 
-    store = Store(Path(tempfile.mkdtemp(prefix="bench-mail-")) / "store.sqlite3")
-    index = MailIndex(store, environment="sandbox", account="studio")
-    endpoint = Endpoint("127.0.0.1", dovecot.imaps_port, "tls", dovecot.pki.ca_file)
-    async with ImapClient(endpoint, Login(user, PASSWORD), timeout=300) as imap:
-        started = time.perf_counter()
-        report = await MailboxSync(index).sync(imap)
-        first_sync = time.perf_counter() - started
-        assert report.added == messages, report
+    index, session = _open(dovecot, user, "studio")
+    async with session as imap:
+        first_sync = await _timed_first_sync(index, imap, messages)
         await imap.select("INBOX")
         chosen = random.Random(7).sample(range(messages // 2), LOOKUPS)
         local, remote, same = [], [], 0
