@@ -14,6 +14,7 @@ Both keep the rules of the send path: the ledger row before the request, one row
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from pec_mcp.store import Receipt, Sending, Store
 
 BeforeDispatch = Callable[[], Awaitable[None]]
+SYNC_GAP = 2.0  # seconds: the job runner's delivery reads sync a mailbox at most this often
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,9 @@ class MailboxChannel:
     """An IMAP/SMTP mailbox: SMTP sends, the receipts arrive in its INBOX, signed, and are verified there.
 
     The SMTP sender and the mailbox are made on first use (offline that starts the simulator's PEC provider), and
-    then kept: one sender per account, so its pacer's turns pass through one lock in this process.
+    then kept: one sender per account, so its pacer's turns pass through one lock in this process. A delivery read
+    syncs the mailbox itself (one UID SEARCH and the headers of what is new) at most every ``SYNC_GAP`` seconds,
+    so receipts are found even when the background follower has not brought them in yet.
     """
 
     def __init__(self, account: Account, sender: Callable[[], MailSender], mail: Callable[[], MailAccount],
@@ -99,6 +103,7 @@ class MailboxChannel:
         self._sender: MailSender | None = None
         self._mail = mail
         self.store = store
+        self._synced_at = 0.0
 
     async def send(self, message: PecMessage, *, idempotency_key: str | None, actor: str, job_id: str | None = None,
                    before_dispatch: BeforeDispatch | None = None) -> SendOutcome:
@@ -109,7 +114,10 @@ class MailboxChannel:
 
     async def delivery(self, message_id: str) -> Delivery:
         row = self.store.sending_by_message_id(message_id, provider="imap", environment=self.account.environment)
-        found, _ = await mailbox_delivery(self.store, self._mail(), message_id, row)
+        fresh = time.monotonic() - self._synced_at >= SYNC_GAP
+        if fresh:
+            self._synced_at = time.monotonic()
+        found, _ = await mailbox_delivery(self.store, self._mail(), message_id, row, fresh=fresh)
         not_counted: dict[str, str] = {}
         for receipt in found.ignored:
             if receipt.recipient:
@@ -121,14 +129,14 @@ class MailboxChannel:
         self._mail().mark_stale()
 
 
-async def mailbox_delivery(store: Store, mail: MailAccount, message_id: str,
-                           row: Sending | None) -> tuple[MailDelivery, list[Receipt]]:
+async def mailbox_delivery(store: Store, mail: MailAccount, message_id: str, row: Sending | None, *,
+                           fresh: bool = False) -> tuple[MailDelivery, list[Receipt]]:
     """The delivery of a sending from a mailbox, and every receipt the ledger keeps of it (in the order first seen):
-    the mailbox synced when its index is old (new receipts read, verified and kept), each receipt counted unless
-    its signature is invalid. The ledger row's status moves forward only."""
+    the mailbox synced when its index is old, or now when ``fresh`` (new receipts read, verified and kept), each
+    receipt counted unless its signature is invalid. The ledger row's status moves forward only."""
     from pec_mcp.mail_accounts import mail_delivery
 
-    await mail.refresh()
+    await mail.refresh(force=fresh)
     account = mail.account
     receipts = store.receipts_of(environment=account.environment, account=account.name, message_id=message_id)
     recipients = row.recipients if row else sorted({r.recipient for r in receipts if r.recipient})
