@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,9 @@ def settings_at_the_limit(tmp_path: Path) -> Any:
 async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
     result = await client.call_tool(tool, args)
     assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
+    structured: dict[str, Any] | None = result.structured_content
+    assert structured is not None
+    return structured
 
 
 async def test_single_sends_and_a_job_at_the_providers_exact_limit_are_never_refused(tmp_path: Path) -> None:
@@ -147,9 +149,8 @@ async def test_three_processes_sharing_a_store_never_send_closer_than_the_provid
         with anyio.fail_after(180):
             async with anyio.create_task_group() as senders:
                 for tag in ("uno", "due", "tre"):
-                    senders.start_soon(lambda tag=tag: anyio.run_process(
-                        [sys.executable, "-c", SENDER, store_location, origin, str(rate), str(each), tag],
-                        cwd=ROOT, check=True))
+                    senders.start_soon(partial(anyio.run_process, [sys.executable, "-c", SENDER, store_location,
+                                                                   origin, str(rate), str(each), tag], cwd=ROOT))
         counted = await stats(origin)
     assert counted["rate_limited"] == 0, counted["rate_limited"]
     assert sorted(counted["recipients"].values()) == [1] * (3 * each)
