@@ -539,6 +539,12 @@ class Store:
         opened: AbstractContextManager[Db] = self.backend.transaction(immediate=immediate, lock=lock)
         return opened
 
+    def reading(self) -> AbstractContextManager[Db]:
+        """For statements that only read: on PostgreSQL each runs on its own, without BEGIN and COMMIT round trips
+        (the hot reads of a tool call); on SQLite in one transaction."""
+        opened: AbstractContextManager[Db] = self.backend.reading()
+        return opened
+
     def schema_version(self) -> int:
         with self.backend.migration_lock() as db:
             return self.backend.schema_version(db)
@@ -731,7 +737,7 @@ class Store:
             )
 
     def sending_by_id(self, sending_id: int) -> Sending | None:
-        with self.transaction() as db:
+        with self.reading() as db:
             row = db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
         return _sending(row) if row else None
 
@@ -744,7 +750,7 @@ class Store:
             if value:
                 query += f" AND {column} = ?"
                 args.append(value)
-        with self.transaction() as db:
+        with self.reading() as db:
             row = db.execute(query + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return _sending(row) if row else None
 
@@ -758,11 +764,15 @@ class Store:
         query: str | None = None,
         since: date | None = None,
         limit: int = 20,
+        providers: Sequence[str] = (),
     ) -> list[Sending]:
-        """Recent sendings, newest first, filtered by environment (None: all), account, recipient (exact or
-        partial), subject words and date."""
+        """Recent sendings, newest first, filtered by provider (or any of ``providers``), environment (None: all),
+        account, recipient (exact or partial), subject words and date."""
         clauses: list[str] = ["1 = 1"]
         args: list[Any] = []
+        if providers:
+            clauses.append(f"s.provider IN ({', '.join('?' for _ in providers)})")
+            args.extend(providers)
         for column, value in (("provider", provider), ("environment", environment), ("account", account)):
             if value:
                 clauses.append(f"s.{column} = ?")
@@ -779,7 +789,7 @@ class Store:
             clauses.append("s.created_at >= ?")
             args.append(datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp())
         sql = f"SELECT s.* FROM sendings s WHERE {' AND '.join(clauses)} ORDER BY s.id DESC LIMIT ?"
-        with self.transaction() as db:
+        with self.reading() as db:
             rows = db.execute(sql, (*args, limit)).fetchall()
         return [_sending(r) for r in rows]
 
@@ -875,7 +885,7 @@ class Store:
 
     def receipts_of(self, *, environment: str, account: str, message_id: str) -> list[Receipt]:
         """Every receipt the ledger keeps for one sending, in the order they were first seen."""
-        with self.transaction() as db:
+        with self.reading() as db:
             rows = db.execute(
                 """SELECT * FROM receipts WHERE environment = ? AND account = ? AND message_id = ?
                    ORDER BY first_seen_at, id""",
@@ -1104,6 +1114,8 @@ class Backend(Protocol):
     def describe(self) -> str: ...
     def close(self) -> None: ...
     def transaction(self, *, immediate: bool = False, lock: str | None = None) -> AbstractContextManager[Any]: ...
+
+    def reading(self) -> AbstractContextManager[Any]: ...
     def migration_lock(self) -> AbstractContextManager[Any]: ...
     def schema_version(self, db: Any) -> int: ...
     def set_schema_version(self, db: Any, version: int) -> None: ...
