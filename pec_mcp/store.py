@@ -33,7 +33,7 @@ import anyio
 
 from pec_mcp import __version__
 from pec_mcp.errors import ConfigError
-from pec_mcp.pacing import early_turn, paced_interval
+from pec_mcp.pacing import counted_from, early_turn, paced_interval
 
 # Schema version 1: the send ledger, the audit trail, the send pacer, webhook and callback events.
 LEDGER_SCHEMA = """
@@ -1027,11 +1027,11 @@ class StorePacer:
 
     async def dispatched(self) -> None:
         await self.until_moment()
-        left = self.store.clock()
-        try:
-            await anyio.to_thread.run_sync(lambda: self.store.slot_used(self.name, self.interval, at=left))
-        finally:
-            self._local.release()
+        left = counted_from(self._moment, self.store.clock(), self.interval)
+        # The next sender of this process may ask meanwhile: it finds the turn still held at this moment, or passed
+        # on, and is told the same next moment either way.
+        self._local.release()
+        await anyio.to_thread.run_sync(lambda: self.store.slot_used(self.name, self.interval, at=left))
 
     async def give_back(self) -> None:
         try:
