@@ -141,11 +141,25 @@ class MailAccount:
         mail = self.index.get(uid)
         if mail is None:
             raise self._not_found(uid)
+        await self.delete_many([mail])
+        return mail
+
+    async def receipts_on_server(self, message_id: str) -> tuple[list[IndexedMail], list[IndexedMail]]:
+        """A sending's receipts still on the server, after a sync: those already read, verified and kept in the
+        ledger with the message as received (safe to delete), and those not read yet (they stay on the server
+        until a sync has kept them)."""
+        await self.refresh(force=True)
+        mails = self.index.referring_to(message_id)
+        unread = self.index.unread_receipts_of(message_id)
+        return [m for m in mails if m.uid not in unread], [m for m in mails if m.uid in unread]
+
+    async def delete_many(self, mails: Sequence[IndexedMail]) -> None:
+        """Delete these messages on the server in one command; their headers stay in the index, marked deleted."""
+        uids = [m.uid for m in mails]
         async with self.session() as imap:
             await imap.select(self.index.folder, readonly=False)
-            await imap.delete([uid])
-        self.index.forget([uid])
-        return mail
+            await imap.delete(uids)
+        self.index.forget(uids)
 
     async def quota(self, folder: str = "INBOX") -> Quota | None:
         async with self.session() as imap:

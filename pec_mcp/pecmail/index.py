@@ -134,6 +134,15 @@ class MailIndex:
             db.execute(f"UPDATE mail_index SET receipt_pending = 0 WHERE {self._live()} AND uid = ?",
                        (*live, uid))
 
+    def unread_receipts_of(self, message_id: str) -> set[int]:
+        """The UIDs of a sending's receipts not yet read whole, verified and kept in the ledger."""
+        bare = bare_message_id(message_id) or message_id
+        live = self._live_args()
+        with self.store.transaction() as db:
+            rows = db.execute(f"SELECT uid FROM mail_index WHERE {self._live()} AND refers_to = ? "
+                              "AND receipt_pending = 1", (*live, bare)).fetchall()
+        return {int(row[0]) for row in rows}
+
     def synced(self) -> float:
         now = self.clock()
         with self.store.transaction() as db:

@@ -17,8 +17,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
 from pec_mcp.accounts import Account, default_account_name, list_accounts
+from pec_mcp.errors import NotFound
 from pec_mcp.paths import MB
-from pec_mcp.receipts import DeliveryStatus
+from pec_mcp.receipts import DeliveryStatus, ReceiptKind
 from pec_mcp.sending import PecMessage
 from pec_mcp.server.account_models import AccountInfo, AccountsResult
 from pec_mcp.server.annotations import LOCAL_READ
@@ -129,6 +130,75 @@ async def imap_delete(app: AppState, account: Account, inbox_id: int, *, dry_run
 
 KEPT_IMAP = ("The local index keeps its headers (date, sender, subject), a receipt already read stays in the ledger "
              "with the signed original, and the audit trail records the deletion.")
+
+
+async def imap_delete_receipts_question(app: AppState, account: Account, message_id: str,
+                                       row: Sending | None) -> str:
+    """The confirmation question for deleting a sending's receipts from an IMAP mailbox, from the server's facts.
+
+    Only receipts already read, verified and kept in the ledger with their signed original are deleted; one not
+    read yet stays on the server. NotFound when there is nothing to delete."""
+    from pec_mcp.config import environment_label
+    from pec_mcp.sending import PROOF, describe_recipients
+
+    kept, unread = await app.mail_account(account).receipts_on_server(message_id)
+    if not kept:
+        raise _nothing_to_delete(account, message_id, unread)
+    # What they are comes from the ledger, which kept each one from its signed daticert.xml.
+    ledger = [r for r in app.store.receipts_of(environment=app.environment, account=account.name,
+                                               message_id=message_id) if r.deleted_at is None]
+    kinds = sorted({r.kind for r in ledger})
+    proofs = sorted({PROOF.get(ReceiptKind(k), "a record of the sending's path") for k in kinds})
+    about = f" (\"{row.subject}\" to {describe_recipients(row.recipients)})" if row is not None else ""
+    later = (f" {len(unread)} receipt(s) not read yet stay on the server until pec-mcp has kept them."
+             if unread else "")
+    proof = ", ".join(proofs) or "the sending"
+    return (f"Delete from the mailbox of the account {account.name} the {len(kept)} receipt(s) of sending "
+            f"{message_id}{about}: {', '.join(kinds) or 'receipts'}. They are the legal proof of {proof}; "
+            "the copies on the mail server are destroyed for good. The local ledger keeps each one with its signed "
+            f"original and its signature verdict.{later} No charge. Environment: {environment_label(app.environment)}.")
+
+
+async def imap_delete_receipts(app: AppState, account: Account, message_id: str, *, dry_run: bool,
+                               approval: ElicitationResult[Confirmation], actor: Callable[[str], str],
+                               row: Sending | None) -> DeletedResult:
+    """Delete a sending's receipts from an IMAP mailbox through the confirmation gate; the ledger keeps them."""
+    if dry_run:
+        question = await imap_delete_receipts_question(app, account, message_id, row)
+        return DeletedResult(status="preview", deleted=False, what="Preview only: nothing was deleted. " + question,
+                             kept_in_ledger=KEPT_IMAP_RECEIPTS, environment=app.environment, account=account.name)
+    via = require_yes(approval)
+    mailbox = app.mail_account(account)
+    kept, unread = await mailbox.receipts_on_server(message_id)  # what the server holds now, kept in the ledger
+    if not kept:
+        raise _nothing_to_delete(account, message_id, unread)
+    await mailbox.delete_many(kept)
+    marked = app.store.mark_receipts_deleted(environment=app.environment, account=account.name,
+                                             message_id=message_id)
+    what = f"the {len(kept)} receipt(s) of sending {message_id} in the mailbox of the account {account.name}"
+    app.store.record_audit(action="delete_pec_receipts", actor=actor(via), environment=app.environment,
+                           summary=f"receipts of sending {message_id} ({len(kept)} message(s) on the mail server)",
+                           outcome=f"deleted on the mail server; {marked} receipt(s) kept in the ledger",
+                           ref=message_id)
+    return DeletedResult(status="deleted", deleted=True, what=what,
+                         kept_in_ledger=KEPT_IMAP_RECEIPTS + (f" {len(unread)} receipt(s) not read yet stay on the "
+                                                              "server." if unread else ""),
+                         environment=app.environment, account=account.name)
+
+
+def _nothing_to_delete(account: Account, message_id: str, unread: list[Any]) -> NotFound:
+    if unread:
+        return NotFound(f"The {len(unread)} receipt(s) of sending {message_id} in the mailbox of the account "
+                        f"{account.name} have not been read and kept in the ledger yet, so nothing was deleted",
+                        provider=f"account {account.name}", retryable=True,
+                        hint="Call get_pec_receipts for this sending (it reads them), then try again.")
+    return NotFound(f"The mailbox of the account {account.name} holds no receipt of sending {message_id} now, so "
+                    "there is nothing to delete", provider=f"account {account.name}",
+                    hint="Nothing needs deleting; get_pec_receipts shows what the ledger keeps.")
+
+
+KEPT_IMAP_RECEIPTS = ("The ledger keeps every receipt with its signed original (as received) and its signature "
+                      "verdict, marked deleted; the audit trail records the deletion.")
 
 
 async def imap_quota(app: AppState, account: Account, mailbox: str) -> QuotaResult:

@@ -50,6 +50,8 @@ from pec_mcp.server.tools_accounts import (
     find_pec_rows,
     imap_delete,
     imap_delete_question,
+    imap_delete_receipts,
+    imap_delete_receipts_question,
     imap_inbox,
     imap_message,
     imap_quota,
@@ -209,6 +211,10 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         ask needs confirm=true, only after the user said yes). The local ledger keeps a record of each receipt."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
+            row = app.store.sending_by_message_id(message_id, environment=app.environment)
+            if row is not None and row.provider == "imap":  # the ledger knows which mailbox holds them
+                return await imap_delete_receipts(app, app.account(row.account), message_id, dry_run=dry_run,
+                                                  approval=approval, actor=lambda via: actor_of(ctx, via), row=row)
             if dry_run:
                 report = await app.pec().deletable_receipts(message_id)
                 question = delete_receipts_question(message_id, report, app.environment)
@@ -398,6 +404,10 @@ async def _approve_delete_receipts(ctx: Context[Any], message_id: str, dry_run: 
     if dry_run:
         return gate(ctx, "delete_pec_receipts", "", recipients=1, dry_run=True, confirm=confirm)
     with tool_errors(app.redactor):
+        row = app.store.sending_by_message_id(message_id, environment=app.environment)
+        if row is not None and row.provider == "imap":
+            question = await imap_delete_receipts_question(app, app.account(row.account), message_id, row)
+            return gate(ctx, "delete_pec_receipts", question, recipients=1, dry_run=dry_run, confirm=confirm)
         # Keeps every receipt in the ledger before anything is asked; an unreachable provider, or one that holds
         # nothing to delete, is said at once.
         report = await app.pec().deletable_receipts(message_id)
