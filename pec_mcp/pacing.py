@@ -13,7 +13,7 @@ MARGIN_SHARE = 0.01  # of 1/rate, added between two sends: 5 ms at 2/s, 10 ms at
 EARLY_SECONDS = 0.1  # a sender holds its turn this long before its moment, to prepare (mark its ledger row)
 EARLY_SHARE = 0.75  # but never more than this share of the interval
 PUNCTUAL_SECONDS = 0.003  # a send whose headers left at most this long after its moment counts from its moment
-PUNCTUAL_SHARE = 0.05  # (never more than this share of the interval)
+PUNCTUAL_SHARE = 0.02  # (never more than this share of the interval: 1 ms at 20/s)
 
 
 def paced_interval(rate: float) -> float:
