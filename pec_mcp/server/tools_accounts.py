@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
@@ -26,7 +27,7 @@ from pec_mcp.server.annotations import LOCAL_READ
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Confirmation, require_yes, state_of
 from pec_mcp.server.pec_models import (
-    AttachmentInfo,
+    CertificationFacts,
     DeletedResult,
     InboxEntry,
     InboxPageResult,
@@ -34,11 +35,17 @@ from pec_mcp.server.pec_models import (
     QuotaResult,
     ReceiptInfo,
     ReceiptsResult,
+    ReceivedAttachment,
     RecipientReceipt,
     receipt_note,
 )
 from pec_mcp.server.state import AppState
 from pec_mcp.store import Sending, iso
+from pec_mcp.times import as_utc
+
+if TYPE_CHECKING:  # the mail parsing and its crypto load with the first IMAP read, not with the server
+    from pec_mcp.pecmail.daticert import Daticert
+    from pec_mcp.pecmail.message import PecMessage as MailMessage
 
 AccountName = Annotated[str | None, Field(max_length=40, description="The PEC account to use (list_pec_accounts "
                                           "names them); default: the configured default account")]
@@ -77,23 +84,71 @@ async def imap_inbox(app: AppState, account: Account, query: str | None, page: i
                            environment=app.environment, account=account.name)
 
 
-async def imap_message(app: AppState, account: Account, inbox_id: int) -> PecMessageResult:
-    from pec_mcp.mail_accounts import header_kind
+async def imap_message(app: AppState, account: Account, inbox_id: int,
+                       save_attachments_to: str | None = None) -> PecMessageResult:
+    """One message of an IMAP account: an incoming PEC unpacked (the original's real sender, subject, body and
+    attachments from postacert.eml), a receipt with its signed facts, ordinary mail as it is; the attachments
+    saved into an allowed folder when asked."""
+    from pec_mcp.mail_accounts import save_attachments
+    from pec_mcp.paths import allowed_folder
 
-    read = await app.mail_account(account).read(inbox_id)
-    mail = read.mail
+    folder = None
+    if save_attachments_to is not None:  # checked before anything is read from the server
+        folder = allowed_folder(save_attachments_to, app.settings.attachments.resolved_dirs(),
+                                argument="save_attachments_to")
+    read = await app.mail_account(account).read(inbox_id, trust=app.trust_store())
+    message, content = read.message, read.message.content
+    saved = save_attachments(content.attachments, folder) if folder is not None else []
+    where = [str(p) for p in saved] + [None] * (len(content.attachments) - len(saved))
+    certified = read.is_certified
+    facts = message.daticert
     return PecMessageResult(
-        inbox_id=inbox_id, date=mail.date, sender=mail.sender, recipient=mail.recipient, subject=mail.subject,
-        kind=header_kind(mail), message_id=mail.refers_to, body=read.text(),
-        attachments=[AttachmentInfo(name=n, size_bytes=s) for n, s in read.attachment_names()],
+        inbox_id=inbox_id, date=as_utc(read.mail.date) or read.mail.date,
+        sender=content.sender or read.mail.sender, recipient=", ".join(content.to) or read.mail.recipient,
+        to=list(content.to), cc=list(content.cc), subject=content.subject,
+        kind=message.kind.value, message_id=read.mail.refers_to,
+        body=content.text if content.text is not None else content.html or "",
+        body_format="html" if content.text is None and content.html is not None else "text",
+        attachments=[ReceivedAttachment(name=a.filename, size_bytes=a.size, content_type=a.content_type,
+                                        saved_to=w) for a, w in zip(content.attachments, where, strict=True)],
+        signature=message.signature.verdict.value if certified else None,
+        signature_detail="; ".join([message.signature.reason, *message.problems, *message.disagreements])
+        if certified else None,
+        certification=_certification(facts) if facts else None,
+        envelope_sender=message.headers.sender if message.original_included else None,
+        note=_read_note(read.message, certified, saved),
         environment=app.environment, account=account.name)
+
+
+def _certification(facts: Daticert) -> CertificationFacts:
+    return CertificationFacts(type=facts.tipo, date=facts.date.isoformat(), sender=facts.sender,
+                              recipients=[r.address for r in facts.recipients], subject=facts.subject,
+                              provider=facts.provider, identifier=facts.identifier, msgid=facts.msgid,
+                              delivered_to=facts.delivered_to,
+                              error=facts.error_detail or (None if facts.error == "nessuno" else facts.error))
+
+
+def _read_note(message: MailMessage, certified: bool, saved: list[Path]) -> str:
+    if not certified:
+        note = "Ordinary email, not certified (no PEC signature or daticert.xml): it proves nothing legally."
+    elif message.original_included and message.kind is ReceiptKind.ENVELOPE:
+        note = ("An incoming PEC: the original message, unpacked from the provider's signed envelope "
+                "(postacert.eml); sender is its real sender.")
+    else:
+        note = "A PEC receipt: its facts come from the signed daticert.xml."
+    if certified and not message.counts_as_proof:
+        note += " Its signature is not valid legal proof (see signature_detail)."
+    elif certified and message.signature.verdict.value == "valid_untrusted":
+        note += " Intact, but its signer was not checked: no trust list (trust.pec_providers) is configured."
+    if saved:
+        note += f" Saved {len(saved)} attachment(s) into {saved[0].parent}."
+    return note
 
 
 async def imap_delete_question(app: AppState, account: Account, inbox_id: int) -> str:
     """The confirmation question for deleting a message of an IMAP account: what proof it may be."""
     from pec_mcp.config import environment_label
     from pec_mcp.mail_accounts import header_kind
-    from pec_mcp.receipts import ReceiptKind
     from pec_mcp.sending import PROOF
 
     mail = await app.mail_account(account).get(inbox_id)
@@ -230,7 +285,7 @@ async def imap_receipts(app: AppState, account: Account, message_id: str, row: S
     """The receipts of a sending made from an IMAP account: the mailbox synced (new receipts read, verified and
     kept), then every receipt the ledger keeps, counted unless its signature is invalid."""
     from pec_mcp.mail_accounts import mail_delivery
-    from pec_mcp.receipts import MEANING, ReceiptKind, advance
+    from pec_mcp.receipts import MEANING, advance
 
     await app.mail_account(account).refresh()
     receipts = app.store.receipts_of(environment=app.environment, account=account.name, message_id=message_id)
