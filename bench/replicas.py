@@ -219,43 +219,81 @@ def pacing_and_takeover(cluster: Any, folder: Path, count: int) -> list[dict[str
 # -- 3: HTTP load ---------------------------------------------------------------------------------------------------
 
 
+# The load generator: HTTP/1.1 over asyncio streams, written by hand, so that it spends a small fraction of the
+# CPU a call costs the server (httpx would spend about as much per call as the bare server): on two cores every
+# millisecond it spends is taken from the replicas it measures. One keep-alive connection per client and replica.
 LOAD_SCRIPT = r"""
-import asyncio, json, sys, time
-import httpx
+import asyncio, json, os, sys, time
 ports, calls, clients, seconds = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientInfo": {"name": "load", "version": "1"},
         "io.modelcontextprotocol/clientCapabilities": {}}
-HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28"}
+REQUESTS = {}
+for port in ports:
+    for name, args in calls:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                           "params": {"name": name, "arguments": args, "_meta": META}}).encode()
+        head = (f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
+                "accept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\n"
+                f"mcp-method: tools/call\r\nmcp-name: {name}\r\ncontent-length: {len(body)}\r\n\r\n").encode()
+        REQUESTS.setdefault(port, []).append(head + body)
 latencies, errors, turn = [], 0, 0
-async def client(http, index, stop):
+
+async def exchange(conn, request):
+    reader, writer = conn
+    writer.write(request)
+    status = int((await reader.readuntil(b"\r\n")).split(b" ", 2)[1])
+    length, chunked = None, False
+    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+        key, _, value = line.decode("latin-1").partition(":")
+        key = key.strip().lower()
+        if key == "content-length":
+            length = int(value)
+        elif key == "transfer-encoding" and "chunked" in value:
+            chunked = True
+    if chunked:
+        parts = []
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            parts.append(await reader.readexactly(size + 2))
+        await reader.readuntil(b"\r\n")
+        body = b"".join(p[:-2] for p in parts)
+    else:
+        body = await reader.readexactly(length or 0)
+    return status, body
+
+async def client(index, stop):
     global errors, turn
-    n = index
+    conns, n = {}, index
     while time.monotonic() < stop:
         port = ports[turn % len(ports)]; turn += 1
-        name, args = calls[n % len(calls)]; n += 1
-        params = {"name": name, "arguments": args, "_meta": META}
-        body = {"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": params}
+        request = REQUESTS[port][n % len(calls)]; n += 1
         started = time.monotonic()
         try:
-            headers = {**HEADERS, "mcp-method": "tools/call", "mcp-name": name}
-            answer = await http.post(f"http://127.0.0.1:{port}/mcp", json=body, headers=headers)
-            text = answer.text
-            ok = answer.status_code == 200 and '"isError":true' not in text and '"error"' not in text[:200]
-        except httpx.HTTPError:
+            if port not in conns:
+                conns[port] = await asyncio.open_connection("127.0.0.1", port)
+            status, body = await exchange(conns[port], request)
+            ok = status == 200 and b'"isError":true' not in body and b'"error"' not in body[:200]
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            conns.pop(port, None)
             ok = False
         if ok:
             latencies.append(time.monotonic() - started)
         else:
             errors += 1
+    for reader, writer in conns.values():
+        writer.close()
+
 async def main():
-    limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-        stop = time.monotonic() + seconds
-        await asyncio.gather(*(client(http, i, stop) for i in range(clients)))
+    at_start = os.times()
+    stop = time.monotonic() + seconds
+    started = time.monotonic()
+    await asyncio.gather(*(client(i, stop) for i in range(clients)))
+    elapsed = time.monotonic() - started
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0
-    print(json.dumps({"done": len(latencies), "errors": errors, "per_second": len(latencies) / seconds, "p99": p99}))
+    times = os.times()
+    print(json.dumps({"done": len(latencies), "errors": errors, "per_second": len(latencies) / elapsed, "p99": p99,
+                      "cpu": times.user + times.system - at_start.user - at_start.system}))
 asyncio.run(main())
 """
 
@@ -265,6 +303,68 @@ def load(ports: Sequence[int], calls: list[tuple[str, dict[str, Any]]], seconds:
                            str(seconds)], env=env(), cwd=ROOT, capture_output=True, text=True, check=True,
                           timeout=seconds + 300)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# -- CPU time per call: a figure that does not depend on what else the machine is doing ----------------------------
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and of its children it has waited for (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / TICKS
+
+
+def postgres_cpu(cluster: Any) -> float:
+    """The CPU of the whole PostgreSQL cluster: the postmaster, its live backends and the ones that ended."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(postmaster)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    total += cpu_seconds(int(entry.name))
+            except (OSError, ValueError):
+                continue
+    return total
+
+
+def pid_listening(port: int) -> int:
+    """The process started with ``--port PORT`` (or ``--http PORT``) on its command line."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                words = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if str(port).encode() in words and any(w in (b"--port", b"--http") for w in words):
+                return int(entry.name)
+    raise RuntimeError(f"no process started for port {port}")
+
+
+def measured(servers: Sequence[int], ports: Sequence[int], calls: list[tuple[str, dict[str, Any]]],
+             seconds: float, *, simulator_pid: int | None = None, cluster: Any = None) -> dict[str, Any]:
+    """One load run, with the CPU milliseconds per call that each part spent: the servers under test, the
+    simulator (the provider behind get_pec_receipts), PostgreSQL and the load generator."""
+
+    def sample() -> dict[str, float]:
+        parts = {"servers": sum(cpu_seconds(pid) for pid in servers)}
+        if simulator_pid is not None:
+            parts["simulator"] = cpu_seconds(simulator_pid)
+        if cluster is not None:
+            parts["postgresql"] = postgres_cpu(cluster)
+        return parts
+
+    before, started = sample(), time.monotonic()
+    result = load(ports, calls, seconds)
+    after, elapsed = sample(), time.monotonic() - started
+    calls_done = max(result["done"], 1)
+    cpu = {name: (after[name] - before[name]) * 1000 / calls_done for name in before}
+    cpu["load generator"] = result.pop("cpu") * 1000 / calls_done
+    result["cpu_ms"] = cpu
+    result["server_busy"] = (after["servers"] - before["servers"]) / elapsed / len(servers)
     return result
 
 
@@ -281,9 +381,16 @@ def bare_http_server() -> Iterator[int]:
         proc.wait(timeout=15)
 
 
+def where_it_goes(result: dict[str, Any]) -> str:
+    cpu = result["cpu_ms"]
+    total = sum(cpu.values())
+    return "CPU per call " + ", ".join(f"{name} {ms:.2f} ms ({ms / total:.0%})" for name, ms in cpu.items())
+
+
 def http_load(cluster: Any, folder: Path, seconds: float) -> list[dict[str, Any]]:
     url = cluster.url(cluster.create_database("load"))
     with simulator(rate=1000, delivery_delay=0.0) as origin, ExitStack() as stack:
+        simulator_pid = pid_listening(int(origin.rsplit(":", 1)[1]))
         environ = server_env(origin, url, 1000, folder)
         migrate(environ)
         three = stack.enter_context(replicas(3, environ, folder))
@@ -293,27 +400,38 @@ def http_load(cluster: Any, folder: Path, seconds: float) -> list[dict[str, Any]
                                                 "idempotency_key": f"load-{i}"})["message_id"] for i in range(5)]
         calls: list[tuple[str, dict[str, Any]]] = [("find_pec_sendings", {"limit": 5})]
         calls += [("get_pec_receipts", {"message_id": mid}) for mid in ids[:1]]
-        one_replica = load([three[0].port], calls, seconds)
-        three_replicas = load([r.port for r in three], calls, seconds)
+        parts = {"simulator_pid": simulator_pid, "cluster": cluster}
+        load([r.port for r in three], calls, min(seconds, 3.0))  # warm-up: connections, prepared statements
+        one_replica = measured([three[0].proc.pid], [three[0].port], calls, seconds, **parts)
+        three_replicas = measured([r.proc.pid for r in three], [r.port for r in three], calls, seconds, **parts)
         for replica in three[1:]:
             replica.stop()
         with bare_http_server() as bare_port:
-            bare = load([bare_port], [("echo", {"text": "ciao"})], seconds)
-            single = load([three[0].port], calls, seconds)
+            echo: list[tuple[str, dict[str, Any]]] = [("echo", {"text": "ciao"})]
+            load([bare_port], echo, min(seconds, 3.0))
+            bare = measured([pid_listening(bare_port)], [bare_port], echo, seconds)
+            single = measured([three[0].proc.pid], [three[0].port], calls, seconds, **parts)
     cluster.drop_database(url.rsplit("/", 1)[1])
     ratio = three_replicas["per_second"] / one_replica["per_second"] if one_replica["per_second"] else 0.0
     versus_bare = single["per_second"] / bare["per_second"] if bare["per_second"] else 0.0
+    server_cpu, bare_cpu = single["cpu_ms"]["servers"], bare["cpu_ms"]["servers"]
 
     def note(result: dict[str, Any]) -> str:
-        return f"{result['per_second']:.0f}/s, p99 {result['p99'] * 1000:.0f} ms, {result['errors']} errors"
+        return (f"{result['per_second']:.0f}/s, p99 {result['p99'] * 1000:.0f} ms, {result['errors']} errors, "
+                f"servers {result['server_busy']:.0%} busy each")
 
+    load_average = os.getloadavg()[0]
     return [
         row("replicas", f"HTTP calls/s, 3 replicas vs 1 ({CLIENTS} clients)", three_replicas["per_second"],
             one_replica["per_second"], unit="/s", target="ratio >= 1.6", met=ratio >= 1.6, n=three_replicas["done"],
-            note=f"3: {note(three_replicas)}; 1: {note(one_replica)}"),
+            note=f"3: {note(three_replicas)}; {where_it_goes(three_replicas)}; 1: {note(one_replica)}; "
+                 f"load average {load_average:.1f}"),
         row("replicas", "HTTP calls/s, 1 replica vs bare SDK server", single["per_second"], bare["per_second"],
             unit="/s", target="ratio >= 0.8", met=versus_bare >= 0.8, n=single["done"],
             note=f"pec-mcp: {note(single)}; bare echo: {note(bare)}"),
+        row("replicas", "server CPU per call, 1 replica vs bare SDK server (load-independent)", server_cpu, bare_cpu,
+            unit="ms", target="", met=None, n=single["done"],
+            note=f"pec-mcp: {where_it_goes(single)}; bare echo: {where_it_goes(bare)}"),
     ]
 
 

@@ -5,7 +5,8 @@ Behaviour is added by wrapping httpx transports (outermost first)::
     ReadRetryTransport   GET retried on 429/5xx/connection errors, with backoff and Retry-After
     LoggingTransport     one redacted line per attempt
     PacedTransport       requests marked as paced (PEC Massiva POST /send) wait for their turn, measured from
-                         the moment the previous one left; a 429 with Retry-After pauses them all
+                         the moment the previous one's headers were on the wire; a 429 with Retry-After pauses
+                         them all
     DeadlineTransport    with ClientOptions.deadline: one attempt may take that long in all, then ReadTimeout
     base transport       the network, or the in-process simulator (httpx.ASGITransport)
 
@@ -48,13 +49,17 @@ Sleep = Callable[[float], Awaitable[None]]
 class Pacer(Protocol):
     """Hands out send slots no closer together than the provider allows.
 
-    A slot is held from :meth:`wait_turn` until the request goes on the wire (:meth:`dispatched`) or will not go
-    (:meth:`give_back`): the interval is measured from the moment of sending, so a request that is late after its
-    turn (a first call that builds the in-process simulator, a slow ledger write, a busy event loop) pushes the next
-    one back instead of arriving just before it. The three calls come from one task, in that order.
+    A turn is held from :meth:`wait_turn` until the request goes on the wire (:meth:`dispatched`) or will not go
+    (:meth:`give_back`). :meth:`wait_turn` may return a little before the turn's moment, so that the caller prepares
+    meanwhile (a ledger write); :meth:`until_moment` then waits for the moment itself. The interval is measured
+    from :meth:`dispatched`, the moment of sending, so a request that is late after its turn (a slow ledger write, a
+    busy event loop, a new connection) pushes the next one back instead of arriving just before it. The calls come
+    from one task, in that order; :meth:`dispatched` waits for the moment too, for callers that do not.
     """
 
     async def wait_turn(self) -> None: ...
+
+    async def until_moment(self) -> None: ...
 
     async def dispatched(self) -> None: ...
 
@@ -85,6 +90,9 @@ class LocalPacer:
             self._lock.release()
             raise
 
+    async def until_moment(self) -> None:
+        return None  # wait_turn returned at the moment itself
+
     async def dispatched(self) -> None:
         self._next = max(self._next, self._clock() + self.interval)
         self._lock.release()
@@ -101,17 +109,24 @@ def safe_url(url: httpx.URL) -> str:
     return str(url.copy_with(query=None))
 
 
+# The trace event (httpcore's ``trace`` request extension) after which the provider can count a request: its headers
+# are on the connection (for HTTP/1.1 ``http11.send_request_headers.complete``, for HTTP/2 ``http2.``...).
+HEADERS_SENT = ".send_request_headers.complete"
+
+
 class PacedTransport(httpx.AsyncBaseTransport):
     """Makes requests marked with the PACE extension wait for the pacer, then runs their dispatch hook.
 
-    The pacer's slot is stamped after the hook, right before the request goes on the wire; a paced request refused
-    with 429 pauses the pacer for as long as the provider's Retry-After asks (capped at MAX_PAUSE).
+    The pacer's slot is stamped when the request's headers have been written to the connection (httpcore's trace
+    extension tells): whatever delays a request on its way out, from the dispatch hook to opening a connection,
+    counts before the stamp and pushes the next send back. A transport that does not trace (an in-process app)
+    stamps the slot when the answer came, which is after the provider counted it. A paced request refused with
+    429 pauses the pacer for as long as the provider's Retry-After asks (capped at MAX_PAUSE).
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport, pacer: Pacer) -> None:
         self.inner = inner
         self.pacer = pacer
-        self._warm = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         hook = request.extensions.get(ON_DISPATCH)
@@ -123,22 +138,32 @@ class PacedTransport(httpx.AsyncBaseTransport):
         try:
             if hook is not None:
                 await hook()
+            await self.pacer.until_moment()
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.pacer.give_back()
             raise
-        if self._warm:
-            await self.pacer.dispatched()
-            response = await self.inner.handle_async_request(request)
-        else:
-            # This client's first paced request: its cold start (imports, the connection) delays its arrival by an
-            # unknown time, so the slot is held until its answer, and the next send counts from there.
-            try:
-                response = await self.inner.handle_async_request(request)
-            finally:
+        stamped = False
+        outer_trace = request.extensions.get("trace")
+
+        async def trace(event: str, info: dict[str, object]) -> None:
+            nonlocal stamped
+            if not stamped and event.endswith(HEADERS_SENT):
+                stamped = True
                 with anyio.CancelScope(shield=True):
                     await self.pacer.dispatched()
-            self._warm = True
+            if outer_trace is not None:
+                await outer_trace(event, info)
+
+        request.extensions["trace"] = trace
+        try:
+            response = await self.inner.handle_async_request(request)
+        finally:
+            if not stamped:
+                # No trace (an in-process app), or failed on the way out: counted from now, after any arrival.
+                stamped = True
+                with anyio.CancelScope(shield=True):
+                    await self.pacer.dispatched()
         if response.status_code == 429:
             wait = retry_after_seconds(response.headers.get("Retry-After"))
             if wait:
@@ -289,6 +314,9 @@ def build_client(
 
 class _NoPacer:
     async def wait_turn(self) -> None:
+        return None
+
+    async def until_moment(self) -> None:
         return None
 
     async def dispatched(self) -> None:

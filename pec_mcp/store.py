@@ -33,7 +33,7 @@ import anyio
 
 from pec_mcp import __version__
 from pec_mcp.errors import ConfigError
-from pec_mcp.pacing import paced_interval
+from pec_mcp.pacing import counted_from, early_turn, paced_interval
 
 # Schema version 1: the send ledger, the audit trail, the send pacer, webhook and callback events.
 LEDGER_SCHEMA = """
@@ -415,9 +415,9 @@ DASHBOARD_SESSIONS_SCHEMA = """
 MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA, ACCOUNTS_SCHEMA,
                          REPLICAS_SCHEMA, MAIL_INDEX_SCHEMA, DASHBOARD_SESSIONS_SCHEMA]
 
-SLOT_HOLD = 5.0  # seconds a send slot stays held by a taker that never says whether its request left (it died)
-HELD = "#held"  # suffix of the pacer row that marks a slot held between a turn and the request leaving
-HELD_POLL = 0.02  # seconds between looks at a slot held by another process (held for milliseconds, normally)
+SLOT_HOLD = 5.0  # seconds after its moment a turn stays held by a taker that never says whether its request left
+HELD = "#held"  # suffix of the pacer row that marks a turn held until its request leaves; it holds the moment
+HELD_POLL = 0.02  # seconds between looks at a turn whose holder is late (normally the wait is computed, not polled)
 
 SEND_STATES = ("queued", "sending", "sent", "failed", "unknown")
 
@@ -551,6 +551,12 @@ class Store:
         takes that one instead of the store-wide one; SQLite has only the one).
         """
         opened: AbstractContextManager[Db] = self.backend.transaction(immediate=immediate, lock=lock)
+        return opened
+
+    def reading(self) -> AbstractContextManager[Db]:
+        """For statements that only read: on PostgreSQL each runs on its own, without BEGIN and COMMIT round trips
+        (the hot reads of a tool call); on SQLite in one transaction."""
+        opened: AbstractContextManager[Db] = self.backend.reading()
         return opened
 
     def schema_version(self) -> int:
@@ -745,7 +751,7 @@ class Store:
             )
 
     def sending_by_id(self, sending_id: int) -> Sending | None:
-        with self.transaction() as db:
+        with self.reading() as db:
             row = db.execute("SELECT * FROM sendings WHERE id = ?", (sending_id,)).fetchone()
         return _sending(row) if row else None
 
@@ -758,7 +764,7 @@ class Store:
             if value:
                 query += f" AND {column} = ?"
                 args.append(value)
-        with self.transaction() as db:
+        with self.reading() as db:
             row = db.execute(query + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return _sending(row) if row else None
 
@@ -772,11 +778,15 @@ class Store:
         query: str | None = None,
         since: date | None = None,
         limit: int = 20,
+        providers: Sequence[str] = (),
     ) -> list[Sending]:
-        """Recent sendings, newest first, filtered by environment (None: all), account, recipient (exact or
-        partial), subject words and date."""
+        """Recent sendings, newest first, filtered by provider (or any of ``providers``), environment (None: all),
+        account, recipient (exact or partial), subject words and date."""
         clauses: list[str] = ["1 = 1"]
         args: list[Any] = []
+        if providers:
+            clauses.append(f"s.provider IN ({', '.join('?' for _ in providers)})")
+            args.extend(providers)
         for column, value in (("provider", provider), ("environment", environment), ("account", account)):
             if value:
                 clauses.append(f"s.{column} = ?")
@@ -793,7 +803,7 @@ class Store:
             clauses.append("s.created_at >= ?")
             args.append(datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp())
         sql = f"SELECT s.* FROM sendings s WHERE {' AND '.join(clauses)} ORDER BY s.id DESC LIMIT ?"
-        with self.transaction() as db:
+        with self.reading() as db:
             rows = db.execute(sql, (*args, limit)).fetchall()
         return [_sending(r) for r in rows]
 
@@ -889,7 +899,7 @@ class Store:
 
     def receipts_of(self, *, environment: str, account: str, message_id: str) -> list[Receipt]:
         """Every receipt the ledger keeps for one sending, in the order they were first seen."""
-        with self.transaction() as db:
+        with self.reading() as db:
             rows = db.execute(
                 """SELECT * FROM receipts WHERE environment = ? AND account = ? AND message_id = ?
                    ORDER BY first_seen_at, id""",
@@ -941,51 +951,69 @@ class Store:
 
     # -- the shared send pacer ---------------------------------------------------------------------------------
 
-    def take_slot(self, name: str, *, hold: float = SLOT_HOLD) -> float:
-        """Take the send slot of ``name`` if it is free now: 0.0 (go), else the seconds to wait before asking again.
+    def take_slot(self, name: str, *, interval: float, early: float = 0.0, hold: float = SLOT_HOLD) -> Slot:
+        """Take the turn of ``name`` if its moment is at most ``early`` seconds away: the moment, else when to ask
+        again (one transaction; the caller sleeps in between, so nobody polls a turn held by another).
 
-        A slot taken is held by its taker until :meth:`slot_used` (the request left) or :meth:`free_slot` (it will
-        not go); a taker that dies holds it ``hold`` seconds at most. The interval to the next send is measured from
-        :meth:`slot_used`, the moment of sending, so a request that is late after its turn pushes the next one back.
-        Where the backend can, only this pacer's rows are locked, not the whole store: a replica claiming a job
-        request meanwhile does not delay a send that has its turn.
+        A turn taken is held by its taker until :meth:`slot_used` (its request left) or :meth:`free_slot` (it will
+        not go); a taker that dies holds it until ``hold`` seconds after its moment. The interval to the next send
+        is measured from :meth:`slot_used`, the moment of sending, so a request that is late after its turn pushes
+        the next one back. Where the backend can, only this pacer's rows are locked, not the whole store: a replica
+        claiming a job request meanwhile does not delay a send that has its turn.
         """
         with self.transaction(immediate=True, lock=_pacer_lock(name)) as db:
             now = self.clock()
-            held = _slot_time(db, name + HELD)
-            if held is not None and held > now:
-                return min(held - now, HELD_POLL)
-            due = _slot_time(db, name)
-            if due is not None and due > now:
-                return due - now
-            _set_slot_time(db, name + HELD, now + hold)
-        return 0.0
+            times = _slot_times(db, name)
+            held = times.get(name + HELD)
+            if held is not None and now < held + hold:
+                # The holder goes at ``held``; the next moment is an interval after it, unless it gives back.
+                return Slot(None, max(held + interval - early - now, HELD_POLL))
+            moment = max(times.get(name, 0.0), now)
+            if moment - now > early:
+                return Slot(None, moment - now - early)
+            _set_slot_time(db, name + HELD, moment)
+        return Slot(moment, 0.0)
 
-    def slot_used(self, name: str, interval: float) -> None:
-        """The holder's request goes on the wire now: the next one may go ``interval`` seconds from now."""
+    def slot_used(self, name: str, interval: float, *, at: float | None = None) -> None:
+        """The holder's request left at ``at`` (default: now): the next one may go ``interval`` seconds later."""
         with self.transaction(immediate=True, lock=_pacer_lock(name)) as db:
-            now = self.clock()
-            _set_slot_time(db, name, max(now + interval, _slot_time(db, name) or 0.0))
+            left = self.clock() if at is None else at
+            _set_slot_time(db, name, max(left + interval, _slot_times(db, name).get(name, 0.0)))
             db.execute("DELETE FROM pacer WHERE name = ?", (name + HELD,))
 
     def free_slot(self, name: str) -> None:
-        """The holder's request will not go: the slot is free again at once."""
+        """The holder's request will not go: the turn is free again at once."""
         with self.transaction(immediate=True, lock=_pacer_lock(name)) as db:
             db.execute("DELETE FROM pacer WHERE name = ?", (name + HELD,))
 
     def pause_slot(self, name: str, seconds: float) -> None:
         """The provider asked for a pause (429 with Retry-After): no send of ``name`` for ``seconds``."""
         with self.transaction(immediate=True, lock=_pacer_lock(name)) as db:
-            _set_slot_time(db, name, max(self.clock() + seconds, _slot_time(db, name) or 0.0))
+            _set_slot_time(db, name, max(self.clock() + seconds, _slot_times(db, name).get(name, 0.0)))
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What :meth:`Store.take_slot` answered: the turn's moment (a time on the store's clock), or when to ask again."""
+
+    moment: float | None
+    retry_in: float
 
 
 class StorePacer:
-    """A send pacer shared by every process using the same store file (see ``pec_mcp.http.Pacer``)."""
+    """A send pacer shared by every process using the same store (see ``pec_mcp.http.Pacer``).
+
+    Each send costs two short transactions, both off the critical moment: the turn is taken a little before its
+    moment (``early_turn``), so the caller's own preparation is done by then, and it is passed on once the request
+    left. Senders in other processes wait by sleeping until the moment the next turn can come, not by polling.
+    """
 
     def __init__(self, store: Store, name: str, rate: float) -> None:
         self.store = store
         self.name = name
         self.interval = paced_interval(rate)
+        self.early = early_turn(self.interval)
+        self._moment = 0.0
         # Within one process the turn passes through a lock, so that only the holder asks the store.
         self._local = anyio.Lock()
 
@@ -993,20 +1021,31 @@ class StorePacer:
         await self._local.acquire()
         try:
             while True:
-                # Taking the slot may wait on another process's write lock: keep it off the event loop.
-                wait = await anyio.to_thread.run_sync(self.store.take_slot, self.name)
-                if wait <= 0:
+                # Taking the turn may wait on another process's lock: keep it off the event loop.
+                slot = await anyio.to_thread.run_sync(self._take)
+                if slot.moment is not None:
+                    self._moment = slot.moment
                     return
-                await anyio.sleep(wait)
+                await anyio.sleep(slot.retry_in)
         except BaseException:
             self._local.release()
             raise
 
+    def _take(self) -> Slot:
+        return self.store.take_slot(self.name, interval=self.interval, early=self.early)
+
+    async def until_moment(self) -> None:
+        wait = self._moment - self.store.clock()
+        if wait > 0:
+            await anyio.sleep(wait)
+
     async def dispatched(self) -> None:
-        try:
-            await anyio.to_thread.run_sync(self.store.slot_used, self.name, self.interval)
-        finally:
-            self._local.release()
+        await self.until_moment()
+        left = counted_from(self._moment, self.store.clock(), self.interval)
+        # The next sender of this process may ask meanwhile: it finds the turn still held at this moment, or passed
+        # on, and is told the same next moment either way.
+        self._local.release()
+        await anyio.to_thread.run_sync(lambda: self.store.slot_used(self.name, self.interval, at=left))
 
     async def give_back(self) -> None:
         try:
@@ -1022,9 +1061,10 @@ def _pacer_lock(name: str) -> str:
     return f"pacer:{name}"
 
 
-def _slot_time(db: Any, name: str) -> float | None:
-    row = db.execute("SELECT next_at FROM pacer WHERE name = ?", (name,)).fetchone()
-    return None if row is None else float(row[0])
+def _slot_times(db: Any, name: str) -> dict[str, float]:
+    """The pacer's rows: its next moment (``name``) and, while a turn is held, the holder's moment."""
+    rows = db.execute("SELECT name, next_at FROM pacer WHERE name IN (?, ?)", (name, name + HELD)).fetchall()
+    return {row[0]: float(row[1]) for row in rows}
 
 
 def _set_slot_time(db: Any, name: str, at: float) -> None:
@@ -1088,6 +1128,8 @@ class Backend(Protocol):
     def describe(self) -> str: ...
     def close(self) -> None: ...
     def transaction(self, *, immediate: bool = False, lock: str | None = None) -> AbstractContextManager[Any]: ...
+
+    def reading(self) -> AbstractContextManager[Any]: ...
     def migration_lock(self) -> AbstractContextManager[Any]: ...
     def schema_version(self, db: Any) -> int: ...
     def set_schema_version(self, db: Any, version: int) -> None: ...

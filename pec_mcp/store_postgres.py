@@ -178,6 +178,20 @@ class PostgresBackend:
             yield db
 
     @contextmanager
+    def reading(self) -> Iterator[_Db]:
+        """Statements that only read, each on its own (autocommit): one round trip each, no BEGIN and COMMIT.
+
+        Under READ COMMITTED, PostgreSQL's default, every statement of a transaction sees its own snapshot anyway.
+        """
+        with self.pool.connection() as connection:
+            connection.autocommit = True
+            try:
+                yield _Db(connection)
+            finally:
+                if not connection.closed:
+                    connection.autocommit = False
+
+    @contextmanager
     def migration_lock(self) -> Iterator[_Db]:
         """One transaction holding the migration lock: two replicas starting together migrate once.
 

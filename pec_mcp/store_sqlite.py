@@ -58,6 +58,12 @@ class SqliteBackend:
             self._db.execute("COMMIT")
 
     @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """Statements that only read, in one transaction (one snapshot of the file; it costs no round trip)."""
+        with self.transaction() as db:
+            yield db
+
+    @contextmanager
     def migration_lock(self) -> Iterator[Any]:
         """One transaction holding the write lock: a migration is all done or not at all.
 

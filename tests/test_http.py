@@ -72,7 +72,7 @@ async def test_the_pacer_spaces_requests_by_one_interval_and_lets_the_first_go_a
     for _ in range(4):
         await pacer.wait_turn()
         await pacer.dispatched()
-    assert time.sleeps == pytest.approx([0.525] * 3)  # the interval, plus the margin for arrival jitter
+    assert time.sleeps == pytest.approx([0.505] * 3)  # the interval, plus the margin for arrival jitter
 
 
 async def test_a_request_late_after_its_turn_pushes_the_next_one_back() -> None:
@@ -83,7 +83,7 @@ async def test_a_request_late_after_its_turn_pushes_the_next_one_back() -> None:
     await pacer.dispatched()
     await pacer.wait_turn()
     await pacer.dispatched()
-    assert time.sleeps == pytest.approx([1.025])  # a full interval after the first really left, not 0.3 s
+    assert time.sleeps == pytest.approx([1.01])  # a full interval after the first really left, not 0.3 s
 
 
 async def test_a_turn_given_back_sends_nothing_and_frees_the_slot_at_once() -> None:
@@ -126,8 +126,30 @@ async def test_only_requests_marked_as_paced_wait_and_the_dispatch_hook_runs_rig
             await client.post("/send", extensions={PACE: True, ON_DISPATCH: hook})
         await client.get("/inbox")
         await client.get("/inbox")
-    assert time.sleeps == pytest.approx([1.025, 1.025])  # three sends a second (and a margin) apart; reads did not wait
+    assert time.sleeps == pytest.approx([1.01, 1.01])  # three sends a second (and a margin) apart; reads did not wait
     assert events[:2] == ["dispatching", "POST on the wire"]
+
+
+async def test_a_send_is_counted_from_the_moment_its_headers_were_written_not_from_its_turn() -> None:
+    time = FakeTime()
+
+    async def slow_wire(request: httpx.Request) -> httpx.Response:
+        # As httpcore does on a real connection: opening it took 0.3 s, then the headers went out (traced).
+        time.now += 0.3
+        await request.extensions["trace"]("http11.send_request_headers.complete", {})
+        time.now += 0.2  # the provider's answer takes a while: the next turn does not wait for it
+        return httpx.Response(201, json={})
+
+    pacer = LocalPacer(1.0, clock=time.clock, sleep=time.sleep)
+    client = build_client(provider="test", base_url="http://provider", transport=httpx.MockTransport(slow_wire),
+                          pacer=pacer, options=ClientOptions(sleep=time.sleep))
+    async with client:
+        first = time.now
+        await client.post("/send", extensions={PACE: True})
+        await client.post("/send", extensions={PACE: True})
+    # The second went out 1.01 s after the first one's headers (first + 0.3), whatever its answer took.
+    assert time.sleeps == pytest.approx([1.01 - 0.2])
+    assert time.now == pytest.approx(first + 0.3 + 1.01 + 0.3 + 0.2)
 
 
 # -- retries of reads -------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ send's turn and its arrival, which only a real event loop, threads and clock sho
 
 from __future__ import annotations
 
+import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,9 @@ def settings_at_the_limit(tmp_path: Path) -> Any:
 async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
     result = await client.call_tool(tool, args)
     assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
+    structured: dict[str, Any] | None = result.structured_content
+    assert structured is not None
+    return structured
 
 
 async def test_single_sends_and_a_job_at_the_providers_exact_limit_are_never_refused(tmp_path: Path) -> None:
@@ -95,3 +98,59 @@ async def test_the_first_offline_sends_after_start_up_are_not_refused_however_lo
         assert simulator is not None
         assert [o.status for o in outcomes] == ["sent"] * 3
         assert simulator.stats.rate_limited == 0
+
+
+# One sender process: its own store handle, pacer and HTTP client, as a replica has. Each send prepares for a random
+# while after its turn (as the ledger write does), and a task stalls the event loop now and then (a busy replica).
+SENDER = r"""
+import random, sys, time
+import anyio
+from pec_mcp.http import ON_DISPATCH, build_client
+from pec_mcp.providers.pecmassiva import Credentials, PecMassivaClient
+from pec_mcp.simulator import credentials as sim
+from pec_mcp.store import Store, StorePacer
+
+store_location, origin, rate, count, tag = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+
+async def stalls() -> None:
+    while True:
+        await anyio.sleep(random.uniform(0.0, 0.05))
+        time.sleep(random.uniform(0.0, 0.06))
+
+async def prepare() -> None:
+    await anyio.sleep(random.uniform(0.0, 0.04))
+
+async def main() -> None:
+    store = Store(store_location)
+    pacer = StorePacer(store, "pecmassiva-send:sandbox:shared", rate)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(stalls)
+        async with build_client(provider="pecmassiva", base_url=origin + "/pecmassiva", pacer=pacer) as http:
+            client = PecMassivaClient(http, Credentials(sim.PECMASSIVA_TOKEN, sim.PECMASSIVA_USERNAME,
+                                                        sim.PECMASSIVA_PASSWORD))
+            for n in range(count):
+                await client.send(sender=sim.PECMASSIVA_USERNAME, recipients=[f"{tag}{n}@pec.example.it"],
+                                  subject=f"Avviso {n}", body="Testo", on_dispatch=prepare)
+        tasks.cancel_scope.cancel()
+    store.close()
+
+anyio.run(main)
+"""
+
+
+async def test_three_processes_sharing_a_store_never_send_closer_than_the_providers_limit(
+        store_location: str, tmp_path: Path) -> None:
+    from pec_mcp.store import Store
+    from tests.bulk.test_bulk_processes import ROOT, simulate, stats
+
+    Store(store_location).close()  # the schema exists before the senders start
+    rate, each = 10.0, 15
+    with simulate(rate=rate) as origin:
+        with anyio.fail_after(180):
+            async with anyio.create_task_group() as senders:
+                for tag in ("uno", "due", "tre"):
+                    senders.start_soon(partial(anyio.run_process, [sys.executable, "-c", SENDER, store_location,
+                                                                   origin, str(rate), str(each), tag], cwd=ROOT))
+        counted = await stats(origin)
+    assert counted["rate_limited"] == 0, counted["rate_limited"]
+    assert sorted(counted["recipients"].values()) == [1] * (3 * each)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pec_mcp.errors import ConfigError
-from pec_mcp.store import MIGRATIONS, Store
+from pec_mcp.store import HELD_POLL, MIGRATIONS, Slot, Store
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC).timestamp()
 
@@ -30,6 +30,12 @@ class Tick:
 @pytest.fixture
 def tick() -> Tick:
     return Tick()
+
+
+def wait_of(slot: Slot) -> float:
+    """How long a sender that did not get the turn is told to wait before asking again."""
+    assert slot.moment is None, "the turn was given"
+    return slot.retry_in
 
 
 @pytest.fixture
@@ -214,43 +220,54 @@ def test_two_store_objects_on_one_store_share_the_ledger_the_keys_and_the_send_p
         assert not created and again.id == row.id
         one.mark_sent(row.id, "2026031010000001")
         assert two.sending_by_message_id("2026031010000001") is not None
-        # The slot is shared: held by one until its request left, then the other waits the rest of the interval.
-        assert one.take_slot("send") == 0.0
-        assert 0 < two.take_slot("send") <= 0.02  # held: look again shortly
+        # The turn is shared: held by one until its request left, and the other is told when the next can come.
+        assert one.take_slot("send", interval=1.0).moment == T0
+        assert wait_of(two.take_slot("send", interval=1.0, early=0.1)) == pytest.approx(0.9)
         one.slot_used("send", 1.0)
-        assert two.take_slot("send") == 1.0
+        assert wait_of(two.take_slot("send", interval=1.0)) == 1.0
         tick.now += 0.4
-        assert two.take_slot("send") == pytest.approx(0.6)
-        tick.now += 0.6
-        assert two.take_slot("send") == 0.0
+        assert wait_of(two.take_slot("send", interval=1.0)) == pytest.approx(0.6)
+        assert two.take_slot("send", interval=1.0, early=0.6).moment == T0 + 1.0  # early: prepare meanwhile
     finally:
         one.close()
         two.close()
 
 
 def test_the_interval_runs_from_the_moment_a_request_left_not_from_its_turn(store: Store, tick: Tick) -> None:
-    assert store.take_slot("send") == 0.0
+    assert store.take_slot("send", interval=1.0).moment == T0
     tick.now += 0.7  # the request was held up after its turn
     store.slot_used("send", 1.0)
-    assert store.take_slot("send") == pytest.approx(1.0)
+    assert wait_of(store.take_slot("send", interval=1.0)) == pytest.approx(1.0)
+    store.slot_used("send", 1.0, at=T0 + 0.5)  # an earlier stamp never brings the next moment forward
+    assert wait_of(store.take_slot("send", interval=1.0)) == pytest.approx(1.0)
 
 
-def test_a_slot_given_back_or_held_by_a_taker_that_died_frees_up(store: Store, tick: Tick) -> None:
-    assert store.take_slot("send") == 0.0
+def test_a_turn_taken_early_holds_its_moment_and_the_others_sleep_until_the_next_one(store: Store, tick: Tick) -> None:
+    store.slot_used("send", 1.0)
+    tick.now += 0.8
+    assert store.take_slot("send", interval=1.0, early=0.3).moment == T0 + 1.0  # 0.2 s ahead of its moment
+    # Another sender learns when to look again: the next moment (an interval after the holder's), less its own lead.
+    assert wait_of(store.take_slot("send", interval=1.0, early=0.3)) == pytest.approx(0.9)
+    tick.now += 1.5  # the holder is late: the others look again shortly, not an interval later
+    assert wait_of(store.take_slot("send", interval=1.0, early=0.3)) == HELD_POLL
+
+
+def test_a_turn_given_back_or_held_by_a_taker_that_died_frees_up(store: Store, tick: Tick) -> None:
+    assert store.take_slot("send", interval=1.0).moment == T0
     store.free_slot("send")
-    assert store.take_slot("send") == 0.0  # given back: free at once
+    assert store.take_slot("send", interval=1.0).moment == T0  # given back: free at once
     tick.now += 30.0  # never used nor given back (its process died): the hold runs out
-    assert store.take_slot("send") == 0.0
+    assert store.take_slot("send", interval=1.0).moment == T0 + 30.0
 
 
 def test_a_pause_asked_by_the_provider_holds_every_sender(store: Store, tick: Tick) -> None:
     store.pause_slot("send", 20.0)
-    assert store.take_slot("send") == pytest.approx(20.0)
+    assert wait_of(store.take_slot("send", interval=1.0)) == pytest.approx(20.0)
     tick.now += 20.0
-    assert store.take_slot("send") == 0.0
+    assert store.take_slot("send", interval=1.0).moment == T0 + 20.0
     store.slot_used("send", 1.0)
     store.pause_slot("send", 0.5)  # a shorter pause never brings the next slot forward
-    assert store.take_slot("send") == pytest.approx(1.0)
+    assert wait_of(store.take_slot("send", interval=1.0)) == pytest.approx(1.0)
 
 
 def test_the_audit_trail_keeps_the_newest_first(store: Store) -> None:
@@ -284,7 +301,8 @@ def test_a_process_killed_while_holding_the_write_lock_does_not_block_the_send_s
         holder.wait(timeout=10)
         store = Store(store_location)
         try:
-            assert store.take_slot("pecmassiva-send") == 0.0  # free at once: the lock went with the process
+            # Free at once: the lock went with the process.
+            assert store.take_slot("pecmassiva-send", interval=1.0).moment is not None
         finally:
             store.close()
     finally:
@@ -349,16 +367,16 @@ def test_a_send_slot_held_by_a_process_that_died_frees_up_after_the_hold(store_l
     from pec_mcp.store import SLOT_HOLD
 
     Store(store_location).close()
-    took = subprocess.run(  # takes the slot and exits without saying whether its request left: as if killed
+    took = subprocess.run(  # takes the turn and exits without saying whether its request left: as if killed
         [sys.executable, "-c", "import sys\nfrom pec_mcp.store import Store\n"
-         "print(Store(sys.argv[1]).take_slot('pecmassiva-send'))", store_location],
+         "print(Store(sys.argv[1]).take_slot('pecmassiva-send', interval=1.0).retry_in)", store_location],
         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert took.stdout.strip() == "0.0", took.stderr
     now = Store(store_location)
     later = Store(store_location, clock=lambda: time.time() + SLOT_HOLD + 1)
     try:
-        assert now.take_slot("pecmassiva-send") > 0  # still held
-        assert later.take_slot("pecmassiva-send") == 0.0  # the hold ran out: another process sends
+        assert now.take_slot("pecmassiva-send", interval=1.0).moment is None  # still held
+        assert later.take_slot("pecmassiva-send", interval=1.0).moment is not None  # ran out: another one sends
     finally:
         now.close()
         later.close()

@@ -174,11 +174,16 @@ class PecMcpServer(MCPServer[AppState]):
         if self._catalogue is not None and self._catalogue.tools is None:
             self._catalogue.remember([tool.model_dump(mode="json", by_alias=True, exclude_none=True)
                                       for tool in tools])
+        listed = self.listed_tool_names()
+        return [tool for tool in tools if tool.name in listed]
+
+    def listed_tool_names(self) -> set[str]:
+        """The names ``tools/list`` shows the current user, without building every tool's description and
+        schemas (a tool call checks its name against them)."""
         user = current_user()
-        if user is None:
-            return tools
         facts = self.tool_facts()
-        return [tool for tool in tools if visible(user, facts.get(tool.name))]
+        return {tool.name for tool in self._tool_manager.list_tools()
+                if user is None or visible(user, facts.get(tool.name))}
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
@@ -189,7 +194,7 @@ class PecMcpServer(MCPServer[AppState]):
         if refused is not None:
             raise ToolError(refused)
         tool = self._tool_manager.get_tool(name)
-        listed = {listed.name for listed in await self.list_tools()}
+        listed = self.listed_tool_names()
         if tool is None or name not in listed:
             raise unknown_tool(name, sorted(listed))
         try:

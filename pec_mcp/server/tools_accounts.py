@@ -277,10 +277,8 @@ def find_pec_rows(app: AppState, *, account: str | None, recipient: str | None, 
         chosen = app.account(account).name
         return app.store.find_sendings(account=chosen, recipient=recipient, query=query, since=since, limit=limit,
                                        environment=environment)
-    rows = [row for provider in ("pecmassiva", "imap")
-            for row in app.store.find_sendings(provider=provider, recipient=recipient, query=query, since=since,
-                                               limit=limit, environment=environment)]
-    return sorted(rows, key=lambda r: r.id, reverse=True)[:limit]
+    return app.store.find_sendings(providers=("pecmassiva", "imap"), recipient=recipient, query=query, since=since,
+                                   limit=limit, environment=environment)
 
 
 async def imap_receipts(app: AppState, account: Account, message_id: str, row: Sending | None) -> ReceiptsResult:

@@ -34,6 +34,9 @@ class HookedPacer:
             await self.hook()
         await self.inner.wait_turn()
 
+    async def until_moment(self) -> None:
+        await self.inner.until_moment()
+
     async def dispatched(self) -> None:
         await self.inner.dispatched()
 
