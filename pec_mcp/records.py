@@ -396,14 +396,16 @@ class Records:
         spent = ("sent", "delivered", "not_delivered", "unknown")
         where = "WHERE j.environment = ?" if environment else ""
         args: tuple[Any, ...] = (environment,) if environment else ()
-        sql = f"""SELECT j.id AS period, COUNT(DISTINCT r.group_seq) AS sendings, COUNT(r.row) AS recipients
+        sql = f"""SELECT j.id AS period, j.provider, COUNT(DISTINCT r.group_seq) AS sendings,
+                      COUNT(r.row) AS recipients
                   FROM jobs j LEFT JOIN job_recipients r ON r.job_id = j.id
                       AND r.state IN ({','.join('?' * len(spent))})
-                  {where} GROUP BY j.id ORDER BY j.created_at DESC LIMIT ?"""
+                  {where} GROUP BY j.id, j.provider ORDER BY j.created_at DESC LIMIT ?"""
         with self.store.transaction() as db:
             rows = db.execute(sql, (*spent, *args, limit)).fetchall()
-        return [CostLine(r["period"], r["sendings"], r["recipients"], round(r["recipients"] * self.price, 2))
-                for r in rows]
+        # A job from a mailbox (provider "imap") costs nothing per message: the mailbox is paid for.
+        return [CostLine(r["period"], r["sendings"], r["recipients"],
+                         0.0 if r["provider"] == "imap" else round(r["recipients"] * self.price, 2)) for r in rows]
 
     # -- audit
 

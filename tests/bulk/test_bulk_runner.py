@@ -118,8 +118,8 @@ async def test_after_a_crash_requests_that_never_left_are_sent_and_those_on_the_
 ) -> None:
     job_id = bench.start(personalised(3))
     # A server that died: it took request 1 and put it on the wire, and took request 2 but never sent it.
-    on_wire = bench.jobs.claim_next("dead-server", "offline", bench.runner.account)
-    never_left = bench.jobs.claim_next("dead-server", "offline", bench.runner.account)
+    on_wire = bench.jobs.claim_next("dead-server", "offline", "pecmassiva")
+    never_left = bench.jobs.claim_next("dead-server", "offline", "pecmassiva")
     assert on_wire is not None and never_left is not None
     row, _ = bench.store.begin_send(provider="pecmassiva", environment="offline", sender=None,
                                     idempotency_key=ledger_key(job_id, on_wire.seq), recipients=on_wire.addresses,
@@ -139,7 +139,7 @@ async def test_after_a_crash_requests_that_never_left_are_sent_and_those_on_the_
 async def test_requests_held_by_a_live_runner_are_left_alone(bench: Bench) -> None:
     bench.start(personalised(1))
     bench.jobs.heartbeat("other-live-server")  # this process: alive
-    assert bench.jobs.claim_next("other-live-server", "offline", bench.runner.account) is not None
+    assert bench.jobs.claim_next("other-live-server", "offline", "pecmassiva") is not None
     assert bench.runner.recover() == 0
     assert bench.jobs.orphaned("me", lease=60) == []
     # A runner that stopped beating long ago is gone even if its process number is alive.
