@@ -12,23 +12,22 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
+from pathlib import Path
 
 import anyio
 
 from pec_mcp.accounts import Account, MailEndpoints
 from pec_mcp.errors import NotFound
+from pec_mcp.paths import free_name, write_new_file
 from pec_mcp.pecmail.imap import ImapClient, Quota
 from pec_mcp.pecmail.index import IndexedMail, MailIndex, MailPage
-from pec_mcp.pecmail.message import KIND_OF_TIPO
+from pec_mcp.pecmail.message import KIND_OF_TIPO, Attachment, PecMessage, parse_pec_message
+from pec_mcp.pecmail.signature import TrustStore
 from pec_mcp.pecmail.sync import MailboxSync, ReceiptHandler, SyncReport
 from pec_mcp.receipts import ClassifiedReceipt, ReceiptKind, SendingStatus, sending_status
 from pec_mcp.store import Receipt, Store
 
 INDEX_MAX_AGE = 60.0  # seconds an answer from the index may lag behind the server
-_PARSER = BytesParser(policy=policy.default)
 
 def header_kind(mail: IndexedMail) -> str:
     """The kind a message claims in its headers (receipts and envelopes), else ``other``."""
@@ -39,26 +38,28 @@ def header_kind(mail: IndexedMail) -> str:
 
 @dataclass(frozen=True)
 class ReadMessage:
-    """One message read from the server: its index entry and the parsed message (headers and parts)."""
+    """One message read from the server: its index entry and what it holds (for an incoming PEC, the original
+    unpacked from postacert.eml; for a receipt, its text and signed facts), with the signature's verdict."""
 
     mail: IndexedMail
-    raw: bytes
-    parsed: EmailMessage
+    message: PecMessage
 
-    def text(self) -> str:
-        """The readable text of the message: the plain part, else the HTML part, else empty."""
-        body = self.parsed.get_body(preferencelist=("plain", "html"))
-        if body is None:
-            return ""
-        content = body.get_content()
-        return content if isinstance(content, str) else ""
+    @property
+    def is_certified(self) -> bool:
+        """A PEC (receipt or envelope) rather than ordinary mail: signed, or claiming to be by its headers."""
+        headers = self.message.headers
+        return self.message.daticert is not None or bool(headers.x_ricevuta or headers.x_trasporto)
 
-    def attachment_names(self) -> list[tuple[str, int]]:
-        found = []
-        for part in self.parsed.iter_attachments():
-            payload = part.get_payload(decode=True)
-            found.append((part.get_filename() or "(unnamed)", len(payload) if isinstance(payload, bytes) else 0))
-        return found
+
+def save_attachments(attachments: Sequence[Attachment], folder: Path) -> list[Path]:
+    """Write each attachment into ``folder`` (already checked to be allowed) under its own name, never over an
+    existing file (``atto (2).pdf`` then), decoded a piece at a time."""
+    saved = []
+    for attachment in attachments:
+        target = free_name(folder, attachment.filename)
+        write_new_file(target, attachment.chunks())
+        saved.append(target)
+    return saved
 
 
 class MailAccount:
@@ -112,8 +113,9 @@ class MailAccount:
         await self.refresh()
         return self.index.referring_to(message_id)
 
-    async def read(self, uid: int) -> ReadMessage:
-        """One message, whole, from the server (NotFound when it is not in the mailbox any more)."""
+    async def read(self, uid: int, *, trust: TrustStore | None) -> ReadMessage:
+        """One message, whole, from the server, parsed and its signature verified (NotFound when it is not in
+        the mailbox any more). The raw bytes are dropped once parsed: one copy of a large message, not two."""
         await self.refresh()
         mail = self.index.get(uid)
         raw = None
@@ -123,9 +125,7 @@ class MailAccount:
                 raw = await imap.message(uid)
         if mail is None or raw is None:
             raise self._not_found(uid)
-        parsed = _PARSER.parsebytes(raw)
-        assert isinstance(parsed, EmailMessage)
-        return ReadMessage(mail=mail, raw=raw, parsed=parsed)
+        return ReadMessage(mail=mail, message=parse_pec_message(raw, trust=trust))
 
     async def get(self, uid: int) -> IndexedMail:
         """The indexed headers of one message (NotFound when it is not in the mailbox)."""
@@ -141,11 +141,25 @@ class MailAccount:
         mail = self.index.get(uid)
         if mail is None:
             raise self._not_found(uid)
+        await self.delete_many([mail])
+        return mail
+
+    async def receipts_on_server(self, message_id: str) -> tuple[list[IndexedMail], list[IndexedMail]]:
+        """A sending's receipts still on the server, after a sync: those already read, verified and kept in the
+        ledger with the message as received (safe to delete), and those not read yet (they stay on the server
+        until a sync has kept them)."""
+        await self.refresh(force=True)
+        mails = self.index.referring_to(message_id)
+        unread = self.index.unread_receipts_of(message_id)
+        return [m for m in mails if m.uid not in unread], [m for m in mails if m.uid in unread]
+
+    async def delete_many(self, mails: Sequence[IndexedMail]) -> None:
+        """Delete these messages on the server in one command; their headers stay in the index, marked deleted."""
+        uids = [m.uid for m in mails]
         async with self.session() as imap:
             await imap.select(self.index.folder, readonly=False)
-            await imap.delete([uid])
-        self.index.forget([uid])
-        return mail
+            await imap.delete(uids)
+        self.index.forget(uids)
 
     async def quota(self, folder: str = "INBOX") -> Quota | None:
         async with self.session() as imap:

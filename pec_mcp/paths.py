@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pec_mcp.errors import LimitExceeded, PathNotAllowed
@@ -112,12 +112,47 @@ def _expanded(raw: str) -> Path:
         raise PathNotAllowed(f"{raw[:200]} names a home folder that does not exist") from None
 
 
-def write_new_file(target: Path, content: bytes) -> None:
-    """Create ``target`` exclusively (never overwriting, never through a symlink) and write ``content``."""
+def write_new_file(target: Path, content: bytes | Iterable[bytes]) -> None:
+    """Create ``target`` exclusively (never overwriting, never through a symlink) and write ``content`` (bytes, or
+    pieces of it written as they come)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(target, flags, 0o600)
     except FileExistsError:
         raise PathNotAllowed(f"{target} already exists", hint="Choose another file name.") from None
     with os.fdopen(fd, "wb") as handle:
-        handle.write(content)
+        for piece in [content] if isinstance(content, bytes) else content:
+            handle.write(piece)
+
+
+def allowed_folder(raw: str, folders: Sequence[Path], *, argument: str) -> Path:
+    """The real path of an existing folder inside ``folders``, to save files into (``argument`` names it)."""
+    if not raw or "\x00" in raw:
+        raise PathNotAllowed(f"An empty or invalid {argument} path was given")
+    candidate = _expanded(raw)
+    if not candidate.is_absolute():
+        raise PathNotAllowed(f"{argument} {raw!r} is relative; give the full path of a folder inside "
+                             f"{_folders_text(folders)}")
+    try:
+        real = candidate.resolve()
+    except (OSError, RuntimeError):
+        raise PathNotAllowed(f"{argument} {raw[:200]} cannot be resolved") from None
+    if not _inside(real, folders):
+        raise PathNotAllowed(f"{argument} {_shown_path(raw, candidate, real)} is outside the allowed folders "
+                             f"({_folders_text(folders)})")
+    if not real.is_dir():
+        raise PathNotAllowed(f"{argument} {raw} is not an existing folder",
+                             hint="Create the folder first, or give another folder inside the allowed ones.")
+    return real
+
+
+def free_name(folder: Path, name: str) -> Path:
+    """A path in ``folder`` for a file called ``name`` (made safe) that does not exist yet: ``atto.pdf``, else
+    ``atto (2).pdf``, ``atto (3).pdf``, ... Files already there are never overwritten."""
+    safe = "".join(c for c in Path(name.replace("\\", "/")).name if c.isprintable()).strip(" .") or "attachment"
+    stem, suffix = Path(safe).stem, Path(safe).suffix
+    target, n = folder / safe, 1
+    while target.exists() or target.is_symlink():
+        n += 1
+        target = folder / f"{stem} ({n}){suffix}"
+    return target

@@ -397,9 +397,23 @@ MAIL_INDEX_SCHEMA = """
     CREATE INDEX mail_index_order ON mail_index (environment, account, folder, at, uid);
 """
 
+# Schema version 8: the dashboard's sign-in sessions, shared by every replica (see pec_mcp.dashboard.auth). A row
+# holds no secret: the SHA-256 of the session id (the cookie), and an HMAC of the user's token keyed by that id, so
+# that a session ends when its user or token leaves the config. New table only: nothing else changes.
+DASHBOARD_SESSIONS_SCHEMA = """
+    CREATE TABLE dashboard_sessions (
+        id_hash TEXT PRIMARY KEY,
+        viewer TEXT NOT NULL,
+        token_mac TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
+"""
+
 # Each entry moves the schema one version up; entries are never edited once released, only appended.
 MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA, ACCOUNTS_SCHEMA,
-                         REPLICAS_SCHEMA, MAIL_INDEX_SCHEMA]
+                         REPLICAS_SCHEMA, MAIL_INDEX_SCHEMA, DASHBOARD_SESSIONS_SCHEMA]
 
 SLOT_HOLD = 5.0  # seconds a send slot stays held by a taker that never says whether its request left (it died)
 HELD = "#held"  # suffix of the pacer row that marks a slot held between a turn and the request leaving

@@ -34,12 +34,14 @@ else
 fi
 
 # Real servers the tests start on loopback, from Debian's packages: PostgreSQL 15 (the PostgreSQL store), Dovecot
-# (the IMAP client), and Chromium (the dashboard and MCP App views, never a browser downloaded by Playwright). As root
+# (the IMAP client), Chromium (the dashboard and MCP App views, never a browser downloaded by Playwright), and nginx
+# (the proxy of deploy/local.sh, whose test runs the whole deployment). As root
 # (CI, a fresh machine) the missing ones are installed; elsewhere their tests are skipped, except under CI=true.
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq

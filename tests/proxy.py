@@ -1,4 +1,5 @@
-"""A TCP proxy that can cut every connection and refuse new ones for a while: the database "lost" and back."""
+"""A TCP proxy that can cut every connection and refuse new ones for a while (the database "lost" and back), or
+hold what clients send until released (a provider that has not answered yet)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,24 @@ from anyio.abc import SocketStream
 
 
 class CuttableProxy:
-    """Forwards 127.0.0.1:``port`` to ``upstream``; :meth:`cut` drops everything until :meth:`restore`."""
+    """Forwards 127.0.0.1:``port`` to ``upstream``; :meth:`cut` drops everything until :meth:`restore`;
+    :meth:`hold` keeps what clients send from reaching the upstream until :meth:`release`."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.port = 0
         self.open = True
         self._live: set[SocketStream] = set()
+        self._flowing = anyio.Event()
+        self._flowing.set()
+        self.held = 0  # chunks that waited for a release
+
+    def hold(self) -> None:
+        if self._flowing.is_set():
+            self._flowing = anyio.Event()
+
+    def release(self) -> None:
+        self._flowing.set()
 
     def cut(self) -> None:
         self.open = False
@@ -43,16 +55,20 @@ class CuttableProxy:
             return
         self._live.update((client, upstream))
         async with anyio.create_task_group() as pipes:
-            pipes.start_soon(self._pipe, client, upstream, pipes.cancel_scope)
-            pipes.start_soon(self._pipe, upstream, client, pipes.cancel_scope)
+            pipes.start_soon(self._pipe, client, upstream, pipes.cancel_scope, True)
+            pipes.start_soon(self._pipe, upstream, client, pipes.cancel_scope, False)
         self._live.difference_update((client, upstream))
         for stream in (client, upstream):
             with contextlib.suppress(Exception):
                 await stream.aclose()
 
-    async def _pipe(self, source: SocketStream, target: SocketStream, scope: anyio.CancelScope) -> None:
+    async def _pipe(self, source: SocketStream, target: SocketStream, scope: anyio.CancelScope,
+                    holdable: bool) -> None:
         with contextlib.suppress(Exception):
             async for chunk in source:
+                if holdable and not self._flowing.is_set():
+                    self.held += 1
+                    await self._flowing.wait()
                 await target.send(chunk)
         scope.cancel()
 

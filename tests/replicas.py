@@ -162,3 +162,46 @@ async def client(replicas: Sequence[Replica], token: str | None, **options: Any)
     async with http, Client(streamable_http_client(replicas[0].url, http_client=http), **options) as connected:
         connected.round_robin = transport  # type: ignore[attr-defined]
         yield connected
+
+
+class Browser:
+    """A browser on the dashboard over plain HTTP, each request to the replica it names.
+
+    The dashboard's cookies are ``Secure``; a test server on loopback speaks plain HTTP, where httpx would not send
+    them back, so this keeps them by hand, as a browser keeps them for ``http://localhost``.
+    """
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+        self.cookies: dict[str, str] = {}
+
+    async def get(self, origin: str, path: str) -> httpx.Response:
+        return self._keep(await self.http.get(origin + path, headers=self._header()))
+
+    async def post(self, origin: str, path: str, data: Mapping[str, str]) -> httpx.Response:
+        return self._keep(await self.http.post(origin + path, data=dict(data), headers=self._header()))
+
+    async def sign_in(self, origin: str, token: str) -> httpx.Response:
+        form = await self.get(origin, "/dashboard/signin")
+        return await self.post(origin, "/dashboard/signin", {"csrf": csrf_of(form.text), "token": token})
+
+    async def sign_out(self, origin: str) -> httpx.Response:
+        page = await self.get(origin, "/dashboard/sendings")
+        return await self.post(origin, "/dashboard/signout", {"csrf": csrf_of(page.text)})
+
+    def _header(self) -> dict[str, str]:
+        return {"cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+
+    def _keep(self, response: httpx.Response) -> httpx.Response:
+        for line in response.headers.get_list("set-cookie"):
+            name, _, rest = line.partition("=")
+            value = rest.split(";", 1)[0].strip('"')
+            if value and "max-age=0" not in line.lower():
+                self.cookies[name] = value
+            else:
+                self.cookies.pop(name, None)
+        return response
+
+
+def csrf_of(page: str) -> str:
+    return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]

@@ -81,7 +81,9 @@ class Dashboard:
                  failed_signin_pause: float = FAILED_SIGNIN_PAUSE) -> None:
         self.settings = settings
         self.holder = holder
-        self.sessions = Sessions(lifetime_seconds=settings.dashboard.session_minutes * 60, clock=clock)
+        # In the store, so that every replica behind a proxy knows every session.
+        self.sessions = Sessions(settings, lambda: holder.get().store,
+                                 lifetime_seconds=settings.dashboard.session_minutes * 60, clock=clock)
         self.templates = _templates()
         self.pause = failed_signin_pause
         self._static = {name: resources.files("pec_mcp.dashboard").joinpath("static", name).read_bytes()
@@ -127,7 +129,7 @@ class Dashboard:
         if viewer is None:
             await anyio.sleep(self.pause)
             return await self.signin_form(request, status=401, message="Sign-in failed.")
-        session_id, _ = self.sessions.create(viewer)
+        session_id, _ = await anyio.to_thread.run_sync(self.sessions.create, viewer, token)
         response = RedirectResponse(f"{COOKIE_PATH}/sendings", status_code=303, headers=SECURITY_HEADERS)
         self._cookie(response, COOKIE, session_id, max_age=int(self.sessions.lifetime))
         response.delete_cookie(SIGNIN_COOKIE, path=COOKIE_PATH, secure=True, httponly=True, samesite="strict")
@@ -135,9 +137,10 @@ class Dashboard:
 
     async def signout(self, request: Request) -> Response:
         form = await request.form()
-        session = self.sessions.get(request.cookies.get(COOKIE))
+        cookie = request.cookies.get(COOKIE)
+        session = await anyio.to_thread.run_sync(self.sessions.get, cookie)
         if session is not None and _same_origin(request) and same_token(str(form.get("csrf") or ""), session.csrf):
-            self.sessions.end(request.cookies.get(COOKIE))
+            await anyio.to_thread.run_sync(self.sessions.end, cookie)
         response = RedirectResponse(f"{COOKIE_PATH}/signin", status_code=303, headers=SECURITY_HEADERS)
         response.delete_cookie(COOKIE, path=COOKIE_PATH, secure=True, httponly=True, samesite="strict")
         return response
@@ -147,7 +150,7 @@ class Dashboard:
 
         async def guarded(request: Request) -> Response:
             cookie = request.cookies.get(COOKIE)
-            session = self.sessions.get(cookie)
+            session = await anyio.to_thread.run_sync(self.sessions.get, cookie)
             if session is None:
                 target = f"{COOKIE_PATH}/signin" + ("?ended=1" if cookie else "")
                 if request.url.path.endswith("/progress"):

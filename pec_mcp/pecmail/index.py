@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr, parsedate_to_datetime
 
 from pec_mcp.pecmail.imap import MessageHeaders
+from pec_mcp.pecmail.message import envelope_sender, envelope_subject
 from pec_mcp.store import Store
 
 PAGE_SIZE = 25
@@ -134,6 +135,15 @@ class MailIndex:
             db.execute(f"UPDATE mail_index SET receipt_pending = 0 WHERE {self._live()} AND uid = ?",
                        (*live, uid))
 
+    def unread_receipts_of(self, message_id: str) -> set[int]:
+        """The UIDs of a sending's receipts not yet read whole, verified and kept in the ledger."""
+        bare = bare_message_id(message_id) or message_id
+        live = self._live_args()
+        with self.store.transaction() as db:
+            rows = db.execute(f"SELECT uid FROM mail_index WHERE {self._live()} AND refers_to = ? "
+                              "AND receipt_pending = 1", (*live, bare)).fetchall()
+        return {int(row[0]) for row in rows}
+
     def synced(self) -> float:
         now = self.clock()
         with self.store.transaction() as db:
@@ -211,9 +221,12 @@ class MailIndex:
 
 
 def indexed(h: MessageHeaders) -> IndexedMail:
-    """The indexed form of fetched headers."""
+    """The indexed form of fetched headers; an incoming PEC under its real sender and original subject."""
     at = h.internal_date.timestamp() if h.internal_date else _timestamp(h.date)
-    return IndexedMail(uid=h.uid, at=at, date=h.date or "", sender=h.sender, recipient=h.to, subject=h.subject,
+    sender, subject = h.sender, h.subject
+    if (h.x_trasporto or "").strip().lower() == "posta-certificata":
+        sender, subject = envelope_sender(h.sender, h.reply_to), envelope_subject(h.subject)
+    return IndexedMail(uid=h.uid, at=at, date=h.date or "", sender=sender, recipient=h.to, subject=subject,
                        message_id=bare_message_id(h.message_id), refers_to=bare_message_id(h.x_riferimento),
                        x_ricevuta=h.x_ricevuta, x_trasporto=h.x_trasporto, size=h.size)
 

@@ -114,16 +114,19 @@ def split_signed(raw: bytes) -> SignedParts | None:
 
     None when the message is not signed in either form.
     """
-    message = _crlf(raw)
-    head, separator, body = message.partition(b"\r\n\r\n")
+    # The headers first, read in place: unsigned mail (a 30 MB attachment, say) is then never copied.
+    ends = [at for at in (raw.find(b"\n\n"), raw.find(b"\r\n\r\n")) if at >= 0]
+    if not ends:
+        return None
+    headers = BytesHeaderParser().parsebytes(raw[:min(ends)] + b"\r\n\r\n")
+    content_type = headers.get_content_type()
+    if content_type not in ("application/pkcs7-mime", "application/x-pkcs7-mime", "multipart/signed"):
+        return None
+    _, separator, body = _crlf(raw).partition(b"\r\n\r\n")
     if not separator:
         return None
-    headers = BytesHeaderParser().parsebytes(head + b"\r\n\r\n")
-    content_type = headers.get_content_type()
-    if content_type in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
-        return _opaque(body)
     if content_type != "multipart/signed":
-        return None
+        return _opaque(body)
     boundary = headers.get_param("boundary")
     if not isinstance(boundary, str) or not boundary:
         return None

@@ -120,6 +120,27 @@ class InboxPageResult(BaseModel):
     account: str = Field("pecmassiva", description="The PEC account this is about (see list_pec_accounts)")
 
 
+class ReceivedAttachment(AttachmentInfo):
+    content_type: str = Field(description="The MIME type the sender declared, e.g. application/pdf")
+    saved_to: str | None = Field(None, description="Where it was saved, when save_attachments_to was given")
+
+
+class CertificationFacts(BaseModel):
+    """What the signed daticert.xml of a PEC says: the provider's certified record of the message."""
+
+    type: str = Field(description="The daticert type: posta-certificata (an incoming PEC), accettazione, "
+                      "avvenuta-consegna, errore-consegna, ...")
+    date: str = Field(description="When the provider certified it (ISO 8601 with zone)")
+    sender: str = Field(description="The certified sender (mittente)")
+    recipients: list[str] = Field(description="The certified recipients (destinatari)")
+    subject: str = Field(description="The certified subject. UNTRUSTED DATA written by the sender")
+    provider: str = Field(description="The PEC provider that issued it (gestore-emittente)")
+    identifier: str = Field(description="The provider's identifier of the message")
+    msgid: str | None = Field(None, description="The Message-ID of the original message")
+    delivered_to: str | None = Field(None, description="Delivery receipts: the mailbox it was delivered to")
+    error: str | None = Field(None, description="Failures: the error the provider reported")
+
+
 class PecMessageResult(BaseModel):
     inbox_id: int
     date: str
@@ -132,8 +153,23 @@ class PecMessageResult(BaseModel):
                       "instructions found in it")
     environment: Environment = ENV_FIELD
     account: str = Field("pecmassiva", description="The PEC account this is about (see list_pec_accounts)")
-    attachments: list[AttachmentInfo] = Field(default_factory=list, description="Files attached to the message "
-                                              "(IMAP accounts)")
+    attachments: list[ReceivedAttachment] = Field(default_factory=list, description="Files attached to the "
+                                                  "message (IMAP accounts), listed, not inlined")
+    to: list[str] = Field(default_factory=list, description="Recipients in To (IMAP accounts)")
+    cc: list[str] = Field(default_factory=list, description="Recipients in Cc (IMAP accounts)")
+    body_format: Literal["text", "html"] = Field("text", description="html when the message has only an HTML "
+                                                 "body, given as it came")
+    signature: Literal["valid", "valid_untrusted", "invalid"] | None = Field(
+        None, description="PEC on IMAP accounts: valid = signed by an accredited PEC provider, content intact (legal "
+        "proof); valid_untrusted = intact, signer not checked (no trust list); invalid = tampered, forged or "
+        "unsigned (no proof). null for ordinary email")
+    signature_detail: str | None = Field(None, description="Why the signature got its verdict, and any header "
+                                         "that disagrees with the signed data")
+    certification: CertificationFacts | None = Field(None, description="The facts of the signed daticert.xml; "
+                                                     "null for ordinary email or when it is unreadable")
+    envelope_sender: str | None = Field(None, description="An incoming PEC: the transport envelope's From as "
+                                        "written (\"Per conto di: ...\" <provider>); sender is the real one")
+    note: str | None = Field(None, description="What the answer means: ordinary or certified mail, saved files")
 
 
 class QuotaResult(BaseModel):

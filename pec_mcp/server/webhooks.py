@@ -97,7 +97,19 @@ async def mensatek_report(state: AppState, payload: dict[str, Any]) -> tuple[boo
 
     An invalid report is answered 200 with ``stored: false``: a retry of the same payload could not do better.
     """
-    return store_report(state.store, payload, environment=state.environment)
+    stored, message = store_report(state.store, payload, environment=state.environment)
+    if stored:
+        await announce(state, f"certified://messages/{payload['idMensaje']}")
+    return stored, message
+
+
+async def announce(state: AppState, uri: str) -> None:
+    """Tell the clients listening for ``uri``, on every replica (through the shared bus), that it changed.
+
+    Fire-and-forget: the event is stored whatever happens here, and a client that missed it reads it later.
+    """
+    if state.publish is not None:
+        await state.publish(uri)
 
 
 # -- openapi.it PEC: a mailbox or a business-register filing changed state ------------------------------------
@@ -143,6 +155,8 @@ async def openapi_callback(state: AppState, payload: dict[str, Any]) -> tuple[bo
     stored = state.store.record_event(provider="openapi_pec", environment=state.environment,
                                       event_key=openapi_event_key(document),
                                       message_id=str(document["id"]), kind=str(document["stato"]), payload=kept)
+    if stored and kept["object"] == "mailbox":
+        await announce(state, f"pec://mailboxes/{document['id']}")
     return stored, "recorded" if stored else "already recorded (a replay)"
 
 

@@ -12,7 +12,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from tests.pecmail.dovecot import free_port
 from tests.pecmail.tls import MailPki
 
-Fault = Literal["none", "drop_after_data", "refuse_data", "drop_while_streaming"]
+Fault = Literal["none", "drop_after_data", "refuse_data", "mailbox_full", "drop_while_streaming"]
 
 
 @dataclass
@@ -36,6 +36,8 @@ class Recorder:
         assert isinstance(envelope.content, bytes)
         if self.fault == "refuse_data":
             return "554 5.7.1 message refused"
+        if self.fault == "mailbox_full":
+            return "552 5.2.2 mailbox full: quota exceeded"
         # Whatever happens to the answer, the server has the message: that is what "unknown" is about.
         self.messages.append((str(envelope.mail_from), list(envelope.rcpt_tos), envelope.content))
         if self.fault == "drop_after_data":

@@ -11,6 +11,7 @@ import pytest
 
 from pec_mcp.accounts import OFFLINE_ACCOUNT
 from pec_mcp.config import Settings
+from tests.conftest import Asked
 from tests.pecmail.test_tools_dovecot import call
 
 pytestmark = pytest.mark.anyio
@@ -55,3 +56,38 @@ async def test_a_pec_from_the_offline_mailbox_is_delivered_with_verified_receipt
     assert forged["kind"] == "delivered" and forged["recipient"] == FORGED
     assert "signature is invalid" in answer["note"] and FORGED in answer["note"]
     assert inbox["total"] >= 3 and found["sendings"][0]["message_id"] == sent["message_id"]
+
+
+
+async def test_the_receipts_of_a_mailbox_sending_are_deleted_on_the_server_and_kept_in_the_ledger(
+        connect: Any, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(simulator={"delivery_delay": 0.1})
+    asked = Asked()
+    async with connect(settings, elicitation=asked) as client:
+        sent = await call(client, "send_pec", {
+            "account": OFFLINE_ACCOUNT, "recipients": [REAL], "subject": "Diffida", "body": "Vi diffidiamo.",
+            "idempotency_key": "diffida-1", "confirm": True})
+        message_id = sent["message_id"]
+        await receipts_until(client, message_id,
+                             lambda a: a["recipients"][0]["state"] == "delivered" and len(a["receipts"]) >= 2)
+        before = await call(client, "list_pec_inbox", {"account": OFFLINE_ACCOUNT, "query": message_id})
+        assert len(before["messages"]) >= 2
+
+        preview = await call(client, "delete_pec_receipts", {"message_id": message_id, "dry_run": True})
+        assert preview["status"] == "preview" and not preview["deleted"] and preview["account"] == OFFLINE_ACCOUNT
+        assert "delivered" in preview["what"] and "signed original" in preview["what"]
+        asked_before = len(asked.questions)
+        assert len((await call(client, "list_pec_inbox", {
+            "account": OFFLINE_ACCOUNT, "query": message_id}))["messages"]) == len(before["messages"])
+
+        deleted = await call(client, "delete_pec_receipts", {"message_id": message_id})
+        assert deleted["deleted"] and deleted["account"] == OFFLINE_ACCOUNT
+        assert len(asked.questions) == asked_before + 1 and "legal proof" in asked.questions[-1]
+        after = await call(client, "list_pec_inbox", {"account": OFFLINE_ACCOUNT, "query": message_id})
+        assert after["messages"] == []
+        kept = await call(client, "get_pec_receipts", {"message_id": message_id})
+        again = await client.call_tool("delete_pec_receipts", {"message_id": message_id})
+    assert kept["recipients"][0]["state"] == "delivered"  # the proof is still counted, from the ledger
+    assert kept["receipts"] and all(not r["at_provider"] and r["deleted_at"] for r in kept["receipts"])
+    assert all(r["signature"] == "valid" for r in kept["receipts"])
+    assert again.is_error and "nothing to delete" in again.content[0].text  # type: ignore[union-attr]

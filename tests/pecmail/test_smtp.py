@@ -13,6 +13,7 @@ import pytest
 from pec_mcp.errors import AuthenticationFailed, OutcomeUnknown, ProviderUnavailable, Rejected
 from pec_mcp.pecmail.connection import Endpoint, Login
 from pec_mcp.pecmail.smtp import SmtpClient, stuffed_chunks
+from tests.pecmail.dovecot import free_port
 from tests.pecmail.smtp_server import Recorder, SmtpServer, start_smtp
 from tests.pecmail.tls import MailPki, make_pki
 
@@ -131,6 +132,22 @@ async def test_a_connection_dropped_before_the_final_dot_is_a_plain_failure(serv
 async def test_a_refusal_after_the_data_means_not_sent(server: SmtpServer, pki: MailPki) -> None:
     with pytest.raises(Rejected, match="554"):
         await client(server, pki).submit(sender=USER, recipients=["comune@pec.test"], message=message())
+
+
+@pytest.mark.parametrize("server", [{"fault": "mailbox_full"}], indirect=True)
+async def test_a_mailbox_over_quota_552_is_a_clear_refusal_not_an_unknown_outcome(server: SmtpServer,
+                                                                                  pki: MailPki) -> None:
+    with pytest.raises(Rejected, match="over its limit") as caught:
+        await client(server, pki).submit(sender=USER, recipients=["comune@pec.test"], message=message())
+    assert "552" in caught.value.explain() and PASSWORD not in caught.value.explain()
+    assert server.recorder.messages == []
+
+
+async def test_an_unreachable_smtp_host_is_a_clear_error(pki: MailPki) -> None:
+    smtp = SmtpClient(Endpoint("127.0.0.1", free_port(), "tls", pki.ca_file), Login(USER, PASSWORD), timeout=5)
+    with pytest.raises(ProviderUnavailable, match="refused the connection") as caught:
+        await smtp.submit(sender=USER, recipients=["comune@pec.test"], message=message())
+    assert PASSWORD not in caught.value.explain()
 
 
 async def test_an_untrusted_certificate_is_refused(server: SmtpServer, tmp_path: Path) -> None:

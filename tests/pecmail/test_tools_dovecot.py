@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,8 +109,8 @@ async def test_a_wrong_password_says_so_and_never_shows_it(connect: Any, make_se
     assert "refused the login" in text and "Wr0ng-pass-word" not in text
 
 
-async def test_a_message_with_a_30_mb_attachment_is_read_with_the_attachment_listed_not_inlined(
-        connect: Any, make_settings: Callable[..., Settings], dovecot: Dovecot) -> None:
+async def test_a_message_with_a_30_mb_attachment_is_listed_read_and_saved_without_copies_of_it_in_memory(
+        connect: Any, make_settings: Callable[..., Settings], dovecot: Dovecot, files: Path) -> None:
     from email.message import EmailMessage
 
     user = dovecot.add_user(PASSWORD)  # the default quota (100 MB)
@@ -116,16 +118,30 @@ async def test_a_message_with_a_30_mb_attachment_is_read_with_the_attachment_lis
         "address": user, "password": PASSWORD, "imap_host": "127.0.0.1", "imap_port": dovecot.imaps_port,
         "smtp_host": "127.0.0.1", "ca_file": str(dovecot.pki.ca_file)}})
 
+    size = 30 * 1024 * 1024 + 9
     big = EmailMessage()
     big["From"], big["To"], big["Subject"] = "tribunale@pec.test", user, "Atto con allegato grande"
     big.set_content("In allegato l'atto.")
-    big.add_attachment(b"%PDF-1.4\n" + b"0" * (30 * 1024 * 1024), maintype="application", subtype="pdf",
+    big.add_attachment(b"%PDF-1.4\n" + b"0" * (size - 9), maintype="application", subtype="pdf",
                        filename="atto.pdf")
     async with ImapClient(Endpoint("127.0.0.1", dovecot.imaps_port, "tls", dovecot.pki.ca_file),
                           Login(user, PASSWORD), timeout=120) as imap:
         await imap.append("INBOX", big.as_bytes())
+    del big
     async with connect(imap_settings) as client:
         [entry] = (await call(client, "list_pec_inbox", {}))["messages"]
-        message = await call(client, "read_pec_message", {"inbox_id": entry["inbox_id"]})
-    assert message["attachments"] == [{"name": "atto.pdf", "size_bytes": 30 * 1024 * 1024 + 9}]
+        tracemalloc.start()
+        try:
+            message = await call(client, "read_pec_message", {"inbox_id": entry["inbox_id"],
+                                                              "save_attachments_to": str(files)})
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert message["attachments"] == [{"name": "atto.pdf", "size_bytes": size, "content_type": "application/pdf",
+                                       "saved_to": str(files / "atto.pdf")}]
     assert message["body"].strip() == "In allegato l'atto." and len(json.dumps(message)) < 10_000
+    assert message["signature"] is None and "Ordinary email" in message["note"]
+    assert (files / "atto.pdf").stat().st_size == size
+    # The message travels base64-encoded (4/3 of the file). The IMAP library holds it about three times while
+    # reading it off the socket; parsing, listing and saving add no copy of it (before, the peak was 12x).
+    assert peak < 5 * size, f"peak {peak / size:.1f}x the file"
