@@ -362,7 +362,7 @@ class CertifiedSender:
 
     def _audit(self, action: str, summary: str, outcome: str, ref: str | None, actor: str) -> None:
         self.store.record_audit(action=action, actor=actor, environment=self.settings.env, summary=summary,
-                                outcome=outcome, ref=ref)
+                                outcome=outcome, ref=ref, account=PROVIDER)
 
 
 def certified_content(plan: CertifiedPlan) -> dict[str, Any]:

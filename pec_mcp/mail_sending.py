@@ -100,4 +100,4 @@ class MailSender:
 
     def _audit(self, actor: str, summary: str, outcome: str, ref: str | None) -> None:
         self.store.record_audit(action="send_pec", actor=actor, environment=self.account.environment,
-                                summary=summary, outcome=outcome, ref=ref)
+                                summary=summary, outcome=outcome, ref=ref, account=self.account.name)

@@ -10,7 +10,7 @@ lock, and its memory stays flat whatever the number of rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -186,6 +186,7 @@ class AuditRow:
     summary: str
     outcome: str
     ref: str | None
+    account: str | None = None
 
     @property
     def when(self) -> str:
@@ -419,16 +420,27 @@ class Records:
 
     # -- audit
 
-    def audit(self, *, limit: int = 100, ref: str | None = None, offset: int = 0) -> list[AuditRow]:
-        sql = "SELECT * FROM audit" + (" WHERE ref = ?" if ref else "")
-        args: tuple[Any, ...] = (ref,) if ref else ()
+    def audit(self, *, limit: int = 100, ref: str | None = None, offset: int = 0,
+              accounts_allowed: Collection[str] | None = None) -> list[AuditRow]:
+        """The newest audit entries; with ``accounts_allowed``, only those of these accounts (an entry of no known
+        account is shown only to people who may see every account)."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if ref:
+            clauses.append("ref = ?")
+            args.append(ref)
+        if accounts_allowed is not None:
+            clauses.append(f"account IN ({','.join('?' * len(accounts_allowed)) or 'NULL'})")
+            args.extend(sorted(accounts_allowed))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self.store.transaction() as db:
-            rows = db.execute(sql + " ORDER BY id DESC LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
+            rows = db.execute(f"SELECT * FROM audit{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                              (*args, limit, offset)).fetchall()
         result = []
         for r in rows:
             who, how = split_actor(r["actor"])
             result.append(AuditRow(r["id"], r["at"], r["action"], who, how, r["environment"], r["summary"],
-                                   r["outcome"], r["ref"]))
+                                   r["outcome"], r["ref"], r["account"]))
         return result
 
     # -- exports

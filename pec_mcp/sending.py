@@ -463,7 +463,8 @@ class PecSender:
 
     def _audit(self, actor: str, summary: str, outcome: str, ref: str | None) -> None:
         self.store.record_audit(
-            action="send_pec", actor=actor, environment=self.settings.env, summary=summary, outcome=outcome, ref=ref
+            action="send_pec", actor=actor, environment=self.settings.env, summary=summary, outcome=outcome, ref=ref,
+            account=ACCOUNT,
         )
 
     async def status(self, message_id: str, *, ledger_fallback: bool = True) -> DeliveryReport:
@@ -570,7 +571,7 @@ class PecSender:
         self.store.record_audit(action="delete_pec_receipts", actor=actor, environment=self.settings.env,
                                 summary=f"receipts of sending {message_id} ({describe_kinds(report)})",
                                 outcome=f"deleted at the provider; {marked} receipt(s) kept in the ledger",
-                                ref=message_id)
+                                ref=message_id, account=ACCOUNT)
         return report
 
     async def delete_message(self, inbox_id: int, message: InboxFacts, *, actor: str) -> bool:
@@ -592,7 +593,7 @@ class PecSender:
                                 outcome="deleted at the provider; " + ("kept in the ledger as a receipt of "
                                                                        f"sending {code}" if receipt else
                                                                        "its headers kept in the inbox index"),
-                                ref=str(inbox_id))
+                                ref=str(inbox_id), account=ACCOUNT)
         return receipt is not None
 
 

@@ -411,9 +411,22 @@ DASHBOARD_SESSIONS_SCHEMA = """
     CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
 """
 
+# Schema version 9: each audit entry names the account it concerns, so that a user limited to some accounts sees
+# their own entries and nobody else's. Entries written before are given theirs where the ledger says it exactly
+# (a sending by its message id, a job by its id, Mensatek's sends); the rest stay without one, shown only to users
+# with every account.
+AUDIT_ACCOUNT_SCHEMA = """
+    ALTER TABLE audit ADD COLUMN account TEXT;
+    UPDATE audit SET account = 'mensatek' WHERE action = 'send_certified_email';
+    UPDATE audit SET account = (SELECT MIN(s.account) FROM sendings s WHERE s.message_id = audit.ref)
+        WHERE action IN ('send_pec', 'delete_pec_receipts') AND ref IS NOT NULL;
+    UPDATE audit SET account = (SELECT MIN(j.account) FROM jobs j WHERE j.id = audit.ref)
+        WHERE action IN ('start_bulk_pec', 'retry_bulk_pec', 'cancel_bulk_pec') AND ref IS NOT NULL;
+"""
+
 # Each entry moves the schema one version up; entries are never edited once released, only appended.
 MIGRATIONS: list[str] = [LEDGER_SCHEMA, JOBS_SCHEMA, INBOX_INDEX_SCHEMA, CERTIFIED_SCHEMA, ACCOUNTS_SCHEMA,
-                         REPLICAS_SCHEMA, MAIL_INDEX_SCHEMA, DASHBOARD_SESSIONS_SCHEMA]
+                         REPLICAS_SCHEMA, MAIL_INDEX_SCHEMA, DASHBOARD_SESSIONS_SCHEMA, AUDIT_ACCOUNT_SCHEMA]
 
 SLOT_HOLD = 5.0  # seconds after its moment a turn stays held by a taker that never says whether its request left
 HELD = "#held"  # suffix of the pacer row that marks a turn held until its request leaves; it holds the moment
@@ -504,6 +517,7 @@ class AuditEntry:
     summary: str
     outcome: str
     ref: str | None
+    account: str | None = None  # the account it concerns; None: none (openapi.it's mailbox actions) or not known
 
 
 def iso(timestamp: float) -> str:
@@ -810,12 +824,15 @@ class Store:
     # -- the audit trail ---------------------------------------------------------------------------------------
 
     def record_audit(
-        self, *, action: str, actor: str, environment: str, summary: str, outcome: str, ref: str | None = None
+        self, *, action: str, actor: str, environment: str, summary: str, outcome: str, ref: str | None = None,
+        account: str | None = None,
     ) -> None:
+        """One entry of the audit trail; ``account`` is the PEC or certified-email account it concerns, if any."""
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO audit (at, action, actor, environment, summary, outcome, ref) VALUES (?,?,?,?,?,?,?)",
-                (self.clock(), action, actor, environment, summary, outcome, ref),
+                "INSERT INTO audit (at, action, actor, environment, summary, outcome, ref, account) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (self.clock(), action, actor, environment, summary, outcome, ref, account),
             )
 
     def audit_log(self, *, limit: int = 50, environment: str | None = None) -> list[AuditEntry]:

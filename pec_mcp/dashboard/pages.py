@@ -192,7 +192,8 @@ class Dashboard:
         if row is None:
             return self.page("missing.html", status=404, session=session, what="sending")
         timeline = records.timeline(row)
-        audit = records.audit(ref=row.message_id, limit=20) if row.message_id else []
+        audit = (records.audit(ref=row.message_id, limit=20, accounts_allowed=session.viewer.accounts)
+                 if row.message_id else [])
         return self.page("sending.html", session=session, sending=row, timeline=timeline, audit=audit)
 
     async def jobs(self, request: Request, session: Session) -> Response:
@@ -232,7 +233,8 @@ class Dashboard:
     async def audit(self, request: Request, session: Session) -> Response:
         page = _int(request.query_params.get("page"), 1)
         size = 100
-        rows = self.records().audit(limit=size + 1, offset=(page - 1) * size)
+        rows = self.records().audit(limit=size + 1, offset=(page - 1) * size,
+                                    accounts_allowed=session.viewer.accounts)
         return self.page("audit.html", session=session, rows=rows[:size], page=page,
                          prev_url=f"?page={page - 1}" if page > 1 else None,
                          next_url=f"?page={page + 1}" if len(rows) > size else None)

@@ -178,7 +178,7 @@ async def imap_delete(app: AppState, account: Account, inbox_id: int, *, dry_run
     mail = await app.mail_account(account).delete(inbox_id)
     what = f"message {inbox_id} of the account {account.name}: \"{mail.subject}\""
     app.store.record_audit(action="delete_pec_message", actor=actor(via), environment=app.environment,
-                           summary=what, outcome="deleted", ref=f"{account.name}:{inbox_id}")
+                           summary=what, outcome="deleted", ref=f"{account.name}:{inbox_id}", account=account.name)
     return DeletedResult(status="deleted", deleted=True, what=what, kept_in_ledger=kept, environment=app.environment,
                          account=account.name)
 
@@ -234,7 +234,7 @@ async def imap_delete_receipts(app: AppState, account: Account, message_id: str,
     app.store.record_audit(action="delete_pec_receipts", actor=actor(via), environment=app.environment,
                            summary=f"receipts of sending {message_id} ({len(kept)} message(s) on the mail server)",
                            outcome=f"deleted on the mail server; {marked} receipt(s) kept in the ledger",
-                           ref=message_id)
+                           ref=message_id, account=account.name)
     return DeletedResult(status="deleted", deleted=True, what=what,
                          kept_in_ledger=KEPT_IMAP_RECEIPTS + (f" {len(unread)} receipt(s) not read yet stay on the "
                                                               "server." if unread else ""),

@@ -361,7 +361,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         app = state_of(ctx)
         with tool_errors(app.redactor):
             jobs = JobStore(app.store)
-            if jobs.job(job_id) is None:
+            job = jobs.job(job_id)
+            if job is None:
                 raise NotFound(f"There is no bulk job {job_id!r} in the local store", provider="pec-mcp",
                                hint="list_bulk_pec shows the recent jobs.")
             before = job_report(app, job_id, shown=0).status
@@ -369,7 +370,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             stopped = jobs.cancel(job_id) if before in ("sending",) else 0
             app.store.record_audit(action="cancel_bulk_pec", actor=actor_of(ctx), environment=app.environment,
                                    summary=f"bulk job {job_id}", outcome=f"{stopped} recipient(s) not sent",
-                                   ref=job_id)
+                                   ref=job_id, account=job.account)
             report = job_report(app, job_id, shown=0)
             counts = report.counts
             sent = counts.sent + counts.delivered + counts.not_delivered + counts.unknown + counts.sending
@@ -426,6 +427,7 @@ def _audit(app: AppState, ctx: Context[Any], via: str, plan: BulkPlan, job_id: s
         action="start_bulk_pec", actor=actor_of(ctx, via), environment=app.environment,
         summary=f"bulk job from {plan.account.name} to {describe_recipients([r.address for r in plan.recipients])} "
         f"in {len(plan.requests)} request(s): \"{plan.subject}\"", outcome="started", ref=job_id,
+        account=plan.account.name,
     )
 
 

@@ -136,7 +136,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                                "No recipient of that kind: nothing was queued.")
             app.store.record_audit(action="retry_bulk_pec", actor=actor_of(ctx, via), environment=app.environment,
                                    summary=f"bulk job {job_id}: {which}, {describe_recipients(found.addresses)}",
-                                   outcome="queued", ref=job_id)
+                                   outcome="queued", ref=job_id, account=job.account)
             app.wake_runner()
             return _result(app, job, which, "queued", found, "Queued again: the job runner sends them at the "
                            "provider's rate; follow with get_bulk_pec.")

@@ -266,8 +266,13 @@ def visible_audit(entries: Iterable[Any], facts: Mapping[str, ToolFacts]) -> lis
         tool = facts.get(entry.action)
         if tool is None or (tool.toolset is not None and tool.toolset not in user.toolsets):
             continue
-        account = TOOLSET_ACCOUNT.get(tool.toolset or "")
-        if account is None or user.may_use_account(account):
+        account = getattr(entry, "account", None)
+        if account is not None:
+            if user.may_use_account(account):
+                shown.append(entry)
+        elif tool.toolset not in TOOLSET_ACCOUNT or user.accounts is None:
+            # No account: openapi.it's mailbox actions concern none; an older entry of another toolset may
+            # concern any, so only users with every account see it.
             shown.append(entry)
     return shown
 
