@@ -28,7 +28,7 @@ from pec_mcp.dashboard.auth import (
     same_token,
     sign_in_possible,
 )
-from pec_mcp.records import DELIVERY_STATES, SEND_STATES, Records, SendingFilter, split_actor
+from pec_mcp.records import DELIVERY_STATES, PRICED_PROVIDER, SEND_STATES, Records, SendingFilter, split_actor
 from pec_mcp.server.state import StateHolder
 
 # Nothing but our own origin: no CDN, no inline script, no framing by other sites.
@@ -225,9 +225,14 @@ class Dashboard:
     async def costs(self, request: Request, session: Session) -> Response:
         records = self.records()
         env = request.query_params.get("environment") or self.settings.env
+        allowed = session.viewer.accounts
+        # The costs are PEC Massiva's: shown to people who may see that account; jobs, each to whoever sees its own.
+        priced = allowed is None or PRICED_PROVIDER in allowed
+        jobs = {j.id for j in self._visible_jobs(session)}
         return self.page("costs.html", session=session, shown_environment=env, environments=records.environments(),
-                         days=records.costs("day", environment=env), months=records.costs("month", environment=env),
-                         jobs=records.job_costs(environment=env),
+                         days=records.costs("day", environment=env) if priced else [],
+                         months=records.costs("month", environment=env) if priced else [],
+                         jobs=[c for c in records.job_costs(environment=env) if c.period in jobs],
                          price=self.settings.sending.price_per_message_eur)
 
     async def audit(self, request: Request, session: Session) -> Response:

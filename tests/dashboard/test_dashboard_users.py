@@ -46,3 +46,18 @@ async def test_the_shared_token_no_longer_signs_in_once_users_exist(
     response = await sign_in(browserless, token=SHARED)
     assert response.status_code == 401 and "Fattura" not in response.text
     assert COOKIE not in browserless.cookies
+
+
+async def test_costs_and_audit_show_a_user_only_what_concerns_their_accounts(
+    seeded: Seeded, browserless: httpx.AsyncClient
+) -> None:
+    assert (await sign_in(browserless, token=ANNA)).status_code == 303
+    costs, audit = await browserless.get("/dashboard/costs"), await browserless.get("/dashboard/audit")
+    assert costs.text.count("Nothing spent.") == 3  # PEC Massiva's costs are not anna's to see
+    assert "Fattura 114 marzo" not in audit.text and "Nothing recorded yet." in audit.text
+
+    browserless.cookies.clear()
+    assert (await sign_in(browserless, token=BRUNO)).status_code == 303
+    costs, audit = await browserless.get("/dashboard/costs"), await browserless.get("/dashboard/audit")
+    assert costs.text.count("Nothing spent.") == 1  # days and months shown; no bulk job was run
+    assert "Fattura 114 marzo" in audit.text and "pecmassiva" in audit.text
