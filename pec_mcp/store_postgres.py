@@ -183,6 +183,12 @@ class PostgresBackend:
 
         Under READ COMMITTED, PostgreSQL's default, every statement of a transaction sees its own snapshot anyway.
         """
+        with self.standalone() as db:
+            yield db
+
+    @contextmanager
+    def standalone(self) -> Iterator[_Db]:
+        """Statements that each commit on their own (autocommit): one round trip each, no BEGIN and COMMIT."""
         with self.pool.connection() as connection:
             connection.autocommit = True
             try:

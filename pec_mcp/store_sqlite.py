@@ -64,6 +64,12 @@ class SqliteBackend:
             yield db
 
     @contextmanager
+    def standalone(self) -> Iterator[Any]:
+        """Writes that each stand on their own: one immediate transaction (it costs no round trip)."""
+        with self.transaction(immediate=True) as db:
+            yield db
+
+    @contextmanager
     def migration_lock(self) -> Iterator[Any]:
         """One transaction holding the write lock: a migration is all done or not at all.
 
