@@ -50,6 +50,7 @@ class Account:
     note: str = ""  # what is missing, or where the account is served from
     settings: AccountSettings | None = None  # IMAP accounts only
     requests_per_second: float = 1.0
+    price_per_message_eur: float = 0.0  # per recipient; a mailbox's sends cost nothing more (the mailbox is paid)
 
     @property
     def simulated(self) -> bool:
@@ -67,6 +68,11 @@ def list_accounts(settings: Settings) -> list[Account]:
     accounts = [_pecmassiva(settings)]
     accounts += [_imap(name, section, settings) for name, section in sorted(imap_sections(settings).items())]
     return accounts
+
+
+def sending_accounts(settings: Settings) -> list[str]:
+    """The names of the accounts that can send in this environment (the bulk job runner serves each)."""
+    return [a.name for a in list_accounts(settings) if a.can_send]
 
 
 def imap_sections(settings: Settings) -> dict[str, AccountSettings]:
@@ -153,6 +159,7 @@ def _pecmassiva(settings: Settings) -> Account:
         can_read=configured, provider="PEC Massiva",
         note="" if configured else "pecmassiva.token, username and password are not all set",
         requests_per_second=settings.sending.requests_per_second,
+        price_per_message_eur=settings.sending.price_per_message_eur,
     )
 
 

@@ -35,9 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except ConfigError as exc:
-        # check-config itself is the place that checks everything: it does not send the user to itself.
-        more = "" if args.command == "check-config" else " `pec-mcp check-config` checks every setting at once."
-        print(f"pec-mcp: {exc.explain()}{more}", file=sys.stderr)
+        print(f"pec-mcp: {_config_problem(exc, args.command)}", file=sys.stderr)
         return 2
     except PecError as exc:
         print(f"pec-mcp: {exc.explain()}", file=sys.stderr)
@@ -123,6 +121,27 @@ def _parser() -> argparse.ArgumentParser:
                        help="also make one read-only call per configured provider to prove the credentials work")
     check.set_defaults(run=_check_config)
     return parser
+
+
+def _config_problem(exc: ConfigError, command: str) -> str:
+    """A configuration error as a person at a shell reads it: what to fix, and to run the command again.
+
+    The error's own hint is kept when it names a fix; the generic one speaks of restarting a running server,
+    which is not what the person who just ran a command needs.
+    """
+    from pec_mcp.config_wording import ENV_PREFIX
+
+    if exc.hint != ConfigError.default_hint:
+        text = exc.explain()
+    else:
+        again = "run this check again" if command == "check-config" else f"run `pec-mcp {command}` again"
+        if f"in the {ENV_PREFIX}* environment" in exc.message:  # set by a variable, not by a file
+            fix = f"Correct or unset each variable named above, then {again}."
+        else:
+            fix = f"Fix the setting named above, then {again}."
+        text = f"{exc.message.rstrip('.')}. {fix}"
+    # check-config itself is the place that checks everything: it does not send the user to itself.
+    return text if command == "check-config" else f"{text} `pec-mcp check-config` checks every setting at once."
 
 
 def _configure_logging(level: str) -> None:

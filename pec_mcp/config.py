@@ -287,8 +287,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _default_account_exists(self) -> Settings:
+        from pec_mcp.accounts import OFFLINE_ACCOUNT  # accounts builds on this module
+
         name = self.default_account
-        if name is not None and name != "pecmassiva" and name not in self.accounts:
+        # The offline environment always has the simulator's mailbox; other environments do not.
+        offline = self.environment == "offline" or (self.environment is None and not self.has_credentials())
+        offline_box = name == OFFLINE_ACCOUNT and offline
+        if name is not None and name != "pecmassiva" and name not in self.accounts and not offline_box:
             known = ", ".join(["pecmassiva", *sorted(self.accounts)])
             raise ValueError(f"default_account {name!r} is not a configured account (known: {known})")
         return self

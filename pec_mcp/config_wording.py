@@ -57,9 +57,15 @@ def _printable_ascii(text: str) -> bool:
 
 def describe_validation_error(exc: ValidationError, file: Path | None, model: type[BaseModel]) -> str:
     """One sentence per wrong key: where it was set, what is wrong, what is accepted."""
-    problems = [describe_problem(tuple(error["loc"]), error, model) for error in exc.errors()]
+    # With no file, every setting came from a variable: naming it tells a person at a shell what to change.
+    problems = [describe_problem(tuple(error["loc"]), error, model) + (_variable(error["loc"]) if file is None else "")
+                for error in exc.errors()]
     where = f" in {file} or the {ENV_PREFIX}* environment" if file else f" in the {ENV_PREFIX}* environment"
     return f"Invalid configuration{where}: " + "; ".join(dict.fromkeys(problems))
+
+
+def _variable(loc: tuple[Any, ...]) -> str:
+    return f" (set by {ENV_PREFIX}{'__'.join(str(part) for part in loc).upper()})"
 
 
 def describe_problem(loc: tuple[Any, ...], error: Any, model: type[BaseModel]) -> str:

@@ -235,6 +235,24 @@ BULK_TIMEOUT = 30.0
 FINAL_STATES = {"delivered", "not_delivered", "failed", "unknown", "cancelled"}
 
 
+async def follow_job(story: Story, job_id: str, *, progress: bool = False) -> dict[str, Any]:
+    """The job once finished (DemoFailure after BULK_TIMEOUT), with its progress shown as it changes if asked."""
+    last = ""
+    deadline = time.monotonic() + BULK_TIMEOUT
+    while True:
+        job = await story.call("get_bulk_pec", {"job_id": job_id})
+        counts = ", ".join(f"{k} {v}" for k, v in job["counts"].items() if v)
+        if progress and counts != last:
+            rate = job["achieved_rate_per_second"]
+            show("progress", f"{job['status']}: {counts}" + (f" ({rate:.1f} requests/s)" if rate else ""))
+            last = counts
+        if job["status"] == "finished":
+            return job
+        if time.monotonic() > deadline:
+            raise DemoFailure(f"the bulk job did not finish within {BULK_TIMEOUT:.0f} s ({counts})")
+        await anyio.sleep(0.3)
+
+
 async def run_a_bulk_job(story: Story) -> None:
     csv_path = story.folder / "solleciti.csv"
     csv_path.write_text(BULK_CSV, encoding="utf-8-sig")
@@ -245,20 +263,7 @@ async def run_a_bulk_job(story: Story) -> None:
     show("started", f"job {started['job_id']}: {started['total_recipients']} recipients, {started['requests']} "
          f"requests, about {started['estimated_duration_seconds']:.0f} s, €{started['estimated_cost_eur']:.2f}")
     show("first message", f"to {started['preview']['to']}: {started['preview']['subject']}")
-    last = ""
-    deadline = time.monotonic() + BULK_TIMEOUT
-    while True:
-        job = await story.call("get_bulk_pec", {"job_id": started["job_id"]})
-        counts = ", ".join(f"{k} {v}" for k, v in job["counts"].items() if v)
-        if counts != last:
-            rate = job["achieved_rate_per_second"]
-            show("progress", f"{job['status']}: {counts}" + (f" ({rate:.1f} requests/s)" if rate else ""))
-            last = counts
-        if job["status"] == "finished":
-            break
-        if time.monotonic() > deadline:
-            raise DemoFailure(f"the bulk job did not finish within {BULK_TIMEOUT:.0f} s ({counts})")
-        await anyio.sleep(0.3)
+    job = await follow_job(story, started["job_id"], progress=True)
     for recipient in job["recipients"]:
         reason = f" ({recipient['reason']})" if recipient["reason"] else ""
         say(f"      row {recipient['row']}: {recipient['address']:<36} {recipient['state']}{reason}")
@@ -303,6 +308,31 @@ async def send_from_an_imap_mailbox(story: Story) -> None:
          "trust list, so it is not proof and is not counted")
 
 
+MAILBOX_JOB = [("studio.bianchi@pec-clienti.it", "Studio Bianchi"),
+               ("comune.esempio@pec-clienti.it", "Comune di Esempio"),
+               ("fail-vecchio.indirizzo@pec-clienti.it", "Vecchio indirizzo")]
+
+
+async def run_a_bulk_job_from_the_mailbox(story: Story) -> None:
+    accounts = await story.call("list_pec_accounts", {})
+    mailbox = next(a for a in accounts["accounts"] if a["kind"] == "imap")
+    started = await story.call("start_bulk_pec", {
+        "account": mailbox["name"], "subject": "Convocazione assemblea",
+        "recipients": [{"address": a, "variables": {"nome": n}} for a, n in MAILBOX_JOB],
+        "body": "Spett.le {{nome}}, è convocata l'assemblea del 30 aprile.", "idempotency_key": "demo-assemblea"})
+    show("started", f"job {started['job_id']} from {started['account']}: {started['requests']} SMTP submissions, "
+         f"€{started['estimated_cost_eur']:.2f} (the mailbox is paid for)")
+    job = await follow_job(story, started["job_id"])
+    for recipient in job["recipients"]:
+        reason = f" ({recipient['reason']})" if recipient["reason"] else ""
+        show(recipient["address"], f"{recipient['state']}, receipt signature {recipient['signature']}{reason}")
+    show("pace", f"at most {job['limit_per_second']:g} submissions a second on this account (requests_per_second)")
+    if job["counts"]["delivered"] != 2 or job["counts"]["not_delivered"] != 1:
+        raise DemoFailure(f"expected 2 delivered and 1 not delivered, got {job['counts']}")
+    if any(r["signature"] != "valid" for r in job["recipients"]):
+        raise DemoFailure("every receipt of this job should carry a valid signature")
+
+
 Chapter = Callable[[Story], Awaitable[None]]
 CHAPTERS: list[tuple[str, Chapter]] = [
     ("Open a PEC mailbox (check the address, register, sign the form, activate)", open_a_mailbox),
@@ -313,6 +343,8 @@ CHAPTERS: list[tuple[str, Chapter]] = [
     ("A bulk job from a CSV: six personalised reminders, one to an address that does not exist", run_a_bulk_job),
     ("Send from a PEC mailbox over SMTP (IMAP account): verified receipts, and a forged CONSEGNA refused",
      send_from_an_imap_mailbox),
+    ("A bulk job from the PEC mailbox: sent over SMTP at the account's pace, each receipt verified",
+     run_a_bulk_job_from_the_mailbox),
     ("Send a Spanish certified email (Mensatek) to three recipients; follow its webhook reports", send_certified_email),
 ]
 

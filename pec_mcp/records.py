@@ -22,6 +22,8 @@ PAGE_SIZE = 50
 EXPORT_BATCH = 500
 # Sendings that cost money: a request that went out, or may have (an unknown outcome is counted, to be safe).
 SPENT_STATES = ("sent", "unknown")
+# The sendings priced at sending.price_per_message_eur (in euros, per recipient).
+PRICED_PROVIDER = "pecmassiva"
 SEND_STATES = ("queued", "sending", "sent", "failed", "unknown")
 DELIVERY_STATES = ("pending", "accepted", "delivered", "partially_delivered", "not_delivered", "not_accepted")
 # What each step of a PEC means in law, for the receipt timeline (DPR 68/2005 art. 3 and 6; DM 2/11/2005).
@@ -69,6 +71,7 @@ class SendingFilter:
 @dataclass(frozen=True)
 class SendingRow:
     id: int
+    provider: str  # pecmassiva, imap (a mailbox account) or mensatek
     account: str
     environment: str
     message_id: str | None
@@ -91,6 +94,12 @@ class SendingRow:
     @property
     def created(self) -> str:
         return iso(self.created_at)
+
+    @property
+    def paid_per_recipient(self) -> bool:
+        """Whether it costs the PEC Massiva list price per recipient: a mailbox's sends cost nothing more (the
+        mailbox is paid for) and Mensatek's are paid in credits."""
+        return self.provider == PRICED_PROVIDER
 
 
 @dataclass(frozen=True)
@@ -262,7 +271,7 @@ class Records:
         return " AND ".join(clauses), args
 
     def _select(self) -> str:
-        return ("SELECT s.id, s.account, s.environment, s.message_id, s.subject, s.recipients, s.state, "
+        return ("SELECT s.id, s.provider, s.account, s.environment, s.message_id, s.subject, s.recipients, s.state, "
                 "s.delivery_status, s.delivery_summary, s.error, s.actor, s.job_id, s.created_at, s.updated_at "
                 "FROM sendings s")
 
@@ -375,9 +384,10 @@ class Records:
     # -- costs
 
     def costs(self, period: str, *, environment: str | None = None, limit: int = 60) -> list[CostLine]:
-        """Money spent on PEC at the list price, per ``day`` or ``month`` (UTC), newest first."""
-        where = f"s.state IN ({','.join('?' * len(SPENT_STATES))})"
-        args: list[Any] = list(SPENT_STATES)
+        """Money spent on PEC Massiva at the list price, per ``day`` or ``month`` (UTC), newest first (a mailbox's
+        sends cost nothing per message; Mensatek's are paid in credits)."""
+        where = f"s.provider = ? AND s.state IN ({','.join('?' * len(SPENT_STATES))})"
+        args: list[Any] = [PRICED_PROVIDER, *SPENT_STATES]
         if environment:
             where += " AND s.environment = ?"
             args.append(environment)
@@ -396,14 +406,16 @@ class Records:
         spent = ("sent", "delivered", "not_delivered", "unknown")
         where = "WHERE j.environment = ?" if environment else ""
         args: tuple[Any, ...] = (environment,) if environment else ()
-        sql = f"""SELECT j.id AS period, COUNT(DISTINCT r.group_seq) AS sendings, COUNT(r.row) AS recipients
+        sql = f"""SELECT j.id AS period, j.provider, COUNT(DISTINCT r.group_seq) AS sendings,
+                      COUNT(r.row) AS recipients
                   FROM jobs j LEFT JOIN job_recipients r ON r.job_id = j.id
                       AND r.state IN ({','.join('?' * len(spent))})
-                  {where} GROUP BY j.id ORDER BY j.created_at DESC LIMIT ?"""
+                  {where} GROUP BY j.id, j.provider ORDER BY j.created_at DESC LIMIT ?"""
         with self.store.transaction() as db:
             rows = db.execute(sql, (*spent, *args, limit)).fetchall()
-        return [CostLine(r["period"], r["sendings"], r["recipients"], round(r["recipients"] * self.price, 2))
-                for r in rows]
+        # A job from a mailbox (provider "imap") costs nothing per message: the mailbox is paid for.
+        return [CostLine(r["period"], r["sendings"], r["recipients"],
+                         0.0 if r["provider"] == "imap" else round(r["recipients"] * self.price, 2)) for r in rows]
 
     # -- audit
 
@@ -456,7 +468,7 @@ class Records:
         return found
 
     def _export_rows(self, sending: SendingRow, receipts: list[ReceiptRow]) -> Iterator[ExportRow]:
-        paid = sending.state in SPENT_STATES
+        paid = sending.state in SPENT_STATES and sending.paid_per_recipient
         created = sending.created
         for address in sending.recipients:
             mine = [r for r in receipts if r.recipient is None or r.recipient.lower() == address.lower()]

@@ -135,25 +135,35 @@ def pecmassiva_sender(settings: Settings) -> str | None:
         from pec_mcp.simulator import credentials as sim
 
         return sim.PECMASSIVA_USERNAME
-    mailbox = settings.pecmassiva.username
-    sender = settings.pecmassiva.sender
-    if sender and mailbox and sender.strip().lower() != mailbox.strip().lower():
-        raise ConfigError(
-            f"pecmassiva.sender ({sender}) is not the mailbox of the PEC Massiva account ({mailbox}): PEC Massiva "
-            "sends only from the account's own mailbox, so this send would be refused; nothing was sent",
-            hint=f"Remove pecmassiva.sender (the mailbox {mailbox} is then used) or set it to {mailbox}, then "
-            "restart the server.",
-        )
-    return (sender or mailbox or "").strip() or None
+    mismatch = _sender_mismatch(settings)
+    if mismatch:
+        raise ConfigError(f"{mismatch}, so this send would be refused; nothing was sent",
+                          hint=f"{_sender_fix(settings)}, then restart the server.")
+    return (settings.pecmassiva.sender or settings.pecmassiva.username or "").strip() or None
 
 
 def sender_problems(settings: Settings) -> list[str]:
-    """What the configured senders would make a provider refuse (for ``check-config``); empty when all is well."""
-    try:
-        pecmassiva_sender(settings)
-    except ConfigError as exc:
-        return [exc.explain()]
-    return []
+    """What the configured senders would make a provider refuse (for ``check-config``); empty when all is well.
+
+    Worded for a person at a shell checking the settings: nothing is being sent, and no server needs restarting.
+    """
+    mismatch = _sender_mismatch(settings) if settings.env != "offline" else None
+    if mismatch is None:
+        return []
+    return [f"{mismatch}, so every send_pec would be refused. {_sender_fix(settings)}."]
+
+
+def _sender_mismatch(settings: Settings) -> str | None:
+    mailbox, sender = settings.pecmassiva.username, settings.pecmassiva.sender
+    if not (sender and mailbox) or sender.strip().lower() == mailbox.strip().lower():
+        return None
+    return (f"pecmassiva.sender ({sender}) is not the mailbox of the PEC Massiva account ({mailbox}): PEC Massiva "
+            "sends only from the account's own mailbox")
+
+
+def _sender_fix(settings: Settings) -> str:
+    mailbox = settings.pecmassiva.username
+    return f"Remove pecmassiva.sender (the mailbox {mailbox} is then used) or set it to {mailbox}"
 
 
 @dataclass(frozen=True)

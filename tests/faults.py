@@ -1,15 +1,18 @@
-"""Faults for tests: answers a provider (or a proxy in front of it) gives when things go wrong, and lost answers."""
+"""Faults for tests: answers a provider (or a proxy in front of it) gives when things go wrong, and lost answers.
+
+The answers are :class:`~pec_mcp.simulator.faults.Reply` values for the simulator's fault plan
+(``simulator.faults = FaultPlan([respond(reply, "pecmassiva", method="POST")])``).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
-FaultHook = Callable[[Request], Awaitable[Response | None]]
+from pec_mcp.simulator.faults import Reply
 
 HTML_502 = (
     "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
@@ -41,33 +44,54 @@ class LostAnswerTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def answer_with(response: Response, *, method: str | None = None, path_end: str | None = None) -> FaultHook:
-    """A simulator fault hook answering ``response`` (to every request, or only to the matching ones)."""
+@dataclass
+class Sent:
+    """One request as it left the client: what a test inspects to prove what goes on the wire."""
 
-    async def hook(request: Request) -> Response | None:
-        if method is not None and request.method != method:
-            return None
-        if path_end is not None and not request.url.path.endswith(path_end):
-            return None
-        return response
-
-    return hook
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any = field(default=None)
 
 
-def html(status: int, *, retry_after: str | None = None) -> Response:
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """Forwards every request unchanged and keeps a copy of it in ``sent``."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.sent: list[Sent] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        self.sent.append(Sent(request.method, request.url.path, dict(request.headers),
+                              json.loads(body) if body else None))
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def html(status: int, *, retry_after: str | None = None) -> Reply:
     headers = {"Retry-After": retry_after} if retry_after is not None else None
-    return Response(HTML_502, status_code=status, media_type="text/html", headers=headers)
+    return Reply.text(status, HTML_502, "text/html", headers)
 
 
-def raw(status: int, body: str, media_type: str = "application/json", retry_after: str | None = None) -> Response:
+def raw(status: int, body: str, media_type: str = "application/json", retry_after: str | None = None) -> Reply:
     headers = {"Retry-After": retry_after} if retry_after is not None else None
-    return Response(body, status_code=status, media_type=media_type, headers=headers)
+    return Reply.text(status, body, media_type, headers)
 
 
-def envelope(status: int, message: str, **extra: object) -> JSONResponse:
-    return JSONResponse({"success": False, "message": message, **extra}, status_code=status)
+def envelope(status: int, message: str, **extra: object) -> Reply:
+    """PEC Massiva's own error envelope (openapi.it's carries ``error`` and ``data`` too: pass them as ``extra``)."""
+    return Reply.json({"success": False, "message": message, **extra}, status)
 
 
-def json_in_a_string(status: int, data: object) -> JSONResponse:
+def json_in_a_string(status: int, data: object) -> Reply:
     """A JSON document that is itself a JSON-encoded string (seen from openapi.it services)."""
-    return JSONResponse(json.dumps(data), status_code=status)
+    return Reply.json(json.dumps(data), status)
+
+
+def mensatek_res(res: int, error: str = "") -> Reply:
+    """Mensatek's refusal as it answers a ``Resp=JSON`` call: HTTP 200, a one-element list holding ``Res``."""
+    fields = {"Res": str(res), **({"Error": error} if error else {})}
+    return Reply.json([fields])

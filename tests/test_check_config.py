@@ -105,6 +105,27 @@ def test_check_config_never_sends_the_user_to_check_config(tmp_path: Path) -> No
     assert "check-config" not in done.stderr and CANARY not in done.stderr
 
 
+def test_a_wrong_variable_is_named_with_what_to_do_at_a_shell_not_a_server_restart(tmp_path: Path) -> None:
+    checked = run(tmp_path, "check-config", PEC_MCP_ENVIRONMENT="prod")
+    migrated = run(tmp_path, "migrate", PEC_MCP_ENVIRONMENT="prod")
+    assert checked.returncode == 2 and migrated.returncode == 2
+    assert "environment: must be 'offline', 'sandbox' or 'production' (set by PEC_MCP_ENVIRONMENT)" in checked.stderr
+    assert "Correct or unset each variable named above, then run this check again." in checked.stderr
+    assert "then run `pec-mcp migrate` again" in migrated.stderr
+    assert all("restart" not in done.stderr for done in (checked, migrated))
+
+
+def test_a_sender_that_is_not_the_mailbox_is_a_finding_worded_for_a_check_not_a_send(tmp_path: Path) -> None:
+    done = run(tmp_path, "check-config", PEC_MCP_ENVIRONMENT="sandbox", PEC_MCP_PECMASSIVA__TOKEN="tok-1",
+               PEC_MCP_PECMASSIVA__USERNAME="studio@pecmassiva.com", PEC_MCP_PECMASSIVA__PASSWORD="pw-1",
+               PEC_MCP_PECMASSIVA__SENDER="altro@pecmassiva.com")
+    assert done.returncode == 1  # a finding, not a setting that cannot be read
+    assert ("pecmassiva.sender (altro@pecmassiva.com) is not the mailbox of the PEC Massiva account "
+            "(studio@pecmassiva.com)") in done.stderr
+    assert "every send_pec would be refused. Remove pecmassiva.sender" in done.stderr
+    assert "restart" not in done.stderr and "nothing was sent" not in done.stderr
+
+
 @pytest.mark.parametrize("value", ["…", "<your PEC Massiva token>", "YOUR-PECMASSIVA-TOKEN", "tökén", " padded "])
 def test_an_unusable_secret_is_refused_at_start_and_by_check_config_naming_the_setting(
     tmp_path: Path, value: str

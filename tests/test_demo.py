@@ -26,3 +26,6 @@ async def test_the_demo_shows_true_mensatek_outcomes_and_no_refused_send(
     assert not [r for r in caplog.records if "429" in r.getMessage()]
     # The mailbox chapter: receipts verified, the forged CONSEGNA refused and not counted.
     assert "signature valid" in out.out and "forged-controparte@pec-altro.it stays pending" in out.out
+    # The mailbox's bulk job: sent over SMTP, every recipient settled by a receipt with a valid signature.
+    assert "from simulata: 3 SMTP submissions" in out.out
+    assert "fail-vecchio.indirizzo@pec-clienti.it: not_delivered, receipt signature valid" in out.out

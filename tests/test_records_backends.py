@@ -61,6 +61,20 @@ def test_costs_fall_on_the_utc_day_and_month_of_each_sending(store: Store, clock
     assert records.costs("day", environment="sandbox") == []
 
 
+def test_only_pec_massiva_sendings_are_priced_in_euros(store: Store) -> None:
+    _sent(store, "Diffida", ["a@pec.it", "b@pec.it"])
+    for provider, account in (("imap", "studio"), ("mensatek", "mensatek")):
+        row, _ = store.begin_send(provider=provider, environment="offline", idempotency_key=None, account=account,
+                                  sender="studio@pec.it", recipients=["c@pec.it", "d@pec.it"], subject=provider)
+        store.mark_sent(row.id, f"<{row.id}@pec.example.it>")
+    records = Records(store, price_per_message_eur=0.5)
+
+    [day] = records.costs("day")
+    assert (day.sendings, day.recipients, day.cost_eur) == (1, 2, 1.0)  # a mailbox and Mensatek cost no euros
+    exported = {(r.subject, r.cost_eur) for r in records.export_rows(SendingFilter())}
+    assert exported == {("Diffida", 0.5), ("imap", 0.0), ("mensatek", 0.0)}
+
+
 def test_sendings_filter_by_words_in_any_case_recipient_and_day(store: Store, clock: Clock) -> None:
     _sent(store, "Diffida ad adempiere", ["Mario.Rossi@pec.it"])
     clock.now = FIRST_OF_MARCH

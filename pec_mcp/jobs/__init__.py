@@ -5,9 +5,10 @@ rendered, and the recipients whose rendered message is identical are put into re
 ``max_recipients_per_request`` recipients and ``max_request_mb`` of recipients × message size. Personalised
 messages go one request each.
 
-The runner sends the queued requests ("groups") in order, through the same paced PEC Massiva client and the same
-send ledger as ``send_pec`` (one ledger row per request, keyed ``bulk:<job>:<seq>``), so the provider's limit holds
-for every tool, job and process sharing the store, and a request is never sent twice. A group moves
+A job belongs to one account. The runner sends the queued requests ("groups") in order, through that account's
+channel (``pec_mcp.channels``: PEC Massiva's paced API, or a mailbox's paced SMTP) and the same send ledger as
+``send_pec`` (one ledger row per request, keyed ``bulk:<job>:<seq>``), so the account's limit holds for every
+tool, job and process sharing the store, and a request is never sent twice. A group moves
 ``queued -> sending -> sent | failed | unknown | cancelled``; its recipients follow, and after sending move on to
 ``delivered`` or ``not_delivered`` from the receipts. A group left ``sending`` by a process that died is looked up
 in the ledger: never dispatched, it is queued again; possibly on the wire, it is ``unknown`` and never resent.

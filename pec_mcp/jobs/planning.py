@@ -8,12 +8,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pec_mcp.accounts import Account, default_account_name, resolve_account
 from pec_mcp.config import Settings
 from pec_mcp.errors import InputError, LimitExceeded
 from pec_mcp.idempotency import describe
 from pec_mcp.jobs.recipients import RecipientRow
 from pec_mcp.paths import MB
-from pec_mcp.sending import MAX_SUBJECT, check_call_size, load_attachments, normalise_address, pecmassiva_sender
+from pec_mcp.sending import MAX_SUBJECT, check_call_size, load_attachments, normalise_address
 
 if TYPE_CHECKING:
     from pec_mcp.providers.pecmassiva import Attachment
@@ -82,8 +83,10 @@ class Preview:
 
 @dataclass(frozen=True)
 class BulkPlan:
-    """A checked bulk sending: recipients (addresses normalised), templates, attachments and the requests."""
+    """A checked bulk sending from one account: recipients (addresses normalised), templates, attachments and the
+    requests."""
 
+    account: Account
     recipients: list[RecipientRow]
     subject: str
     body: str
@@ -107,9 +110,15 @@ def plan_bulk(
     attachments: Sequence[str],
     settings: Settings,
     row_word: str = "row",
+    account: Account | None = None,
 ) -> BulkPlan:
-    """Check every recipient and render every message before anything is sent; InputError names the bad rows."""
-    pecmassiva_sender(settings)
+    """Check every recipient and render every message before anything is sent; InputError names the bad rows.
+
+    ``account`` sends the job (default: the default account). Whether it can send is the caller's to check (its
+    channel says so: ``pec_mcp.channels``); the requests are grouped the same way for every account, by the PEC
+    rules' limits (recipients per message, recipients × size).
+    """
+    account = account or resolve_account(settings, None)
     if not recipients:
         raise InputError("No recipient was given", hint="Give recipients or a CSV file with at least one row.")
     check_call_size(len(recipients), settings, what="job", split_into="jobs")
@@ -164,16 +173,17 @@ def plan_bulk(
     requests = group_requests(keys, max_recipients=settings.sending.max_recipients_per_request,
                               max_bytes=settings.sending.max_request_mb * MB)
     return BulkPlan(
-        recipients=checked, subject=subject.strip(), body=body, attachments=files, requests=requests,
-        request_bytes=[keys[r[0]][1] for r in requests],
-        cost_eur=round(len(checked) * settings.sending.price_per_message_eur, 2),
+        account=account, recipients=checked, subject=subject.strip(), body=body, attachments=files,
+        requests=requests, request_bytes=[keys[r[0]][1] for r in requests],
+        cost_eur=round(len(checked) * account.price_per_message_eur, 2),
         environment=settings.env, preview=preview,
     )
 
 
 def account_of(settings: Settings) -> str:
-    """Which account a job belongs to: runners only take jobs of their own environment and account."""
-    return "pecmassiva"
+    """The account a job belongs to when none is named: the default account (runners take jobs by environment and
+    account)."""
+    return default_account_name(settings) or "pecmassiva"
 
 
 def bulk_content(plan: BulkPlan, files: Sequence[tuple[str, int, str]]) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""The job runner: sends the queued requests of bulk jobs, recovers those left by a stopped server, follows receipts."""
+"""The job runner: sends the queued requests of bulk jobs, recovers those left by a stopped server, follows receipts.
+
+One runner per server serves every account that can send: each account has its own send workers and its own
+receipt follow-up, so a slow account (a mailbox's SMTP pace) never holds up another. How a request goes out and how
+its receipts are read is the account's :class:`pec_mcp.channels.Channel`; the runner never asks which kind it is.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,21 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 
+from pec_mcp.accounts import Account, resolve_account
+from pec_mcp.channels import Channel, Delivery
 from pec_mcp.config import Settings
 from pec_mcp.errors import LimitExceeded, PecError, RateLimited
 from pec_mcp.jobs.notify import Notifier, Publish
-from pec_mcp.jobs.planning import account_of, render
+from pec_mcp.jobs.planning import render
 from pec_mcp.jobs.store import CANCELLED_REASON, Claim, FollowTarget, Job, JobStore, ledger_key
 from pec_mcp.paths import MB
 from pec_mcp.receipts import RecipientState
-from pec_mcp.sending import PecMessage, PecSender, load_attachments, message_size
+from pec_mcp.sending import PecMessage, load_attachments, message_size
 from pec_mcp.store import Store
 
 log = logging.getLogger("pec_mcp.jobs")
@@ -64,11 +71,16 @@ class JobCancelled(PecError):
 
 @dataclass
 class JobRunner:
-    """Sends the queued requests of this account's jobs and follows their receipts, until cancelled."""
+    """Sends the queued requests of the jobs of ``accounts`` and follows their receipts, until cancelled.
+
+    ``channel`` gives an account's channel by name; it is called only when that account has work, so an account
+    with no job never connects anywhere.
+    """
 
     store: Store
     settings: Settings
-    sender: Callable[[], PecSender]
+    channel: Callable[[str], Channel]
+    accounts: Sequence[str] = ("pecmassiva",)
     publish: Publish | None = None
     policy: FollowUpPolicy = FollowUpPolicy()
     clock: Callable[[], float] | None = None
@@ -78,12 +90,12 @@ class JobRunner:
 
     def __post_init__(self) -> None:
         self.jobs = JobStore(self.store)
-        self.account = account_of(self.settings)
         self.now = self.clock or self.store.clock
         self.notifier = Notifier(self.publish, self.now)
         self._wake = anyio.Event()
-        self._next_read = 0.0
+        self._next_read: dict[str, float] = {}
         self._in_flight: set[tuple[str, int]] = set()
+        self._accounts: dict[str, Account] = {}
 
     def wake(self) -> None:
         """A job was started: look for work now rather than at the next idle check."""
@@ -95,29 +107,30 @@ class JobRunner:
         try:
             self.recover()
             async with anyio.create_task_group() as tg:
-                for _ in range(self.workers):
-                    tg.start_soon(self._send_loop)
-                tg.start_soon(self._follow_loop)
+                for account in self.accounts:
+                    for _ in range(self.workers):
+                        tg.start_soon(self._send_loop, account)
+                    tg.start_soon(self._follow_loop, account)
                 tg.start_soon(self._housekeeping)
         finally:
             # A clean stop: the requests this runner held are settled, so others need not wait for its lease.
             self.jobs.forget_runner(self.owner)
 
-    async def _send_loop(self) -> None:
+    async def _send_loop(self, account: str) -> None:
         while True:
             try:
-                busy = await self.send_next()
+                busy = await self.send_next(account)
             except Exception:
                 log.exception("the bulk job runner met an unexpected problem; it carries on")
                 busy = False
             if not busy:
                 await self._nap(IDLE)
 
-    async def _follow_loop(self) -> None:
+    async def _follow_loop(self, account: str) -> None:
         while True:
             try:
-                await self.follow_due()
-                due = self.jobs.next_followup_at(self.settings.env, self.account)
+                await self.follow_due(account)
+                due = self.jobs.next_followup_at(self.settings.env, account)
             except Exception:
                 log.exception("the receipt follow-up met an unexpected problem; it carries on")
                 due = None
@@ -144,9 +157,14 @@ class JobRunner:
 
     # -- sending
 
-    async def send_next(self) -> bool:
-        """Send the next queued request of this account, if any; returns whether there was one."""
-        claim = self.jobs.claim_next(self.owner, self.settings.env, self.account)
+    async def send_next(self, account: str | None = None) -> bool:
+        """Send the next queued request of ``account`` (None: of the first of this runner's accounts that has one);
+        returns whether there was one."""
+        claim = None
+        for name in [account] if account else self.accounts:
+            claim = self.jobs.claim_next(self.owner, self.settings.env, name)
+            if claim is not None:
+                break
         if claim is None:
             return False
         key = (claim.job.id, claim.seq)
@@ -175,9 +193,9 @@ class JobRunner:
             dispatched = True
 
         try:
-            outcome = await self.sender().send(message, idempotency_key=claim.key or ledger_key(job_id, seq),
-                                               actor=job_actor(claim.job), job_id=job_id,
-                                               before_dispatch=before_dispatch)
+            outcome = await self.channel(claim.job.account).send(
+                message, idempotency_key=claim.key or ledger_key(job_id, seq), actor=job_actor(claim.job),
+                job_id=job_id, before_dispatch=before_dispatch)
         except JobCancelled:
             self.jobs.finish(job_id, seq, "cancelled", reason=CANCELLED_REASON)
             return
@@ -192,8 +210,8 @@ class JobRunner:
                 return
             self.jobs.release(job_id, seq)
             wait = rate_limit_wait(exc.retry_after, claim.attempts)
-            log.warning("PEC Massiva refused request %d of job %s as too many (429); retrying in %.1f s",
-                        seq, job_id, wait)
+            log.warning("the provider of account %s refused request %d of job %s as too many; retrying in %.1f s",
+                        claim.job.account, seq, job_id, wait)
             await self.sleep(wait)
             return
         except PecError as exc:
@@ -208,6 +226,8 @@ class JobRunner:
             raise
         self._record(job_id, seq, outcome.sending.state, outcome.sending.message_id, outcome.sending.id,
                      outcome.sending.error)
+        if outcome.sending.state in ("sent", "unknown"):
+            self.channel(claim.job.account).receipts_coming()
 
     def _record(self, job_id: str, seq: int, ledger_state: str, message_id: str | None, sending_id: int,
                 error: str | None) -> None:
@@ -230,10 +250,16 @@ class JobRunner:
         if size * len(claim.addresses) > self.settings.sending.max_request_mb * MB:
             raise LimitExceeded("the attachments grew since the job was planned; this request is now over "
                                 f"{self.settings.sending.max_request_mb:g} MB")
+        price = self._account(job.account).price_per_message_eur
         return PecMessage(recipients=claim.addresses, subject=subject, body=body, attachments=files,
-                          message_bytes=size, cost_eur=round(len(claim.addresses) *
-                                                             self.settings.sending.price_per_message_eur, 2),
+                          message_bytes=size, cost_eur=round(len(claim.addresses) * price, 2),
                           environment=job.environment)
+
+    def _account(self, name: str) -> Account:
+        found = self._accounts.get(name)
+        if found is None:
+            found = self._accounts[name] = resolve_account(self.settings, name)
+        return found
 
     # -- recovery
 
@@ -263,27 +289,35 @@ class JobRunner:
 
     # -- delivery follow-up
 
-    async def follow_due(self) -> int:
-        """Read the receipts of the sent requests that are due a check; returns how many were read."""
-        targets = self.jobs.due_followups(self.settings.env, self.account, limit=self.policy.batch)
-        for target in targets:
-            await self._read_turn()
-            try:
-                report = await self.sender().status(target.message_id)
-                if report.unreachable:  # the ledger's receipts answered: what they settle stays settled
-                    log.warning("could not read the receipts of %s: %s", target.message_id, report.unreachable)
-                outcomes = {o.address.lower(): (o.state, o.reason) for o in report.status.recipients}
-            except PecError as exc:
-                log.warning("could not read the receipts of %s: %s", target.message_id, exc.message)
-                outcomes = {}
-            timed_out = self.now() - target.sent_at >= self.policy.timeout
-            settled = self._settle(target, outcomes, timed_out=timed_out)
-            if self.jobs.record_delivery(target.job_id, target.seq, settled, self.now() + self.policy.interval):
-                await self.notifier.changed(target.job_id)
-        return len(targets)
+    async def follow_due(self, account: str | None = None) -> int:
+        """Read the receipts of the sent requests of ``account`` (None: of every account of this runner) that are
+        due a check; returns how many were read."""
+        read = 0
+        for name in [account] if account else self.accounts:
+            for target in self.jobs.due_followups(self.settings.env, name, limit=self.policy.batch):
+                await self._read_turn(name)
+                await self._follow(name, target)
+                read += 1
+        return read
 
-    def _settle(self, target: FollowTarget, outcomes: Mapping[str, tuple[RecipientState, str | None]], *,
+    async def _follow(self, account: str, target: FollowTarget) -> None:
+        try:
+            delivery = await self.channel(account).delivery(target.message_id)
+            if delivery.unreachable:  # the ledger's receipts answered: what they settle stays settled
+                log.warning("could not read the receipts of %s: %s", target.message_id, delivery.unreachable)
+        except PecError as exc:
+            log.warning("could not read the receipts of %s: %s", target.message_id, exc.message)
+            delivery = None
+        timed_out = self.now() - target.sent_at >= self.policy.timeout
+        settled = self._settle(target, delivery, timed_out=timed_out)
+        if self.jobs.record_delivery(target.job_id, target.seq, settled, self.now() + self.policy.interval):
+            await self.notifier.changed(target.job_id)
+
+    def _settle(self, target: FollowTarget, delivery: Delivery | None, *,
                 timed_out: bool) -> dict[str, tuple[str, str | None]]:
+        outcomes: Mapping[str, tuple[RecipientState, str | None]] = {} if delivery is None else {
+            o.address.lower(): (o.state, o.reason) for o in delivery.status.recipients}
+        not_counted = {} if delivery is None else delivery.not_counted
         settled: dict[str, tuple[str, str | None]] = {}
         members = self.jobs.recipients_of(target.job_id, target.seq)
         for address in members:
@@ -295,12 +329,15 @@ class JobRunner:
             elif state == RecipientState.NOT_ACCEPTED:
                 settled[address] = ("failed", f"not accepted by the provider: {reason}" if reason else "not accepted")
             elif timed_out:
-                settled[address] = ("not_delivered", NO_RECEIPT_REASON)
+                forged = not_counted.get(address.lower())
+                settled[address] = ("not_delivered", NO_RECEIPT_REASON + (f"; {forged}" if forged else ""))
+            elif address.lower() in not_counted:
+                settled[address] = ("sent", not_counted[address.lower()])  # still waiting, and why
         return settled
 
-    async def _read_turn(self) -> None:
+    async def _read_turn(self, account: str) -> None:
         now = self.now()
-        start = max(now, self._next_read)
-        self._next_read = start + 1.0 / self.policy.reads_per_second
+        start = max(now, self._next_read.get(account, 0.0))
+        self._next_read[account] = start + 1.0 / self.policy.reads_per_second
         if start > now:
             await self.sleep(start - now)

@@ -16,9 +16,9 @@ from pec_mcp.idempotency import check_same, content_hash
 from pec_mcp.jobs.planning import BulkPlan
 from pec_mcp.store import Store
 
-PROVIDER = "pecmassiva"
 RECIPIENT_STATES = ("queued", "sending", "sent", "failed", "unknown", "delivered", "not_delivered", "cancelled")
 CANCELLED_REASON = "the job was cancelled before this was sent"
+_VERDICT_RANK = {"invalid": 1, "valid_untrusted": 2, "valid": 3}  # a recipient shows the best verdict they have
 
 
 @dataclass(frozen=True)
@@ -151,11 +151,15 @@ class JobStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def create(self, plan: BulkPlan, *, account: str, idempotency_key: str | None,
-               attachment_paths: Sequence[str], actor: str | None = None,
+    def create(self, plan: BulkPlan, *, idempotency_key: str | None, attachment_paths: Sequence[str],
+               account: str | None = None, actor: str | None = None,
                content: dict[str, Any] | None = None) -> tuple[Job, bool]:
-        """Write the job, its requests and its recipients, all queued; the same key in the same environment and
-        account gives back the first job (the caller compares its content: see pec_mcp.idempotency)."""
+        """Write the job, its requests and its recipients, all queued, on the plan's account (``account``, when
+        given, must name it); the same key in the same environment and account gives back the first job (the
+        caller compares its content: see pec_mcp.idempotency)."""
+        if account is not None and account != plan.account.name:
+            raise ValueError(f"the job was planned for the account {plan.account.name}, not {account}")
+        account = plan.account.name
         now = self.store.clock()
         job_id = f"job-{time.strftime('%Y%m%d', time.gmtime(now))}-{secrets.token_hex(4)}"
         group_of = {}
@@ -172,7 +176,7 @@ class JobStore:
                 """INSERT INTO jobs (id, provider, environment, account, idempotency_key, subject, body, attachments,
                        total, requests, cost_eur, actor, content_hash, content, created_at)
                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (job_id, PROVIDER, plan.environment, account, idempotency_key, plan.subject, plan.body,
+                (job_id, plan.account.kind, plan.environment, account, idempotency_key, plan.subject, plan.body,
                  json.dumps([str(a.path) for a in plan.attachments] or list(attachment_paths)), plan.total,
                  len(plan.requests), plan.cost_eur, actor, content_hash(content) if content else None,
                  json.dumps(content, ensure_ascii=False, sort_keys=True) if content else None, now),
@@ -273,6 +277,24 @@ class JobStore:
         with self.store.transaction() as db:
             rows = db.execute(sql + " ORDER BY row LIMIT ?", (*args, limit)).fetchall()
         return [RecipientInfo(r["row"], r["address"], r["state"], r["reason"]) for r in rows]
+
+    def receipt_verdicts(self, job_id: str) -> dict[str, str]:
+        """Per recipient (lower-case), the verdict on the signature of the receipts about their delivery that the
+        ledger keeps for the job's sendings: the best of ``valid`` > ``valid_untrusted`` > ``invalid``. Only
+        receipts read from a mailbox carry one; PEC Massiva's receipts API gives them without their signatures."""
+        with self.store.transaction() as db:
+            rows = db.execute(
+                """SELECT lower(r.recipient), r.signature FROM receipts r JOIN jobs j ON j.id = ?
+                   JOIN job_groups g ON g.job_id = j.id AND g.message_id = r.message_id
+                   WHERE r.environment = j.environment AND r.account = j.account AND r.recipient IS NOT NULL
+                   AND r.signature IS NOT NULL AND r.kind NOT IN ('accepted', 'envelope', 'other')""",
+                (job_id,)).fetchall()
+        verdicts: dict[str, str] = {}
+        for address, verdict in rows:
+            best = verdicts.get(address)
+            if best is None or _VERDICT_RANK.get(verdict, 0) > _VERDICT_RANK.get(best, 0):
+                verdicts[address] = verdict
+        return verdicts
 
     def is_cancelled(self, job_id: str) -> bool:
         with self.store.transaction() as db:
@@ -379,10 +401,12 @@ class JobStore:
         changed = False
         with self.store.transaction(immediate=True) as db:
             for address, (state, reason) in outcomes.items():
+                # A recipient still 'sent' may get a reason (a receipt not counted): only a change counts.
                 changed |= db.execute(
                     """UPDATE job_recipients SET state = ?, reason = ?, updated_at = ? WHERE job_id = ? AND
-                           group_seq = ? AND lower(address) = ? AND state = 'sent'""",
-                    (state, reason, now, job_id, seq, address.lower()),
+                           group_seq = ? AND lower(address) = ? AND state = 'sent'
+                           AND (state != ? OR COALESCE(reason, '') != COALESCE(?, ''))""",
+                    (state, reason, now, job_id, seq, address.lower(), state, reason),
                 ).rowcount > 0
             pending = db.execute("SELECT COUNT(*) FROM job_recipients WHERE job_id = ? AND group_seq = ? AND "
                                  "state = 'sent'", (job_id, seq)).fetchone()[0]

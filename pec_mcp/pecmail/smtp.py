@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import smtplib
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -26,10 +27,13 @@ from typing import BinaryIO, Protocol
 
 import anyio
 
-from pec_mcp.errors import OutcomeUnknown, PecError, ProviderUnavailable, Rejected
+from pec_mcp.errors import OutcomeUnknown, PecError, ProviderUnavailable, RateLimited, Rejected
 from pec_mcp.pecmail.connection import Endpoint, Login, connection_error, login_refused, tls_context
 
 CHUNK = 64 * 1024  # bytes handed to the socket at a time while streaming DATA
+# How providers word a temporary refusal for sending too fast (421/450/451 4.7.x "too many messages", "rate
+# limit exceeded", "slow down"); "too many recipients" (4.5.3) is about one message, not the pace.
+_THROTTLED = re.compile(r"too many (messages|mails|connections|requests)|rate.?limit|throttl|slow down", re.I)
 
 class StreamedMessage(Protocol):
     """A message that writes itself as SMTP DATA, dot-stuffed, a chunk at a time (``compose.OutgoingMessage``)."""
@@ -193,6 +197,11 @@ class SmtpClient:
             return Rejected(f"The SMTP server refused {what}: mailbox or message over its limit ({code} {detail})",
                             provider=self._provider,
                             hint="Free space in the mailbox or send smaller attachments, then send again.")
+        if 400 <= code < 500 and _THROTTLED.search(detail):
+            return RateLimited(f"The SMTP server refused {what} as too many for now ({code} {detail})",
+                               provider=self._provider,
+                               hint="Nothing was sent. Try again in a minute; if it keeps happening, lower the "
+                               "account's requests_per_second to what its provider allows.")
         retryable = 400 <= code < 500
         return Rejected(f"The SMTP server refused {what} ({code} {detail})", provider=self._provider,
                         retryable=retryable,

@@ -44,7 +44,15 @@ from pec_mcp.server.errors import (
 )
 from pec_mcp.server.replicas import Replica, request_state_security, state_key_id
 from pec_mcp.server.state import AppState, StateHolder, open_state
-from pec_mcp.server.users import ToolFacts, current_user, refusal, resource_refusal, user_middleware, visible
+from pec_mcp.server.users import (
+    CallAccounts,
+    ToolFacts,
+    current_user,
+    refusal,
+    resource_refusal,
+    user_middleware,
+    visible,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -182,7 +190,7 @@ class PecMcpServer(MCPServer[AppState]):
     ) -> CallToolResult | InputRequiredResult:
         """Call a tool; an unknown tool is a protocol error and refused arguments are explained in plain words."""
         self._register_now()
-        refused = refusal(current_user(), name, self.tool_facts().get(name), arguments)
+        refused = refusal(current_user(), name, self.tool_facts().get(name), arguments, _call_accounts(context))
         if refused is not None:
             raise ToolError(refused)
         tool = self._tool_manager.get_tool(name)
@@ -214,7 +222,7 @@ class PecMcpServer(MCPServer[AppState]):
         self, uri: AnyUrl | str, context: Context[AppState, Any] | None = None
     ) -> Iterable[ReadResourceContents] | InputRequiredResult:
         self._register_now()
-        refused = resource_refusal(current_user(), str(uri))
+        refused = resource_refusal(current_user(), str(uri), _call_accounts(context))
         if refused is not None:
             raise ResourceNotFoundError(refused)
         return await super().read_resource(uri, context)
@@ -248,13 +256,25 @@ class PecMcpServer(MCPServer[AppState]):
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _redactor(context: Context[AppState, Any] | None) -> Redactor | None:
-    """The running server's redactor, when the request has one (it removes configured secrets from any text)."""
+def _call_accounts(context: Context[AppState, Any] | None) -> CallAccounts | None:
+    """How the running server finds the account of a call, for the permission check (None outside a request)."""
+    state = _state(context)
+    return None if state is None else CallAccounts(state.settings, state.store)
+
+
+def _state(context: Context[AppState, Any] | None) -> AppState | None:
+    """The running server's state, when the request has one."""
     try:
         state = context.request_context.lifespan_context if context is not None else None
     except (AttributeError, ValueError):
         return None
-    return state.redactor if isinstance(state, AppState) else None
+    return state if isinstance(state, AppState) else None
+
+
+def _redactor(context: Context[AppState, Any] | None) -> Redactor | None:
+    """The running server's redactor, when the request has one (it removes configured secrets from any text)."""
+    state = _state(context)
+    return None if state is None else state.redactor
 
 
 def _cleaning_doc(register: Callable[[_F], _F]) -> Callable[[_F], _F]:

@@ -45,7 +45,10 @@ class SharedBus:
                 await self._notify(f"{self.origin} {event.uri}")
             except Exception as exc:  # the other replicas miss one update; their clients re-read on reconnect
                 log.warning("could not tell the other replicas that %s changed: %s", event.uri, type(exc).__name__)
-                self._sender = None
+                broken, self._sender = self._sender, None
+                if broken is not None:
+                    with anyio.CancelScope(shield=True):
+                        await broken.close()
 
     async def _notify(self, payload: str) -> None:
         import psycopg
@@ -63,14 +66,19 @@ class SharedBus:
 
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True,
-                                                                 connect_timeout=5) as connection:
+                connection = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=5)
+                try:
                     await connection.execute(f"LISTEN {CHANNEL}")
                     self.listening.set()
                     async for note in connection.notifies():
                         origin, _, uri = note.payload.partition(" ")
                         if origin != self.origin and uri:
                             await self.local.publish(ResourceUpdated(uri=uri))
+                finally:
+                    # Shielded: listening ends by cancellation, and a cancelled scope would cancel the close too,
+                    # leaving the connection open for the garbage collector.
+                    with anyio.CancelScope(shield=True):
+                        await connection.close()
             except psycopg.Error as exc:
                 log.warning("lost the shared event channel (%s); reconnecting", type(exc).__name__)
             await anyio.sleep(RECONNECT_AFTER)

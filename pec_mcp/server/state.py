@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import httpx
 
     from pec_mcp.accounts import Account, MailEndpoints
+    from pec_mcp.channels import Channel
     from pec_mcp.http import ClientOptions, Pacer
     from pec_mcp.inbox_index import InboxIndex
     from pec_mcp.jobs import FollowUpPolicy, JobRunner
@@ -62,6 +63,7 @@ class AppState:
     _mensatek: MensatekClient | None = None
     _inbox_index: InboxIndex | None = None
     _mail_accounts: dict[str, MailAccount] = field(default_factory=dict)
+    _channels: dict[str, Channel] = field(default_factory=dict)
     # Tells subscribers of pec://sendings/{message_id} that receipts arrived (set by open_state).
     publish: Callable[[str], Awaitable[None]] | None = None
     # Starts following an IMAP account in the background (IDLE or UID polling), set by open_state.
@@ -100,9 +102,12 @@ class AppState:
         """
         with anyio.move_on_after(RUNNER_GRACE):
             await self._runner_wanted.wait()
+        from pec_mcp.accounts import sending_accounts
         from pec_mcp.jobs import JobRunner
 
-        self.runner = JobRunner(store=self.store, settings=self.settings, sender=self.pec, publish=publish,
+        self.runner = JobRunner(store=self.store, settings=self.settings,
+                                channel=lambda name: self.channel(self.account(name)),
+                                accounts=sending_accounts(self.settings), publish=publish,
                                 policy=follow_up_policy(self.settings))
         await self.runner.run()
 
@@ -170,6 +175,24 @@ class AppState:
 
         return resolve_account(self.settings, name)
 
+    def channel(self, account: Account) -> Channel:
+        """How an account sends a PEC and reads its delivery (one per account for the server's life): the one place
+        that picks PEC Massiva's API or a mailbox's SMTP and IMAP. ConfigError when the account cannot send."""
+        found = self._channels.get(account.name)
+        if found is None:
+            from pec_mcp.channels import MailboxChannel, PecMassivaChannel
+
+            if account.kind == "imap":
+                from pec_mcp.accounts import require
+
+                require(account, send=True)
+                found = MailboxChannel(account, sender=lambda: self.mail_sender(account),
+                                       mail=lambda: self.mail_account(account), store=self.store)
+            else:
+                found = PecMassivaChannel(account, self.pec(), on_sent=lambda: self.inbox_index().mark_stale())
+            self._channels[account.name] = found
+        return found
+
     def mail_account(self, account: Account) -> MailAccount:
         """The IMAP/SMTP operations of an IMAP account (one per account for the server's life)."""
         mail = self._mail_accounts.get(account.name)
@@ -232,6 +255,9 @@ class AppState:
         where = servers.endpoints
         if servers.provider.mailbox(account.address or "") is None:
             servers.provider.add_mailbox(account.address or "", OFFLINE_PASSWORD)
+        # The simulated provider throttles SMTP at the account's own limit, as real providers do: pacing that holds
+        # is never refused, and pacing that did not hold would show in the simulator's rate_limited count.
+        servers.provider.limit_submissions(account.address or "", account.requests_per_second)
         known = {a.address: a.password for a in where.accounts}
         password = known.get(account.address or "", OFFLINE_PASSWORD)
         return MailEndpoints(imap=Endpoint(where.host, where.imap_port, "tls", where.ca_file),

@@ -20,7 +20,7 @@ from pydantic import Field
 from pec_mcp.accounts import Account, default_account_name, list_accounts
 from pec_mcp.errors import NotFound
 from pec_mcp.paths import MB
-from pec_mcp.receipts import DeliveryStatus, ReceiptKind
+from pec_mcp.receipts import ReceiptKind
 from pec_mcp.sending import PecMessage
 from pec_mcp.server.account_models import AccountInfo, AccountsResult
 from pec_mcp.server.annotations import LOCAL_READ
@@ -284,17 +284,11 @@ def find_pec_rows(app: AppState, *, account: str | None, recipient: str | None, 
 async def imap_receipts(app: AppState, account: Account, message_id: str, row: Sending | None) -> ReceiptsResult:
     """The receipts of a sending made from an IMAP account: the mailbox synced (new receipts read, verified and
     kept), then every receipt the ledger keeps, counted unless its signature is invalid."""
-    from pec_mcp.mail_accounts import mail_delivery
-    from pec_mcp.receipts import MEANING, advance
+    from pec_mcp.channels import mailbox_delivery
+    from pec_mcp.receipts import MEANING
 
-    await app.mail_account(account).refresh()
-    receipts = app.store.receipts_of(environment=app.environment, account=account.name, message_id=message_id)
-    recipients = row.recipients if row else sorted({r.recipient for r in receipts if r.recipient})
-    delivery = mail_delivery(recipients, receipts)
+    delivery, receipts = await mailbox_delivery(app.store, app.mail_account(account), message_id, row)
     status = delivery.status
-    if row is not None and receipts:
-        recorded = DeliveryStatus(row.delivery_status) if row.delivery_status else None
-        app.store.update_delivery(row.id, advance(recorded, status.status).value, status.summary)
     note = receipt_note(status)
     if delivery.ignored:
         note += " Not counted, because their signature is invalid (not legal proof, whatever they claim): " + "; ".join(

@@ -9,11 +9,13 @@ from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 from pydantic import BaseModel, Field
 
+from pec_mcp.accounts import Account, resolve_account
 from pec_mcp.config import environment_label
 from pec_mcp.errors import InputError, NotFound
 from pec_mcp.idempotency import file_sha256
-from pec_mcp.jobs import BulkPlan, JobStore, Progress, account_of, inline_recipients, plan_bulk, read_recipients_csv
+from pec_mcp.jobs import BulkPlan, JobStore, Progress, inline_recipients, plan_bulk, read_recipients_csv
 from pec_mcp.jobs.planning import bulk_content
+from pec_mcp.jobs.store import Job
 from pec_mcp.sending import describe_files, describe_recipients
 from pec_mcp.server.annotations import CHANGE, LOCAL_READ, SEND
 from pec_mcp.server.app_views import BULK_JOB_VIEW, view_meta
@@ -21,6 +23,7 @@ from pec_mcp.server.errors import resource_errors, tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
 from pec_mcp.server.pec_models import ENV_FIELD, AttachmentInfo, Environment, EnvironmentFilter, environment_filter
 from pec_mcp.server.state import AppState, StateHolder
+from pec_mcp.server.tools_accounts import AccountName
 from pec_mcp.server.users import may_see_account
 from pec_mcp.store import iso
 
@@ -64,12 +67,15 @@ class StartBulkResult(BaseModel):
         description="started: the job is queued and runs in the background; preview: dry run, nothing sent; "
         "duplicate: this idempotency key started a job before, nothing new was queued")
     job_id: str | None = Field(description="Use with get_bulk_pec and cancel_bulk_pec (None for a preview)")
+    account: str = Field(description="The PEC account that sends the job (list_pec_accounts describes it)")
     total_recipients: int
-    requests: int = Field(description="Requests to PEC Massiva: identical messages share a request, within the "
-                          "per-request recipient and size limits; personalised messages go one by one")
-    estimated_duration_seconds: float = Field(description="Requests at the provider's rate, plus requests queued "
-                                              "ahead by other jobs")
-    estimated_cost_eur: float = Field(description="Computed by the server from the list price")
+    requests: int = Field(description="Messages sent (requests to PEC Massiva, or SMTP submissions from a "
+                          "mailbox): identical messages share one, within the per-request recipient and size "
+                          "limits; personalised messages go one by one")
+    estimated_duration_seconds: float = Field(description="Requests at the account's rate, plus requests queued "
+                                              "ahead by other jobs on the same account")
+    estimated_cost_eur: float = Field(description="Computed by the server from the list price (0 for a mailbox "
+                                      "account: its sends cost nothing per message)")
     attachments: list[AttachmentInfo]
     preview: MessagePreview | None = Field(description="The first message rendered (None for a duplicate)")
     environment: Environment = ENV_FIELD
@@ -82,6 +88,10 @@ class RecipientOutcome(BaseModel):
     state: str = Field(description="queued, sending, sent (awaiting a delivery receipt), delivered, not_delivered, "
                        "failed (not sent), unknown (may or may not have been sent), cancelled")
     reason: str | None = None
+    signature: Literal["valid", "valid_untrusted", "invalid"] | None = Field(
+        default=None, description="Mailbox accounts: the verdict on the signature of this recipient's receipts "
+        "(valid: legal proof from an accredited provider; valid_untrusted: intact, signer not checked; invalid: "
+        "forged or tampered, never counted). None when there is none yet, or for PEC Massiva jobs")
 
 
 class BulkCounts(BaseModel):
@@ -97,6 +107,7 @@ class BulkCounts(BaseModel):
 
 class BulkJobResult(BaseModel):
     job_id: str
+    account: str = Field(description="The PEC account that sends the job")
     status: Literal["sending", "awaiting_receipts", "finished", "cancelled"]
     cancelled: bool
     created_at: str = Field(description="UTC")
@@ -106,7 +117,8 @@ class BulkJobResult(BaseModel):
     requests_done: int
     counts: BulkCounts
     achieved_rate_per_second: float | None = Field(description="Requests per second achieved so far")
-    limit_per_second: float = Field(description="The provider's send limit (sending.requests_per_second)")
+    limit_per_second: float = Field(description="The account's send limit (sending.requests_per_second for "
+                                    "PEC Massiva, accounts.<name>.requests_per_second for a mailbox)")
     eta_seconds: float | None = Field(description="Estimated seconds until every request is sent (None when done)")
     first_errors: list[RecipientOutcome] = Field(description="The first recipients that failed or were not "
                                                  "delivered, with the reason")
@@ -138,6 +150,7 @@ def _cancel_note(before: str, stopped: int) -> str:
 
 class BulkJobSummary(BaseModel):
     job_id: str
+    account: str
     created_at: str
     subject: str
     status: str
@@ -151,22 +164,36 @@ class BulkJobList(BaseModel):
     note: str
 
 
-def _plan(app: AppState, recipients: list[BulkRecipient] | None, recipients_csv: str | None, subject: str,
-          body: str, attachments: list[str]) -> BulkPlan:
+def _plan(app: AppState, account: str | None, recipients: list[BulkRecipient] | None, recipients_csv: str | None,
+          subject: str, body: str, attachments: list[str]) -> BulkPlan:
     if (recipients is None) == (recipients_csv is None):
         raise InputError("Give either recipients or recipients_csv (exactly one of them)")
-    app.pec()  # a clear ConfigError now rather than a failing job later
+    chosen = app.account(account)
+    app.channel(chosen)  # a clear ConfigError now (the account cannot send) rather than a failing job later
     if recipients_csv is not None:
         rows = read_recipients_csv(recipients_csv, app.settings.attachments.resolved_dirs())
     else:
         rows = inline_recipients([r.model_dump() for r in recipients or []])
     return plan_bulk(recipients=rows, subject=subject, body=body, attachments=attachments, settings=app.settings,
-                     row_word="row" if recipients_csv is not None else "recipient")
+                     row_word="row" if recipients_csv is not None else "recipient", account=chosen)
 
 
-def _duration(app: AppState, requests: int) -> tuple[float, int]:
-    ahead = JobStore(app.store).queued_requests(app.environment, account_of(app.settings))
-    return round((requests + ahead) / app.settings.sending.requests_per_second, 1), ahead
+def _duration(app: AppState, plan: BulkPlan) -> tuple[float, int]:
+    ahead = JobStore(app.store).queued_requests(app.environment, plan.account.name)
+    return round((len(plan.requests) + ahead) / plan.account.requests_per_second, 1), ahead
+
+
+def job_account(app: AppState, job: Job) -> Account | None:
+    """The account of a job as configured now (None when it is no longer configured: its job cannot move on)."""
+    try:
+        return resolve_account(app.settings, job.account)
+    except InputError:
+        return None
+
+
+def job_rate(app: AppState, job: Job) -> float:
+    account = job_account(app, job)
+    return account.requests_per_second if account else app.settings.sending.requests_per_second
 
 
 def duration_text(seconds: float) -> str:
@@ -180,11 +207,12 @@ def duration_text(seconds: float) -> str:
 def _question(app: AppState, plan: BulkPlan) -> str:
     # Only facts of this job: the question must read the same when the client comes back with the answer (a
     # changed question is asked again), while other jobs' queues move on every second.
-    rate = app.settings.sending.requests_per_second
+    rate = plan.account.requests_per_second
     seconds = round(len(plan.requests) / rate, 1)
     queue = ", plus any requests of other jobs already queued"
+    sender = f"{plan.account.name} ({plan.account.address})" if plan.account.address else plan.account.name
     return (
-        f"Start a bulk PEC job (certified email with legal value) to "
+        f"Start a bulk PEC job (certified email with legal value) from the account {sender} to "
         f"{describe_recipients([r.address for r in plan.recipients])}, in {len(plan.requests)} request(s). "
         f"First message: subject \"{plan.preview.subject}\". Attachments: "
         f"{describe_files([(a.name, a.size) for a in plan.attachments])}. Estimated duration: about "
@@ -203,10 +231,11 @@ async def _approve_bulk(
     idempotency_key: str | None,
     dry_run: bool,
     confirm: bool,
+    account: str | None = None,
 ) -> Elicit[Confirmation] | Approval:
     app = state_of(ctx)
     with tool_errors(app.redactor):
-        plan = _plan(app, recipients, recipients_csv, subject, body, attachments)
+        plan = _plan(app, account, recipients, recipients_csv, subject, body, attachments)
         if idempotency_key and not dry_run and _existing(app, plan, idempotency_key) is not None:
             # The job exists: the tool returns it and queues nothing, so there is nothing to ask.
             return Approval(True, "not_required", "")
@@ -220,12 +249,18 @@ def job_report(app: AppState, job_id: str, *, shown: int = SHOWN_RECIPIENTS) -> 
         raise NotFound(f"There is no bulk job {job_id!r} in the local store", provider="pec-mcp",
                        hint="list_bulk_pec shows the recent jobs.")
     job, counts = progress.job, progress.counts
-    rate = app.settings.sending.requests_per_second
+    rate = job_rate(app, job)
     left = progress.requests_by_state.get("queued", 0) + progress.requests_by_state.get("sending", 0)
     errors = jobs.recipients(job_id, states=("failed", "not_delivered"), limit=10)
     unknown = jobs.recipients(job_id, states=("unknown",), limit=100)
+    verdicts = jobs.receipt_verdicts(job_id)
+
+    def outcome(row: Any) -> RecipientOutcome:
+        return RecipientOutcome(row=row.row, address=row.address, state=row.state, reason=row.reason,
+                                signature=verdicts.get(row.address.lower()))
+
     return BulkJobResult(
-        job_id=job.id, status=progress.status, cancelled=job.cancelled_at is not None,
+        job_id=job.id, account=job.account, status=progress.status, cancelled=job.cancelled_at is not None,
         created_at=iso(job.created_at), subject=job.subject, total_recipients=job.total, requests=job.requests,
         requests_done=job.requests - left, counts=BulkCounts(**counts),
         # Departures are paced to the limit; the times measured here are when the answers were recorded, whose
@@ -233,20 +268,16 @@ def job_report(app: AppState, job_id: str, *, shown: int = SHOWN_RECIPIENTS) -> 
         achieved_rate_per_second=None if progress.achieved_rate is None else min(progress.achieved_rate, rate),
         limit_per_second=rate,
         eta_seconds=round((left + progress.queued_ahead) / rate, 1) if left else None,
-        first_errors=[_outcome(r) for r in errors], unknown_recipients=[r.address for r in unknown],
-        recipients=[_outcome(r) for r in jobs.recipients(job_id, limit=shown)], estimated_cost_eur=job.cost_eur,
-        environment=job.environment, note=_note(progress),
+        first_errors=[outcome(r) for r in errors], unknown_recipients=[r.address for r in unknown],
+        recipients=[outcome(r) for r in jobs.recipients(job_id, limit=shown)], estimated_cost_eur=job.cost_eur,
+        environment=job.environment, note=_note(progress, forged=sum(v == "invalid" for v in verdicts.values())),
     )
 
 
-def _outcome(row: Any) -> RecipientOutcome:
-    return RecipientOutcome(row=row.row, address=row.address, state=row.state, reason=row.reason)
-
-
-def _note(progress: Progress) -> str:
+def _note(progress: Progress, *, forged: int = 0) -> str:
     counts = progress.counts
     parts = {
-        "sending": "The job is sending in the background at the provider's rate; call get_bulk_pec again later.",
+        "sending": "The job is sending in the background at the account's rate; call get_bulk_pec again later.",
         "awaiting_receipts": "Everything is sent; delivery receipts are being collected (up to 24 hours).",
         "finished": "The job is finished.",
         "cancelled": "The job was cancelled; what was sent before stays sent.",
@@ -257,6 +288,9 @@ def _note(progress: Progress) -> str:
                  "are never resent automatically; check their receipts (find_pec_sendings) before sending again.")
     if counts["delivered"]:
         note += " Delivered means a CONSEGNA receipt: legal proof of delivery."
+    if forged:
+        note += (f" {forged} recipient(s) have receipts whose signature is invalid (forged or tampered): they are "
+                 "never counted as proof, and their reason says so.")
     return note
 
 
@@ -278,30 +312,32 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         idempotency_key: IdempotencyKey = None,
         dry_run: DryRun = False,
         confirm: Confirm = False,
+        account: AccountName = None,
     ) -> StartBulkResult:
         """Send PEC (certified email with legal value) to many recipients as a durable background job, at the
-        provider's rate, with {{variable}} personalisation of subject and body from the recipients list or a CSV.
+        account's rate, with {{variable}} personalisation of subject and body from the recipients list or a CSV.
+        From PEC Massiva, or from a PEC mailbox over SMTP (account=, see list_pec_accounts).
 
-        Costs money per recipient and cannot be recalled once sent. Every row is checked before anything is sent
-        (a bad address, a duplicate or a missing variable refuses the whole job, naming the rows). Use dry_run=true
-        first to show the user the plan, duration, cost and a preview; the user is then asked to confirm (or, if
-        this client cannot ask, you must ask and pass confirm=true only after they said yes). Returns at once with
-        a job_id: follow it with get_bulk_pec. Always pass an idempotency_key.
+        Costs money per recipient on PEC Massiva (nothing per message from a mailbox) and cannot be recalled once
+        sent. Every row is checked before anything is sent (a bad address, a duplicate or a missing variable refuses
+        the whole job, naming the rows). Use dry_run=true first to show the user the plan, duration, cost and a
+        preview; the user is then asked to confirm (or, if this client cannot ask, you must ask and pass
+        confirm=true only after they said yes). Returns at once with a job_id: follow it with get_bulk_pec. Always
+        pass an idempotency_key.
         """
         app = state_of(ctx)
         with tool_errors(app.redactor):
             jobs = JobStore(app.store)
-            plan = _plan(app, recipients, recipients_csv, subject, body, attachments)
+            plan = _plan(app, account, recipients, recipients_csv, subject, body, attachments)
             existing = _existing(app, plan, idempotency_key) if idempotency_key and not dry_run else None
             if existing is not None:
                 return _duplicate_result(app, existing.id)
-            seconds, _ = _duration(app, len(plan.requests))
+            seconds, _ = _duration(app, plan)
             if dry_run:
                 return _start_result(app, plan, "preview", None, seconds)
             via = require_yes(approval)
-            job, created = jobs.create(plan, account=account_of(app.settings), idempotency_key=idempotency_key,
-                                       attachment_paths=attachments, actor=actor_of(ctx, via),
-                                       content=_content(plan))
+            job, created = jobs.create(plan, idempotency_key=idempotency_key, attachment_paths=attachments,
+                                       actor=actor_of(ctx, via), content=_content(plan))
             if not created:  # a concurrent start with the same key was first
                 _existing(app, plan, idempotency_key)
                 return _duplicate_result(app, job.id)
@@ -356,7 +392,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                 if not may_see_account(job.account):  # another account's job: not this user's to see
                     continue
                 report = job_report(app, job.id, shown=0)
-                summaries.append(BulkJobSummary(job_id=job.id, created_at=report.created_at, subject=job.subject,
+                summaries.append(BulkJobSummary(job_id=job.id, account=job.account, created_at=report.created_at,
+                                                subject=job.subject,
                                                 status=report.status, total_recipients=job.total,
                                                 counts=report.counts, environment=report.environment))
             shown = environment or app.environment
@@ -380,23 +417,24 @@ def _content(plan: BulkPlan) -> dict[str, Any]:
 
 def _existing(app: AppState, plan: BulkPlan, idempotency_key: str | None) -> Any:
     """The job this key started here before, if any; KeyReused when it was started for other content."""
-    return JobStore(app.store).check_key(app.environment, account_of(app.settings), idempotency_key, _content(plan),
+    return JobStore(app.store).check_key(app.environment, plan.account.name, idempotency_key, _content(plan),
                                          [r.address for r in plan.recipients])
 
 
 def _audit(app: AppState, ctx: Context[Any], via: str, plan: BulkPlan, job_id: str) -> None:
     app.store.record_audit(
         action="start_bulk_pec", actor=actor_of(ctx, via), environment=app.environment,
-        summary=f"bulk job to {describe_recipients([r.address for r in plan.recipients])} in {len(plan.requests)} "
-        f"request(s): \"{plan.subject}\"", outcome="started", ref=job_id,
+        summary=f"bulk job from {plan.account.name} to {describe_recipients([r.address for r in plan.recipients])} "
+        f"in {len(plan.requests)} request(s): \"{plan.subject}\"", outcome="started", ref=job_id,
     )
 
 
 def _start_result(app: AppState, plan: BulkPlan, status: str, job_id: str | None, seconds: float) -> StartBulkResult:
     note = ("Preview only: nothing was sent. " + _question(app, plan) if status == "preview" else
-            "The job runs in the background at the provider's rate; follow it with get_bulk_pec.")
+            "The job runs in the background at the account's rate; follow it with get_bulk_pec.")
     return StartBulkResult(
-        status=status, job_id=job_id, total_recipients=plan.total, requests=len(plan.requests),
+        status=status, job_id=job_id, account=plan.account.name, total_recipients=plan.total,
+        requests=len(plan.requests),
         estimated_duration_seconds=seconds, estimated_cost_eur=plan.cost_eur,
         attachments=[AttachmentInfo(name=a.name, size_bytes=a.size) for a in plan.attachments],
         preview=MessagePreview(to=plan.preview.to, subject=plan.preview.subject,
@@ -408,7 +446,8 @@ def _start_result(app: AppState, plan: BulkPlan, status: str, job_id: str | None
 def _duplicate_result(app: AppState, job_id: str) -> StartBulkResult:
     report = job_report(app, job_id, shown=0)
     return StartBulkResult(
-        status="duplicate", job_id=job_id, total_recipients=report.total_recipients, requests=report.requests,
+        status="duplicate", job_id=job_id, account=report.account, total_recipients=report.total_recipients,
+        requests=report.requests,
         estimated_duration_seconds=report.eta_seconds or 0.0, estimated_cost_eur=report.estimated_cost_eur,
         attachments=[], preview=None, environment=report.environment,
         note=f"This idempotency key started job {job_id} before: nothing new was queued. It is {report.status}; "

@@ -23,6 +23,7 @@ from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
 from pec_mcp.server.pec_models import ENV_FIELD, Environment
 from pec_mcp.server.state import AppState, StateHolder
+from pec_mcp.server.tools_bulk import job_account
 
 SHOWN = 25
 Which = Literal["failed", "unknown_checked"]
@@ -64,14 +65,17 @@ def _job(app: AppState, job_id: str) -> Job:
     return job
 
 
-def _cost(app: AppState, found: RetryCandidates) -> float:
-    return round(len(found.addresses) * app.settings.sending.price_per_message_eur, 2)
+def _cost(app: AppState, job: Job, found: RetryCandidates) -> float:
+    account = job_account(app, job)
+    price = account.price_per_message_eur if account else app.settings.sending.price_per_message_eur
+    return round(len(found.addresses) * price, 2)
 
 
 def _question(app: AppState, job: Job, which: Which, found: RetryCandidates) -> str:
-    return (f"Send again, in bulk job {job.id} (\"{job.subject}\"), the {len(found.addresses)} recipient(s) "
-            f"{WHAT[which]}: {describe_recipients(found.addresses)}. Requests: {len(found.groups)}. Estimated cost: "
-            f"€{_cost(app, found):.2f}. Environment: {environment_label(job.environment)}.")
+    return (f"Send again, in bulk job {job.id} (\"{job.subject}\", account {job.account}), the "
+            f"{len(found.addresses)} recipient(s) {WHAT[which]}: {describe_recipients(found.addresses)}. Requests: "
+            f"{len(found.groups)}. Estimated cost: €{_cost(app, job, found):.2f}. Environment: "
+            f"{environment_label(job.environment)}.")
 
 
 async def _approve_retry(ctx: Context[Any], job_id: str, which: Which, dry_run: bool, confirm: bool
@@ -90,7 +94,7 @@ def _result(app: AppState, job: Job, which: Which, status: str, found: RetryCand
             ) -> RetryBulkResult:
     return RetryBulkResult(
         job_id=job.id, status=status, which=which, total_recipients=len(found.addresses), requests=len(found.groups),
-        recipients=found.addresses[:SHOWN], estimated_cost_eur=_cost(app, found),
+        recipients=found.addresses[:SHOWN], estimated_cost_eur=_cost(app, job, found),
         left_alone=[LeftAlone(reason=r, recipients=n) for r, n in found.left_alone.items()],
         environment=app.environment, note=note)
 

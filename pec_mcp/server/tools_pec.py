@@ -152,15 +152,10 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
                 return SendPecResult(status="preview", message_id=None, **common,
                                      note="Preview only: nothing was sent. " + pec_question(message))
             via = require_yes(approval)
-            if chosen.kind == "imap":
-                outcome = await app.mail_sender(chosen).send(message, idempotency_key=idempotency_key,
-                                                             actor=actor_of(ctx, via))
-                if outcome.status != "duplicate":
-                    app.mail_account(chosen).mark_stale()  # its receipts are on their way
-            else:
-                outcome = await app.pec().send(message, idempotency_key=idempotency_key, actor=actor_of(ctx, via))
-                if outcome.status != "duplicate":
-                    app.inbox_index().mark_stale()  # its receipts are on their way
+            channel = app.channel(chosen)
+            outcome = await channel.send(message, idempotency_key=idempotency_key, actor=actor_of(ctx, via))
+            if outcome.status != "duplicate":
+                channel.receipts_coming()
             note = outcome.note or "Sent. ACCETTAZIONE proves sending; CONSEGNA per recipient proves delivery."
             if outcome.status == "duplicate":
                 # Report what the key really sent, not this call's content, which was not sent.

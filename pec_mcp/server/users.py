@@ -6,8 +6,10 @@ variable, so that anything below the handler (tools, the confirmation gate, the 
 :func:`current_user`. A server without users (stdio, or HTTP with the single ``http.auth_token``) has no current
 user: everything is allowed, as before.
 
-What a user may do is checked in one place, :func:`refusal`: the tool's toolset, read-only, and the accounts the
-call would touch. Listings (``tools/list``) show only what the user may call.
+What a user may do is checked in one place, :func:`refusal`: the tool's toolset, read-only, and the account the
+call will really use, found as the tools find it (:class:`CallAccounts`: the ``account`` argument or the default
+account, the job's account for a ``job_id``, the sending's for a ``message_id``). Listings (``tools/list``) show
+only what the user may call.
 """
 
 from __future__ import annotations
@@ -16,18 +18,24 @@ import hmac
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
 from pec_mcp.config import Settings
+from pec_mcp.errors import InputError
+
+if TYPE_CHECKING:
+    from pec_mcp.store import Store
 
 # Where the HTTP authentication leaves the user in the ASGI scope.
 SCOPE_KEY = "pec_mcp.user"
 
-# The account of each toolset whose tools act on one (until a tool names its own with an ``account`` argument).
+# The account of each toolset whose tools act on one, when the call itself says nothing more: the pec and bulk tools
+# use the account they are given or the default one (see CallAccounts), the certified tools always Mensatek's.
 # The mailbox toolset manages mailboxes through openapi.it and acts on no sending account.
 TOOLSET_ACCOUNT = {"pec": "pecmassiva", "bulk": "pecmassiva", "certified": "mensatek"}
+PEC_ACCOUNT_TOOLSETS = frozenset({"pec", "bulk"})  # their calls use a PEC account: PEC Massiva or a mailbox
 
 
 @dataclass(frozen=True)
@@ -122,15 +130,58 @@ class ToolFacts:
     read_only: bool
 
 
-def account_of_call(toolset: str | None, arguments: Mapping[str, Any]) -> str | None:
-    """The account a tool call acts on: its ``account`` argument, else its toolset's account, else none."""
+class CallAccounts:
+    """Which PEC account a call will really use, found the way the tools find it (``pec_mcp.accounts``, the job
+    tables, the ledger), so that the permission check and the tool never disagree."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+
+    def named(self, name: str | None) -> str | None:
+        """The account a tool uses for its ``account`` argument: that account, else the default one. An unknown
+        name is returned as given (the tool refuses it); None when no account is the default (the tool asks)."""
+        from pec_mcp.accounts import resolve_account
+
+        try:
+            return resolve_account(self.settings, name).name
+        except InputError:
+            return name.strip().lower() if name and name.strip() else None
+
+    def of_job(self, job_id: str) -> str | None:
+        from pec_mcp.jobs.store import JobStore
+
+        job = JobStore(self.store).job(job_id)
+        return None if job is None else job.account
+
+    def of_sending(self, message_id: str) -> str | None:
+        row = self.store.sending_by_message_id(message_id, environment=self.settings.env)
+        return None if row is None else sending_account(row)
+
+
+def account_of_call(toolset: str | None, arguments: Mapping[str, Any],
+                    accounts: CallAccounts | None = None) -> str | None:
+    """The account a tool call acts on, or None when it acts on none (or cannot tell yet: the tool then refuses).
+
+    A bulk job's tools act on the job's account; a sending's receipts on the account that sent it (PEC Massiva for
+    a sending the ledger does not know: only its receipts API can be asked); the other pec and bulk tools on their
+    ``account`` argument, else the default account. Without ``accounts`` (no running server) the argument, else
+    the toolset's account.
+    """
     named = arguments.get("account")
-    if isinstance(named, str) and named:
-        return named
-    return TOOLSET_ACCOUNT.get(toolset or "")
+    named = named if isinstance(named, str) and named.strip() else None
+    if toolset not in PEC_ACCOUNT_TOOLSETS or accounts is None:
+        return named or TOOLSET_ACCOUNT.get(toolset or "")
+    job_id, message_id = arguments.get("job_id"), arguments.get("message_id")
+    if isinstance(job_id, str) and job_id:
+        return accounts.of_job(job_id) or accounts.named(named)
+    if isinstance(message_id, str) and message_id:
+        return accounts.of_sending(message_id) or "pecmassiva"
+    return accounts.named(named)
 
 
-def refusal(user: User | None, tool: str, facts: ToolFacts | None, arguments: Mapping[str, Any]) -> str | None:
+def refusal(user: User | None, tool: str, facts: ToolFacts | None, arguments: Mapping[str, Any],
+            accounts: CallAccounts | None = None) -> str | None:
     """Why ``user`` may not call ``tool`` with these arguments, or None when they may."""
     if user is None:
         return None
@@ -142,7 +193,7 @@ def refusal(user: User | None, tool: str, facts: ToolFacts | None, arguments: Ma
     if user.read_only and not facts.read_only:
         return (f"User {user.name} has read-only access: {tool!r} changes something and is not available. "
                 "Ask someone with write access, or the administrator.")
-    account = account_of_call(facts.toolset, arguments)
+    account = account_of_call(facts.toolset, arguments, accounts)
     if account is not None and not user.may_use_account(account):
         allowed = ", ".join(sorted(user.accounts or ())) or "none"
         return f"User {user.name} may not use the account {account!r}; their accounts are: {allowed}."
@@ -173,12 +224,18 @@ RESOURCE_FACTS = (
 )
 
 
-def resource_refusal(user: User | None, uri: str) -> str | None:
-    """Why ``user`` may not read ``uri``, or None when they may (resources are reads: read-only users may)."""
+def resource_refusal(user: User | None, uri: str, accounts: CallAccounts | None = None) -> str | None:
+    """Why ``user`` may not read ``uri``, or None when they may (resources are reads: read-only users may).
+
+    A job's resource belongs to the job's account, a sending's to the account that sent it (as for the tools)."""
     if user is None:
         return None
     for prefix, toolset, account in RESOURCE_FACTS:
         if uri.startswith(prefix):
+            if accounts is not None and prefix == "pec://jobs/":
+                account = accounts.of_job(uri.removeprefix(prefix)) or account
+            elif accounts is not None and uri.startswith("pec://sendings/"):
+                account = accounts.of_sending(uri.removeprefix("pec://sendings/")) or account
             if toolset is not None and toolset not in user.toolsets:
                 return f"User {user.name} may not read {uri} (toolset {toolset!r})."
             if account is not None and not user.may_use_account(account):

@@ -17,6 +17,7 @@ kind                reaches the provider?      what the client sees
 ``truncated``       yes                        the provider's answer cut in half (invalid JSON)
 ``invalid-json``    yes                        a PHP warning instead of the provider's JSON, same status
 ``empty-204``       yes                        204 No Content, whatever the provider answered
+``respond``         no                         exactly the answer the rule gives: status, body, content type
 ==================  =========================  =============================================================
 
 A plan is written as comma-separated rules plus an optional seed, for ``pec-mcp simulate --faults`` and
@@ -30,6 +31,17 @@ Each rule is ``provider:path:kind:chance[:option=value...]``. ``provider`` is ``
 requests, then the rule is spent. Options: ``method=POST`` (only that method), ``burst=N`` (once it fires, the
 rule also hits the following N-1 matching requests: bursts of 429), ``retry_after=S``, ``delay=S``. The first
 rule that fires wins. Every injected fault is counted in ``/__simulator__/stats`` under ``faults``.
+
+``respond`` gives a whole answer of its own: a provider's error shape the other kinds do not cover, a foreign
+proxy's page, a success envelope with something odd inside. Its options are ``status=N`` (default 200),
+``content_type=T`` (default ``application/json``), ``body=B`` (percent-encoded, so that ``,`` and ``:`` can be
+written as ``%2C`` and ``%3A``) and ``retry_after=S`` (adds a ``Retry-After`` header)::
+
+    openapi_pec:/pec/*/rinnovo:respond:next1:status=503:body=%7B%22success%22%3Afalse%7D
+
+In code, tests build the same rule with :func:`respond` and a :class:`Reply`::
+
+    simulator.faults = FaultPlan([respond(Reply.json({"success": False, "message": "x"}, 500), "pecmassiva")])
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ import fnmatch
 import json
 import logging
 import random
+import urllib.parse
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -56,7 +69,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 FaultKind = Literal["429", "500-html", "502-html", "503-html", "success-false", "drop", "drop-after", "slow",
-                    "truncated", "invalid-json", "empty-204"]
+                    "truncated", "invalid-json", "empty-204", "respond"]
 KINDS: tuple[str, ...] = get_args(FaultKind)
 # Faults that let the provider do its work before spoiling the answer.
 FORWARDED: frozenset[str] = frozenset({"drop-after", "slow", "truncated", "invalid-json", "empty-204"})
@@ -76,6 +89,29 @@ PHP_WARNING = (
 
 class FaultSpecError(ValueError):
     """A fault plan that cannot be read; the message names the rule and what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The whole answer a ``respond`` rule gives in the provider's place."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def text(cls, status: int, body: str, content_type: str = "application/json",
+             headers: dict[str, str] | None = None) -> Reply:
+        return cls(status, body.encode(), content_type, tuple((headers or {}).items()))
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+        return cls.text(status, json.dumps(data), "application/json", headers)
+
+    def describe(self) -> dict[str, Any]:
+        return {"status": self.status, "content_type": self.content_type,
+                "body": self.body.decode("utf-8", "replace"), "headers": dict(self.headers)}
 
 
 class DroppedConnection(httpx.RemoteProtocolError):
@@ -99,11 +135,16 @@ class FaultRule:
     burst: int = 1
     retry_after: float = 1.0
     delay: float = 2.0
+    reply: Reply | None = None  # the answer of a ``respond`` rule
     _burst_left: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise FaultSpecError(f"unknown fault {self.kind!r}; known: {', '.join(KINDS)}")
+        if self.kind == "respond" and self.reply is None:
+            self.reply = Reply()
+        if self.kind != "respond" and self.reply is not None:
+            raise FaultSpecError(f"only a respond rule gives its own answer, not {self.kind!r}")
         self.provider = ALIASES.get(self.provider, self.provider)
         if self.provider != "*" and self.provider not in PROVIDERS:
             raise FaultSpecError(f"unknown provider {self.provider!r}; known: {', '.join(PROVIDERS)}, *")
@@ -143,9 +184,13 @@ class FaultRule:
         return True
 
     def describe(self) -> dict[str, Any]:
-        return {"provider": self.provider, "path": self.path, "method": self.method, "kind": self.kind,
-                "probability": self.probability, "next": self.count, "burst": self.burst,
-                "retry_after": self.retry_after, "delay": self.delay}
+        described: dict[str, Any] = {
+            "provider": self.provider, "path": self.path, "method": self.method, "kind": self.kind,
+            "probability": self.probability, "next": self.count, "burst": self.burst,
+            "retry_after": self.retry_after, "delay": self.delay}
+        if self.reply is not None:
+            described["reply"] = self.reply.describe()
+        return described
 
 
 @dataclass
@@ -196,6 +241,7 @@ def parse_rule(text: str) -> FaultRule:
         rule["count"] = _number(text, chance[4:] or "1", int)
     else:
         rule["probability"] = _number(text, chance, float)
+    answer: dict[str, str] = {}
     for option in options:
         key, _, value = option.partition("=")
         if key == "method":
@@ -204,9 +250,30 @@ def parse_rule(text: str) -> FaultRule:
             rule["burst"] = _number(text, value, int)
         elif key in ("retry_after", "delay"):
             rule[key] = _number(text, value, float)
+            if key == "retry_after":
+                answer[key] = value
+        elif key in REPLY_OPTIONS and kind == "respond":
+            answer[key] = value
         else:
-            raise FaultSpecError(f"{text!r}: unknown option {key!r} (method, burst, retry_after, delay)")
+            answers = REPLY_OPTIONS if kind == "respond" else ()
+            known = ", ".join(("method", "burst", "retry_after", "delay", *answers))
+            raise FaultSpecError(f"{text!r}: unknown option {key!r} ({known})")
+    if kind == "respond":
+        rule["reply"] = _reply(text, answer)
     return FaultRule(**rule)
+
+
+REPLY_OPTIONS = ("status", "content_type", "body")
+
+
+def _reply(text: str, options: dict[str, str]) -> Reply:
+    """The answer of a ``respond`` rule written in text: its body is percent-encoded."""
+    headers = {"Retry-After": options["retry_after"]} if "retry_after" in options else None
+    status = _number(text, options.get("status", "200"), int)
+    if not 100 <= status <= 599:
+        raise FaultSpecError(f"{text!r}: status {status} is not an HTTP status")
+    return Reply.text(status, urllib.parse.unquote(options.get("body", "")),
+                      options.get("content_type", "application/json"), headers)
 
 
 def _number(text: str, value: str, kind: type[int] | type[float]) -> Any:
@@ -220,6 +287,13 @@ def rule(kind: FaultKind, provider: str = "*", path: str = "*", *, times: int | 
          probability: float = 1.0, **options: Any) -> FaultRule:
     """A rule for tests: ``rule("drop-after", "pecmassiva", "/send", times=1)``."""
     return FaultRule(kind=kind, provider=provider, path=path, count=times, probability=probability, **options)
+
+
+def respond(reply: Reply, provider: str = "*", path: str = "*", *, method: str | None = None,
+            times: int | None = None, probability: float = 1.0) -> FaultRule:
+    """A rule for tests that answers ``reply`` in the provider's place (to every matching request, or ``times``)."""
+    return FaultRule(kind="respond", provider=provider, path=path, method=method, count=times,
+                     probability=probability, reply=reply)
 
 
 class FaultInjector:
@@ -266,6 +340,9 @@ class FaultInjector:
             await _answer(send, 429, headers, body)
         elif fault.kind == "success-false":
             await _answer(send, 200, {"content-type": "application/json"}, refusal(provider))
+        elif fault.reply is not None:  # respond
+            reply = fault.reply
+            await _answer(send, reply.status, {"content-type": reply.content_type, **dict(reply.headers)}, reply.body)
         else:
             status = int(fault.kind.split("-")[0])
             page = HTML_PAGE.format(status=status, reason=REASONS[status]).encode()

@@ -40,7 +40,8 @@ cancelled              905    Envío cancelado
 Report webhooks: with ``Report=1`` and ``report_url`` set, every status change is POSTed (form fields, or JSON
 when ``report_format == "json"``) through the injectable ``report_sender`` and recorded in ``callbacks``. They
 are sent by :meth:`MensatekSim.flush_reports`, which every request calls first, so tests advance the clock and
-then flush. Fault injection: :meth:`MensatekSim.inject_failure` makes the next call answer a given ``Res``.
+then flush. Faults (a given ``Res``, a proxy's page, a lost answer) come from the simulator's fault plan
+(``pec_mcp.simulator.faults``), which answers in front of this app.
 """
 
 from __future__ import annotations
@@ -164,13 +165,6 @@ class Callback:
     error: str | None = None
 
 
-@dataclass
-class _Injected:
-    res: int
-    error: str
-    function: str | None
-
-
 class MensatekSim:
     """The Mensatek account behind ``MENSATEK_API_USER``: its credits, messages and report webhooks."""
 
@@ -189,7 +183,6 @@ class MensatekSim:
         if first_message_id is None:
             first_message_id = RANDOM_IDS[0] + secrets.randbelow(RANDOM_IDS[1] - RANDOM_IDS[0])
         self._ids = itertools.count(first_message_id)
-        self._injected: list[_Injected] = []
         # Public so that a test can remove one, as the real API would lack a function whose name was guessed.
         self.functions: dict[str, tuple[str, Handler]] = {
             "EnviarEMAILCERTIFICADO": ("mensatek_send", self._send),
@@ -201,10 +194,6 @@ class MensatekSim:
         }
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
         self.app = Starlette(routes=[Route("/{function}", self._dispatch, methods=methods)])
-
-    def inject_failure(self, res: int, error: str = "", *, function: str | None = None) -> None:
-        """Make the next authenticated call (of ``function``, or any) answer ``res``; nothing changes."""
-        self._injected.append(_Injected(res, error, function))
 
     async def flush_reports(self) -> list[Callback]:
         """Send the report webhooks of every status change due by now; returns the ones sent by this call."""
@@ -243,9 +232,6 @@ class MensatekSim:
             return self._answer(params, {"Res": "-3", "Error": f"La función {name} no existe"}, 404)
         if request.method != "POST":
             return self._answer(params, {"Res": "-3", "Error": "Las peticiones deben hacerse por POST"}, 405)
-        injected = self._take_injected(name)
-        if injected is not None:
-            return self._answer(params, _refused(Refusal(injected.res, injected.error)))
         endpoint, handler = self.functions[name]
         try:
             response = await handler(params)
@@ -266,12 +252,6 @@ class MensatekSim:
         # compare_digest refuses non-ASCII str, so compare bytes.
         return (hmac.compare_digest(user.encode(), MENSATEK_API_USER.encode())
                 and hmac.compare_digest(token.encode(), MENSATEK_API_TOKEN.encode()))
-
-    def _take_injected(self, name: str) -> _Injected | None:
-        for index, injected in enumerate(self._injected):
-            if injected.function in (None, name):
-                return self._injected.pop(index)
-        return None
 
     # --- functions ------------------------------------------------------------------------------------------
 

@@ -19,8 +19,8 @@ registered address are "not available".
 Wallet: ``START_WALLET`` EUR, and ``PRICES`` (list prices chosen for the simulator, per year where it counts).
 Callbacks: a mailbox or filing registered with a callback is POSTed to its URL on every state change, through
 ``send_callback`` (replaceable, e.g. by tests) and recorded in ``callbacks``.
-Test hook: ``inject_fault`` makes the next matching request(s) answer a given status and body (a proxy's HTML
-502, a 503, ``success:false`` with 200...).
+Faults (a proxy's HTML 502, a 503, ``success:false`` with 200...) come from the simulator's fault plan
+(``pec_mcp.simulator.faults``), which answers in front of this app.
 """
 
 from __future__ import annotations
@@ -139,15 +139,6 @@ class CallbackRecord:
 
 
 @dataclass
-class Fault:
-    status: int
-    body: str
-    content_type: str
-    path_contains: str | None
-    times: int
-
-
-@dataclass
 class _Box:
     id: str
     record: dict[str, Any]  # the registration fields as the API stores them
@@ -236,7 +227,6 @@ class OpenapiPecSim:
         self.filings: dict[str, _Filing] = {}
         self.send_callback = send_callback
         self.callbacks: list[CallbackRecord] = []
-        self.faults: list[Fault] = []
         self.activation_delay = ACTIVATION_DELAY
         self.filing_delay = FILING_DELAY
         self.owner = "demo@openapi.example"
@@ -266,11 +256,6 @@ class OpenapiPecSim:
 
     # ------------------------------------------------------------------ test hooks
 
-    def inject_fault(self, status: int, body: str = "", *, content_type: str = "application/json",
-                     path_contains: str | None = None, times: int = 1) -> None:
-        """Answer the next ``times`` requests (whose path contains ``path_contains``) with this response."""
-        self.faults.append(Fault(status, body, content_type, path_contains, times))
-
     async def settle(self) -> None:
         """Bring every mailbox and filing up to the clock (states move lazily otherwise), with callbacks."""
         for box in list(self.boxes.values()):
@@ -283,9 +268,6 @@ class OpenapiPecSim:
     def _endpoint(self, handler: Callable[[Request], Awaitable[Response]],
                   operation: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            fault = self._take_fault(request)
-            if fault is not None:
-                return fault
             if request.headers.get("authorization", "") != f"Bearer {OPENAPI_PEC_TOKEN}":
                 return ApiError(401, None, "Unauthorized: the Bearer token is missing, invalid or expired",
                                 ).response()
@@ -296,15 +278,6 @@ class OpenapiPecSim:
             self.sim.stats.count_accepted(f"openapi_pec_{operation}")
             return response
         return endpoint
-
-    def _take_fault(self, request: Request) -> Response | None:
-        for fault in self.faults:
-            if fault.path_contains is None or fault.path_contains in request.url.path:
-                fault.times -= 1
-                if fault.times <= 0:
-                    self.faults.remove(fault)
-                return Response(fault.body, status_code=fault.status, media_type=fault.content_type)
-        return None
 
     def _now(self) -> float:
         return self.sim.clock.now()

@@ -27,9 +27,8 @@ Recipient local parts steer outcomes (case-insensitive prefixes):
 anything else   CONSEGNA after ``delivery_delay`` (plus the POSTA CERTIFICATA envelope when sent to oneself)
 ==============  ========================================================================================
 
-Fault injection: assign ``PecMassivaSim.fault`` an async hook taking the request. It runs before anything else
-on every endpoint; returning a Response answers with it (a 429 burst, a 502 HTML page), raising drops the
-request (a lost connection), returning None lets the request through.
+Faults (a 429 burst, a 502 HTML page, a lost connection, an envelope of the provider's own) come from the
+simulator's fault plan (``pec_mcp.simulator.faults``), which answers in front of this app.
 """
 
 from __future__ import annotations
@@ -61,7 +60,6 @@ from pec_mcp.simulator.ratelimit import RateGate
 if TYPE_CHECKING:
     from pec_mcp.simulator.app import Simulator
 
-FaultHook = Callable[[Request], Awaitable[Response | None]]
 Handler = Callable[[Request], Awaitable[Response]]
 
 ROME = ZoneInfo("Europe/Rome")
@@ -467,7 +465,6 @@ class PecMassivaSim:
         self.gate = RateGate(sim.options.rate, sim.clock)
         self.mailbox = Mailbox(PECMASSIVA_USERNAME)
         self.sendings: dict[str, Sending] = {}
-        self.fault: FaultHook | None = None
         self._sequence = 0
         if sim.options.seed_inbox:
             now = self.clock.now()
@@ -496,10 +493,6 @@ class PecMassivaSim:
 
     def _guarded(self, handler: Handler, *, mailbox_headers: bool = True) -> Handler:
         async def endpoint(request: Request) -> Response:
-            if self.fault is not None:
-                answer = await self.fault(request)
-                if answer is not None:
-                    return answer
             if not self._bearer_ok(request):
                 return envelope(MSG_UNAUTHORIZED, 401)
             if mailbox_headers and not self._mailbox_ok(

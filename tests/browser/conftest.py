@@ -164,9 +164,21 @@ def _seed(served: Served) -> None:
                                                "idempotency_key": f"seed-{name}", "confirm": True})
         assert not result.get("isError"), result
         served.message_ids[name] = result["structuredContent"]["message_id"]
-    time.sleep(1.5)  # the offline simulator delivers after delivery_delay (0.5 s) of real time
+    # The offline simulator delivers after delivery_delay (0.5 s) of real time; a busy machine may take longer,
+    # so wait for each sending's outcome rather than for a fixed time.
     for message_id in served.message_ids.values():
-        assert not served.call_tool("get_pec_receipts", {"message_id": message_id}).get("isError")
+        _until_settled(served, message_id)
+
+
+def _until_settled(served: Served, message_id: str, *, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        result = served.call_tool("get_pec_receipts", {"message_id": message_id})
+        assert not result.get("isError"), result
+        if result["structuredContent"]["status"] not in ("pending", "accepted"):
+            return
+        assert time.monotonic() < deadline, f"no outcome for {message_id} within {within} s: {result}"
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

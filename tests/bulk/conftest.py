@@ -9,6 +9,8 @@ import anyio
 import httpx
 import pytest
 
+from pec_mcp.accounts import resolve_account
+from pec_mcp.channels import PecMassivaChannel
 from pec_mcp.config import Settings
 from pec_mcp.http import LocalPacer, build_client
 from pec_mcp.jobs import FollowUpPolicy, JobRunner, JobStore, RecipientRow, account_of, plan_bulk
@@ -101,7 +103,8 @@ async def bench(settings: Settings, simulator: Simulator, clock: Clock) -> Async
     async def publish(uri: str) -> None:
         published.append(uri)
 
-    runner = JobRunner(store=store, settings=settings, sender=lambda: sender, publish=publish,
+    channel = PecMassivaChannel(resolve_account(settings, "pecmassiva"), sender)
+    runner = JobRunner(store=store, settings=settings, channel=lambda name: channel, publish=publish,
                        policy=FollowUpPolicy(), clock=clock.now, sleep=virtual_sleep)
     async with http:
         yield Bench(runner, runner.jobs, store, settings, simulator, clock, pacer, published)

@@ -50,7 +50,7 @@ def simulate(rate: float) -> Iterator[str]:
 
 
 async def _wait_for(origin: str) -> None:
-    with anyio.fail_after(15):
+    with anyio.fail_after(60):  # a cold start on a loaded machine
         while True:
             try:
                 async with httpx.AsyncClient() as http:
@@ -108,7 +108,7 @@ async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any
 
 
 async def until_sent(client: Client, job_id: str) -> dict[str, Any]:
-    with anyio.fail_after(30):
+    with anyio.fail_after(120):  # seconds of work at most; generous for a loaded machine
         while True:
             job = await call(client, "get_bulk_pec", {"job_id": job_id})
             if job["status"] != "sending":
@@ -155,9 +155,15 @@ async def test_a_server_killed_mid_job_resumes_after_restart_and_sends_every_rec
     assert set(job["unknown_recipients"]) <= set(counted) | {r["address"] for r in recipients(60, "kill")}
 
 
+# The two servers are told 5 sends a second; the simulator refuses anything faster than 7.5 together. Two servers
+# pacing each on its own would send 10 a second and be refused over and over; sharing the limit, they leave a third
+# of an interval (~0.1 s) between arrivals for a busy machine's jitter, which an exact-limit gate (10 ms) does not.
+SHARED_RATE, GATE_RATE = 5, 7.5
+
+
 async def test_two_servers_on_one_store_stay_within_the_limit_together(serve: Callable[..., Any]) -> None:
-    with simulate(rate=5) as origin:
-        async with serve(origin, 5) as first, serve(origin, 5) as second:
+    with simulate(rate=GATE_RATE) as origin:
+        async with serve(origin, SHARED_RATE) as first, serve(origin, SHARED_RATE) as second:
             one = await call(first, "start_bulk_pec", {**JOB, "recipients": recipients(10, "uno")})
             two = await call(second, "start_bulk_pec", {**JOB, "recipients": recipients(10, "due")})
             jobs = [await until_sent(first, one["job_id"]), await until_sent(second, two["job_id"])]

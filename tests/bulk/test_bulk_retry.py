@@ -9,12 +9,11 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from pec_mcp.config import Settings
 from pec_mcp.jobs.runner import RATE_LIMIT_ATTEMPTS
 from pec_mcp.simulator import Simulator
+from pec_mcp.simulator.faults import FaultPlan, Reply, respond, rule
 from tests.bulk.conftest import Bench, personalised
 from tests.bulk.test_bulk_tools import call
 from tests.conftest import Asked
@@ -25,30 +24,22 @@ pytestmark = pytest.mark.anyio
 JOB = {"subject": "Avviso {{n}}", "body": "Gentile cliente {{n}}"}
 
 
-def too_many(retry_after: str = "3", *, times: int | None = None) -> Callable[[Request], Any]:
-    refused: list[int] = []
-
-    async def hook(request: Request) -> Response | None:
-        if request.method != "POST" or (times is not None and len(refused) >= times):
-            return None
-        refused.append(1)
-        return JSONResponse({"success": False, "message": "Too many requests"}, status_code=429,
-                            headers={"Retry-After": retry_after})
-
-    return hook
+def too_many(retry_after: float = 3, *, times: int | None = None) -> FaultPlan:
+    """Sends refused 429 with ``Retry-After`` (the next ``times`` of them, or all)."""
+    return FaultPlan([rule("429", "pecmassiva", "/send", method="POST", times=times, retry_after=retry_after)])
 
 
-async def refused_by_the_provider(request: Request) -> Response | None:
-    if request.method == "POST":
-        return JSONResponse({"success": False, "message": "MySQL Error"}, status_code=500)
-    return None
+def refused_by_the_provider() -> FaultPlan:
+    """Sends refused with the provider's own 500 envelope."""
+    mysql_error = Reply.json({"success": False, "message": "MySQL Error"}, 500)
+    return FaultPlan([respond(mysql_error, "pecmassiva", method="POST")])
 
 
 # -- the runner on a virtual clock ------------------------------------------------------------------------------
 
 
 async def test_the_runner_waits_out_429s_as_retry_after_asks_before_calling_anything_failed(bench: Bench) -> None:
-    bench.simulator.pecmassiva.fault = too_many("3", times=3)
+    bench.simulator.faults = too_many(3, times=3)
     job_id = bench.start(personalised(1))
     started = bench.clock.now()
     await bench.send_all()
@@ -59,7 +50,7 @@ async def test_the_runner_waits_out_429s_as_retry_after_asks_before_calling_anyt
 
 async def test_a_request_refused_429_again_and_again_fails_only_after_minutes_and_says_how_to_retry(
         bench: Bench) -> None:
-    bench.simulator.pecmassiva.fault = too_many("1")
+    bench.simulator.faults = too_many(1)
     job_id = bench.start(personalised(1))
     started = bench.clock.now()
     await bench.send_all()
@@ -73,7 +64,7 @@ async def test_a_request_refused_429_again_and_again_fails_only_after_minutes_an
 
 
 async def settled(client: Client, job_id: str) -> dict[str, Any]:
-    with anyio.fail_after(15):
+    with anyio.fail_after(60):  # a deadline for a loaded machine, not a measure
         while True:
             job = await call(client, "get_bulk_pec", {"job_id": job_id})
             if job["status"] != "sending":
@@ -89,10 +80,10 @@ async def test_refused_recipients_are_sent_again_once_after_the_users_yes(
         settings: Settings, connect: Callable[..., Any], simulator: Simulator) -> None:
     asked = Asked()
     async with connect(settings, elicitation=asked) as client:
-        simulator.pecmassiva.fault = refused_by_the_provider
+        simulator.faults = refused_by_the_provider()
         job = await call(client, "start_bulk_pec", {**JOB, "recipients": recipients(3), "idempotency_key": "k1"})
         failed = await settled(client, job["job_id"])
-        simulator.pecmassiva.fault = None
+        simulator.faults = FaultPlan()
         preview = await call(client, "retry_bulk_pec", {"job_id": job["job_id"], "dry_run": True})
         asked.questions.clear()
         retried = await call(client, "retry_bulk_pec", {"job_id": job["job_id"], "which": "failed"})

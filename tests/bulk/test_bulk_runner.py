@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from pec_mcp.jobs import NO_RECEIPT_REASON, RecipientRow, job_uri, ledger_key
+from pec_mcp.simulator.faults import FaultPlan, Reply, respond, rule
 from tests.bulk.conftest import Bench, personalised
 
 pytestmark = pytest.mark.anyio
@@ -68,28 +66,19 @@ async def test_a_request_waiting_for_its_turn_when_the_job_is_cancelled_is_not_s
 
 
 async def test_a_429_is_retried_after_retry_after_and_sends_once(bench: Bench) -> None:
-    refused: list[float] = []
-
-    async def one_429(request: Request) -> Response | None:
-        if request.method == "POST" and not refused:
-            refused.append(bench.clock.now())
-            return JSONResponse({"success": False, "message": "Too many requests"}, status_code=429,
-                                headers={"Retry-After": "2"})
-        return None
-
-    bench.simulator.pecmassiva.fault = one_429
+    bench.simulator.faults = FaultPlan([rule("429", "pecmassiva", "/send", method="POST", times=1, retry_after=2)])
     job_id = bench.start(personalised(1))
+    started = bench.clock.now()
     await bench.send_all()
+    assert bench.simulator.stats.faults["pecmassiva:429"] == 1
     assert bench.sent_to() == {"cliente0@pec.example.it": 1}
     assert bench.states(job_id) == {"cliente0@pec.example.it": "sent"}
-    assert bench.clock.now() - refused[0] >= 2
+    assert bench.clock.now() - started >= 2  # the virtual clock: the runner waited as Retry-After asked
 
 
 async def test_other_failures_mark_the_request_failed_with_the_reason(bench: Bench) -> None:
-    async def refuse(request: Request) -> Response | None:
-        return JSONResponse({"success": False, "message": "Post parameter is not valid"}, status_code=400)
-
-    bench.simulator.pecmassiva.fault = refuse
+    refusal = Reply.json({"success": False, "message": "Post parameter is not valid"}, 400)
+    bench.simulator.faults = FaultPlan([respond(refusal, "pecmassiva")])
     job_id = bench.start(personalised(2))
     await bench.send_all()
     [first, _] = bench.jobs.recipients(job_id)
@@ -97,15 +86,10 @@ async def test_other_failures_mark_the_request_failed_with_the_reason(bench: Ben
 
 
 async def test_a_lost_answer_makes_the_recipients_unknown_and_they_are_never_resent(bench: Bench) -> None:
-    async def lose_answer(request: Request) -> Response | None:
-        if request.method == "POST":
-            raise httpx.ReadTimeout("the answer was lost")
-        return None
-
-    bench.simulator.pecmassiva.fault = lose_answer
+    bench.simulator.faults = FaultPlan([rule("drop", "pecmassiva", "/send", method="POST")])
     job_id = bench.start(personalised(2))
     await bench.send_all()
-    bench.simulator.pecmassiva.fault = None
+    bench.simulator.faults = FaultPlan()
     bench.runner.recover()
     assert await bench.send_all() == 0
     assert set(bench.states(job_id).values()) == {"unknown"}
@@ -118,8 +102,8 @@ async def test_after_a_crash_requests_that_never_left_are_sent_and_those_on_the_
 ) -> None:
     job_id = bench.start(personalised(3))
     # A server that died: it took request 1 and put it on the wire, and took request 2 but never sent it.
-    on_wire = bench.jobs.claim_next("dead-server", "offline", bench.runner.account)
-    never_left = bench.jobs.claim_next("dead-server", "offline", bench.runner.account)
+    on_wire = bench.jobs.claim_next("dead-server", "offline", "pecmassiva")
+    never_left = bench.jobs.claim_next("dead-server", "offline", "pecmassiva")
     assert on_wire is not None and never_left is not None
     row, _ = bench.store.begin_send(provider="pecmassiva", environment="offline", sender=None,
                                     idempotency_key=ledger_key(job_id, on_wire.seq), recipients=on_wire.addresses,
@@ -139,7 +123,7 @@ async def test_after_a_crash_requests_that_never_left_are_sent_and_those_on_the_
 async def test_requests_held_by_a_live_runner_are_left_alone(bench: Bench) -> None:
     bench.start(personalised(1))
     bench.jobs.heartbeat("other-live-server")  # this process: alive
-    assert bench.jobs.claim_next("other-live-server", "offline", bench.runner.account) is not None
+    assert bench.jobs.claim_next("other-live-server", "offline", "pecmassiva") is not None
     assert bench.runner.recover() == 0
     assert bench.jobs.orphaned("me", lease=60) == []
     # A runner that stopped beating long ago is gone even if its process number is alive.
@@ -148,14 +132,10 @@ async def test_requests_held_by_a_live_runner_are_left_alone(bench: Bench) -> No
 
 
 async def test_a_recipient_without_any_receipt_for_24_hours_is_not_delivered(bench: Bench) -> None:
-    async def no_receipts(request: Request) -> Response | None:
-        if request.method == "GET" and "/send/" in request.url.path:
-            return JSONResponse({"success": False, "message": "Result empty"}, status_code=404)
-        return None
-
+    no_receipts = Reply.json({"success": False, "message": "Result empty"}, 404)
     job_id = bench.start(personalised(1))
     await bench.send_all()
-    bench.simulator.pecmassiva.fault = no_receipts
+    bench.simulator.faults = FaultPlan([respond(no_receipts, "pecmassiva", "/send/*", method="GET")])
     bench.clock.advance(23 * 3600)
     await bench.runner.follow_due()
     assert bench.states(job_id) == {"cliente0@pec.example.it": "sent"}

@@ -36,7 +36,9 @@ from pec_mcp.providers.mensatek import (
 from pec_mcp.simulator import Simulator, create_simulator
 from pec_mcp.simulator.clock import Clock
 from pec_mcp.simulator.credentials import MENSATEK_API_TOKEN, MENSATEK_API_USER, MENSATEK_SENDER
+from pec_mcp.simulator.faults import FaultPlan, respond
 from pec_mcp.simulator.mensatek import FIRST_MESSAGE_ID
+from tests.faults import mensatek_res
 
 pytestmark = pytest.mark.anyio
 
@@ -289,7 +291,7 @@ async def test_running_out_of_credits_is_res_minus_2_and_nothing_is_sent(
 
 
 async def test_res_minus_5_is_also_insufficient_credit(mensatek: MensatekClient, sim: Simulator) -> None:
-    sim.mensatek.inject_failure(-5)
+    sim.faults = FaultPlan([respond(mensatek_res(-5), "mensatek", times=1)])
 
     with pytest.raises(InsufficientCredit) as caught:
         await mensatek.credits()
@@ -325,7 +327,7 @@ async def test_an_executable_attachment_is_res_minus_4(mensatek: MensatekClient,
 async def test_an_unknown_res_code_is_a_provider_error_that_says_it_is_unknown(
     mensatek: MensatekClient, sim: Simulator
 ) -> None:
-    sim.mensatek.inject_failure(-42, "Algo raro")
+    sim.faults = FaultPlan([respond(mensatek_res(-42, "Algo raro"), "mensatek", times=1)])
 
     with pytest.raises(ProviderError) as caught:
         await mensatek.credits()

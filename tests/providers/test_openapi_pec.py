@@ -36,6 +36,7 @@ from pec_mcp.providers.openapi_pec import (
 from pec_mcp.simulator import Simulator
 from pec_mcp.simulator.clock import Clock
 from pec_mcp.simulator.credentials import OPENAPI_PEC_TOKEN
+from pec_mcp.simulator.faults import FaultPlan, Reply, respond
 from pec_mcp.simulator.openapi_pec import ACTIVATION_DELAY, FILING_DELAY, PRICES, START_WALLET
 
 pytestmark = pytest.mark.anyio
@@ -329,15 +330,17 @@ def test_a_registration_refuses_a_date_that_is_not_dd_mm_yyyy() -> None:
 
 async def test_success_false_with_http_200_is_an_error(client: OpenapiPecClient, sim: Simulator) -> None:
     envelope = {"success": False, "message": "operation failed", "error": 999, "data": None}
-    sim.openapi_pec.inject_fault(200, json.dumps(envelope))
+    sim.faults = FaultPlan([respond(Reply.json(envelope), "openapi_pec", times=1)])
     with pytest.raises(Rejected, match="operation failed") as caught:
         await client.list_mailboxes()
     assert (caught.value.status, caught.value.code) == (200, "999")
 
 
 async def test_a_json_answer_wrapped_in_a_string_is_read(client: OpenapiPecClient, sim: Simulator) -> None:
-    inner = json.dumps({"data": {"available": True}, "success": True, "message": "", "error": None})
-    sim.openapi_pec.inject_fault(200, json.dumps(inner))
+    # The simulator itself would call this address available: only the wrapped answer says it is not.
+    inner = json.dumps({"data": {"available": False}, "success": True, "message": "", "error": None})
+    sim.faults = FaultPlan([respond(Reply.json(inner), "openapi_pec", times=1)])
+    assert (await client.check_address(address="nuovo@testcert.legalmail.it")).available is False
     assert (await client.check_address(address="nuovo@testcert.legalmail.it")).available is True
 
 
@@ -345,7 +348,7 @@ async def test_an_html_502_page_is_provider_unavailable_without_its_markup(
     client: OpenapiPecClient, sim: Simulator
 ) -> None:
     page = "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"
-    sim.openapi_pec.inject_fault(502, page, content_type="text/html", times=10)
+    sim.faults = FaultPlan([respond(Reply.text(502, page, "text/html"), "openapi_pec", times=10)])
     with pytest.raises(ProviderUnavailable) as caught:
         await client.list_mailboxes()
     assert caught.value.status == 502 and "<" not in caught.value.message
@@ -356,7 +359,7 @@ async def test_a_paid_renewal_is_never_retried(client: OpenapiPecClient, sim: Si
     wallet = sim.openapi_pec.wallet
     body = json.dumps({"success": False, "message": "service temporarily unavailable", "error": 402,
                        "data": None})
-    sim.openapi_pec.inject_fault(503, body, path_contains="/rinnovo")
+    sim.faults = FaultPlan([respond(Reply.text(503, body), "openapi_pec", "*/rinnovo*", times=1)])
     with pytest.raises(ProviderUnavailable, match="temporarily unavailable"):
         await client.renew_mailbox(mailbox_id=mailbox_id)
     assert sim.openapi_pec.wallet == wallet and sim.stats.accepted["openapi_pec_renew"] == 0

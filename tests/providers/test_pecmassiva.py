@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from pec_mcp.errors import (
     AuthenticationFailed,
@@ -27,8 +24,9 @@ from pec_mcp.providers.pecmassiva import Attachment, Credentials, PecMassivaClie
 from pec_mcp.simulator import Simulator, create_simulator
 from pec_mcp.simulator.clock import Clock
 from pec_mcp.simulator.credentials import PECMASSIVA_PASSWORD, PECMASSIVA_TOKEN, PECMASSIVA_USERNAME
+from pec_mcp.simulator.faults import FaultPlan, Reply, respond
 from pec_mcp.simulator.pecmassiva import Incoming
-from tests.faults import LostAnswerTransport, answer_with, envelope, html, json_in_a_string, raw
+from tests.faults import LostAnswerTransport, RecordingTransport, envelope, html, json_in_a_string, raw
 
 pytestmark = pytest.mark.anyio
 
@@ -62,14 +60,18 @@ async def _send(pec: PecMassivaClient, recipients: list[str] | None = None, **kw
                           subject="Diffida", body="<p>Testo</p>", **kw)
 
 
-def _capture(into: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
-    async def hook(request: Request) -> Response | None:
-        body = await request.body()
-        into.append({"method": request.method, "headers": dict(request.headers),
-                     "json": json.loads(body) if body else None})
-        return None
+def _answer(simulator: Simulator, reply: Reply, *, method: str | None = None) -> None:
+    """Every PEC Massiva request (of ``method``) is answered with ``reply`` instead of the API."""
+    simulator.faults = FaultPlan([respond(reply, "pecmassiva", method=method)])
 
-    return hook
+
+@pytest.fixture
+async def recorded(simulator: Simulator) -> AsyncIterator[tuple[PecMassivaClient, RecordingTransport]]:
+    """A client whose requests are kept as they leave it."""
+    recording = RecordingTransport(httpx.ASGITransport(app=simulator.app))
+    client = _client(recording)
+    async with client._http:
+        yield client, recording
 
 
 # -- POST /send ------------------------------------------------------------------------------------------------
@@ -81,24 +83,22 @@ async def test_a_send_answered_201_gives_the_sending_code_and_the_count(pec: Pec
     assert _sends(simulator) == 1
 
 
-async def test_the_send_carries_the_mailbox_credentials_in_its_body_and_not_in_headers(pec, simulator) -> None:
-    seen: list[dict[str, Any]] = []
-    simulator.pecmassiva.fault = _capture(seen)
+async def test_the_send_carries_the_mailbox_credentials_in_its_body_and_not_in_headers(recorded) -> None:
+    pec, recording = recorded
     await _send(pec)
-    request = seen[0]
-    assert request["headers"]["authorization"] == f"Bearer {PECMASSIVA_TOKEN}"
-    assert "x-username" not in request["headers"] and "x-password" not in request["headers"]
-    assert (request["json"]["username"], request["json"]["password"]) == (PECMASSIVA_USERNAME, PECMASSIVA_PASSWORD)
-    assert request["json"]["recipient"] == ["mario.rossi@pec.it"]
+    request = recording.sent[0]
+    assert request.headers["authorization"] == f"Bearer {PECMASSIVA_TOKEN}"
+    assert "x-username" not in request.headers and "x-password" not in request.headers
+    assert (request.json["username"], request.json["password"]) == (PECMASSIVA_USERNAME, PECMASSIVA_PASSWORD)
+    assert request.json["recipient"] == ["mario.rossi@pec.it"]
 
 
-async def test_attachments_travel_as_data_uris_with_their_mime_type(pec, simulator, tmp_path: Path) -> None:
+async def test_attachments_travel_as_data_uris_with_their_mime_type(recorded, simulator, tmp_path: Path) -> None:
+    pec, recording = recorded
     pdf = tmp_path / "diffida.pdf"
     pdf.write_bytes(b"%PDF-1.4 content")
-    seen: list[dict[str, Any]] = []
-    simulator.pecmassiva.fault = _capture(seen)
     result = await _send(pec, attachments=[Attachment(path=pdf, name="diffida.pdf", size=16)])
-    (item,) = seen[0]["json"]["attachments"]
+    (item,) = recording.sent[0].json["attachments"]
     assert item["name"] == "diffida.pdf"
     assert item["file"] == "data:application/pdf;base64," + base64.b64encode(b"%PDF-1.4 content").decode()
     assert simulator.pecmassiva.sendings[result.message_id].attachment_bytes == 16
@@ -133,15 +133,14 @@ async def test_a_parameter_the_provider_refuses_is_rejected_with_its_reason(pec,
 
 
 async def test_a_send_refused_for_a_reason_that_names_the_mailbox_gets_no_inbox_advice(pec, simulator) -> None:
-    simulator.pecmassiva.fault = answer_with(envelope(400, "mailbox of the account is over its sending quota"),
-                                             method="POST")
+    _answer(simulator, envelope(400, "mailbox of the account is over its sending quota"), method="POST")
     with pytest.raises(Rejected) as raised:
         await _send(pec)
     assert "INBOX" not in raised.value.explain() and "Nothing was sent" in raised.value.hint
 
 
 async def test_a_send_refused_with_a_not_found_text_is_rejected_not_an_unknown_id(pec, simulator) -> None:
-    simulator.pecmassiva.fault = answer_with(envelope(400, "recipient domain not found"), method="POST")
+    _answer(simulator, envelope(400, "recipient domain not found"), method="POST")
     with pytest.raises(Rejected) as raised:
         await _send(pec)
     assert "id" not in raised.value.hint.split()
@@ -158,15 +157,15 @@ async def test_the_rate_limit_is_reported_with_its_wait(clock: Clock) -> None:
 
 
 async def test_success_false_with_http_200_is_an_error_not_a_send(pec, simulator) -> None:
-    simulator.pecmassiva.fault = answer_with(envelope(200, "Recipient domain not allowed"))
+    _answer(simulator, envelope(200, "Recipient domain not allowed"))
     with pytest.raises(Rejected, match="Recipient domain not allowed"):
         await _send(pec)
 
 
 async def test_an_smtp_error_text_in_place_of_the_sending_code_is_an_error(pec, simulator) -> None:
-    answer = JSONResponse({"success": True, "sent": 1, "message": "",
-                           "message_id": "error occurred connecting to SMTP: <abc@pecmassiva.com>"}, status_code=201)
-    simulator.pecmassiva.fault = answer_with(answer)
+    answer = Reply.json({"success": True, "sent": 1, "message": "",
+                         "message_id": "error occurred connecting to SMTP: <abc@pecmassiva.com>"}, 201)
+    _answer(simulator, answer)
     with pytest.raises(ProviderUnavailable) as raised:
         await _send(pec)
     assert "no sending code: error occurred connecting to SMTP" in raised.value.message
@@ -174,7 +173,7 @@ async def test_an_smtp_error_text_in_place_of_the_sending_code_is_an_error(pec, 
 
 
 async def test_the_providers_own_500_envelope_means_not_sent(pec, simulator) -> None:
-    simulator.pecmassiva.fault = answer_with(envelope(500, "MySQL Error 1205"))
+    _answer(simulator, envelope(500, "MySQL Error 1205"))
     with pytest.raises(ProviderUnavailable, match="MySQL Error 1205") as raised:
         await _send(pec)
     assert raised.value.status == 500
@@ -188,15 +187,15 @@ async def test_the_providers_own_500_envelope_means_not_sent(pec, simulator) -> 
          "empty-object-201"],
 )
 async def test_a_send_answered_by_something_other_than_the_provider_has_an_unknown_outcome(
-    pec, simulator, answer: Response
+    pec, simulator, answer: Reply
 ) -> None:
-    simulator.pecmassiva.fault = answer_with(answer)
+    _answer(simulator, answer)
     with pytest.raises(OutcomeUnknown, match="may or may not have been sent"):
         await _send(pec)
 
 
 async def test_a_proxy_html_page_on_a_4xx_send_is_a_bad_response_not_an_unknown_outcome(pec, simulator) -> None:
-    simulator.pecmassiva.fault = answer_with(raw(413, "<html>Request Entity Too Large</html>", "text/html"))
+    _answer(simulator, raw(413, "<html>Request Entity Too Large</html>", "text/html"))
     with pytest.raises(BadResponse, match="HTML page"):
         await _send(pec)
 
@@ -237,7 +236,7 @@ async def test_receipts_use_the_data_object_message_keys_and_arrive_over_time(pe
 
 async def test_receipts_written_with_date_subject_body_keys_are_read_too(pec, simulator) -> None:
     item = {"sender": "g@pecmassiva.com", "recipient": "me", "date": "d", "subject": "CONSEGNA: x", "body": "b"}
-    simulator.pecmassiva.fault = answer_with(JSONResponse({"success": True, "data": [item]}))
+    _answer(simulator, Reply.json({"success": True, "data": [item]}))
     (receipt,) = await pec.receipts(message_id="2026031010000001")
     assert (receipt.date, receipt.subject, receipt.body) == ("d", "CONSEGNA: x", "b")
 
@@ -246,12 +245,12 @@ async def test_a_sending_without_receipts_yet_has_an_empty_list(pec) -> None:
     assert await pec.receipts(message_id="2026031010000099") == []
 
 
-async def test_a_message_id_that_is_not_a_sending_code_is_refused_without_a_request(pec, simulator) -> None:
-    seen: list[dict[str, Any]] = []
-    simulator.pecmassiva.fault = _capture(seen)
+async def test_a_message_id_that_is_not_a_sending_code_is_refused_without_a_request(recorded) -> None:
+    pec, recording = recorded
     with pytest.raises(NotFound, match="not a PEC Massiva sending code"):
         await pec.receipts(message_id="../inbox/1")
-    assert seen == []
+    await pec.receipts(message_id="2026031010000099")  # a well-formed code does leave, and is recorded
+    assert [request.path for request in recording.sent] == ["/pecmassiva/send/2026031010000099"]
 
 
 async def test_deleting_receipts_removes_them_and_a_second_delete_is_not_found(pec) -> None:
@@ -296,27 +295,22 @@ async def test_a_deleted_message_is_gone(pec) -> None:
 
 async def test_an_answer_that_is_json_inside_a_string_is_decoded(pec, simulator) -> None:
     data = {"success": True, "data": [], "page": 1, "total": 0, "n_of_pages": 0}
-    simulator.pecmassiva.fault = answer_with(json_in_a_string(200, data))
+    _answer(simulator, json_in_a_string(200, data))
     assert (await pec.inbox()).total == 0
 
 
 async def test_a_read_answered_with_invalid_json_is_a_bad_response(pec, simulator) -> None:
-    simulator.pecmassiva.fault = answer_with(raw(200, "{oops"))
+    _answer(simulator, raw(200, "{oops"))
     with pytest.raises(BadResponse, match="not valid JSON"):
         await pec.inbox()
 
 
 async def test_a_read_answered_with_a_proxy_html_page_is_unavailable_after_its_retries(pec, simulator) -> None:
-    seen: list[str] = []
-
-    async def bad_gateway(request: Request) -> Response:
-        seen.append(request.url.path)
-        return html(502)
-
-    simulator.pecmassiva.fault = bad_gateway
+    _answer(simulator, html(502))
     with pytest.raises(ProviderUnavailable, match="HTML page") as raised:
         await pec.quota()
-    assert raised.value.status == 502 and len(seen) == 4  # the first try and three retries
+    assert raised.value.status == 502
+    assert simulator.faults.seen == {"pecmassiva GET /quota/INBOX": 4}  # the first try and three retries
 
 
 # -- /quota ------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from pec_mcp.cli import main
 from pec_mcp.simulator import Simulator
 from pec_mcp.simulator.credentials import PECMASSIVA_PASSWORD, PECMASSIVA_TOKEN, PECMASSIVA_USERNAME
-from pec_mcp.simulator.faults import DroppedConnection, FaultPlan, FaultSpecError, parse_rule, rule
+from pec_mcp.simulator.faults import DroppedConnection, FaultPlan, FaultSpecError, Reply, parse_rule, respond, rule
 
 pytestmark = pytest.mark.anyio
 
@@ -45,6 +45,9 @@ def test_a_plan_reads_rules_options_and_a_seed() -> None:
     ("pecmassiva:/send:drop:1.5", "not between 0 and 1"),
     ("pecmassiva:/send:drop:next0", "N >= 1"),
     ("pecmassiva:/send:drop:0.1:colour=red", "unknown option 'colour'"),
+    ("pecmassiva:/send:drop:0.1:status=500", "unknown option 'status'"),
+    ("pecmassiva:/send:respond:1:status=abc", "'abc' is not a number"),
+    ("pecmassiva:/send:respond:1:status=42", "status 42 is not an HTTP status"),
 ])
 def test_a_wrong_rule_is_refused_with_the_reason(text: str, complaint: str) -> None:
     with pytest.raises(FaultSpecError, match=complaint):
@@ -86,6 +89,35 @@ async def test_a_refusing_fault_answers_in_the_providers_place(api: httpx.AsyncC
     stats = simulator.stats.as_dict()
     assert "pecmassiva_send" not in stats["accepted"]
     assert stats["faults"] == {"pecmassiva:429": 1, "pecmassiva:502-html": 1, "mensatek:success-false": 1}
+
+
+def test_a_respond_rule_in_text_reads_its_status_content_type_and_percent_encoded_body() -> None:
+    written = parse_rule("openapi_pec:/pec/*/rinnovo:respond:next1:status=503:content_type=text/plain:"
+                         "body=down%2C for now%3A retry:retry_after=30")
+    bare = parse_rule("mensatek:*:respond:1")
+    assert written.reply == Reply.text(503, "down, for now: retry", "text/plain", {"Retry-After": "30"})
+    assert (written.count, written.path) == (1, "/pec/*/rinnovo")
+    assert bare.reply == Reply(200, b"", "application/json")
+    assert FaultPlan([written]).describe()["rules"][0]["reply"]["body"] == "down, for now: retry"
+
+
+async def test_a_respond_fault_answers_exactly_what_it_was_given_and_nothing_reaches_the_provider(
+    api: httpx.AsyncClient, simulator: Simulator
+) -> None:
+    quota = Reply.json({"success": False, "message": "Quota service down"}, 503, {"Retry-After": "7"})
+    simulator.faults = FaultPlan([respond(quota, "pecmassiva", "/quota/*", times=1),
+                                  respond(Reply.json([{"Res": "-5"}]), "mensatek", "/EnviarEMAILCERTIFICADO")])
+    answered = await api.get("/pecmassiva/quota/INBOX", headers=HEADERS)
+    again = await api.get("/pecmassiva/quota/INBOX", headers=HEADERS)
+    credits = await api.post("/mensatek/v7/GetCreditos")  # another path: not hit
+    refused = await api.post("/mensatek/v7/EnviarEMAILCERTIFICADO")
+    assert (answered.status_code, answered.headers["retry-after"]) == (503, "7")
+    assert answered.headers["content-type"] == "application/json"
+    assert answered.json() == {"success": False, "message": "Quota service down"}
+    assert again.status_code == 200  # the rule was for the next request only
+    assert credits.json() != [{"Res": "-5"}] and refused.json() == [{"Res": "-5"}]
+    assert simulator.stats.as_dict()["faults"] == {"pecmassiva:respond": 1, "mensatek:respond": 1}
+    assert "mensatek_send" not in simulator.stats.as_dict()["accepted"]
 
 
 async def test_a_drop_after_the_request_sends_the_message_and_loses_the_answer(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import anyio
 import pytest
 from mcp.server.subscriptions import ResourceUpdated, ServerEvent
@@ -43,3 +45,29 @@ async def test_without_a_database_the_bus_is_local() -> None:
     await bus.listen()  # returns at once: nothing to listen to
     await bus.publish(ResourceUpdated(uri="pec://jobs/job-1"))
     assert heard == [ResourceUpdated(uri="pec://jobs/job-1")]
+
+
+async def test_a_bus_that_stops_listening_closes_its_connections_itself(pg_url: str) -> None:
+    import psycopg
+
+    bus = SharedBus(pg_url)
+    gc.disable()  # a connection left open would otherwise be closed, late and with a warning, by the collector
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(bus.listen)
+            with anyio.fail_after(20):
+                await bus.listening.wait()
+            await bus.publish(ResourceUpdated(uri="pec://jobs/job-1"))  # opens the sending connection too
+            tasks.cancel_scope.cancel()  # how a server stops listening
+        await bus.aclose()
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as watcher:
+            with anyio.fail_after(20):  # a closed client's server process ends a moment later
+                while True:
+                    found = await (await watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()")).fetchone()
+                    if found is not None and found[0] == 0:
+                        break
+                    await anyio.sleep(0.05)
+    finally:
+        gc.enable()

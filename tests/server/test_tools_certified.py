@@ -20,7 +20,9 @@ from pec_mcp.server.app import build
 from pec_mcp.server.webhooks import MAX_WEBHOOK_BYTES, webhook_routes
 from pec_mcp.simulator import Simulator
 from pec_mcp.simulator.credentials import MENSATEK_API_TOKEN, MENSATEK_API_USER, MENSATEK_SENDER
+from pec_mcp.simulator.faults import FaultPlan, respond
 from pec_mcp.store import Store
+from tests.faults import mensatek_res
 
 pytestmark = pytest.mark.anyio
 
@@ -248,21 +250,21 @@ async def test_an_executable_attachment_is_res_minus_4(settings, connect, files:
 
 
 async def test_res_minus_5_is_not_enough_credits_too(settings, connect, simulator) -> None:
-    simulator.mensatek.inject_failure(-5, function="EnviarEMAILCERTIFICADO")
+    simulator.faults = FaultPlan([respond(mensatek_res(-5), "mensatek", "/EnviarEMAILCERTIFICADO", times=1)])
     async with connect(settings) as client:
         text = error(await client.call_tool("send_certified_email", SEND))
     assert "Res -5: not enough credits" in text
 
 
 async def test_an_unknown_res_code_is_reported_as_unknown_not_guessed(settings, connect, simulator) -> None:
-    simulator.mensatek.inject_failure(-77, "Cuenta suspendida")
+    simulator.faults = FaultPlan([respond(mensatek_res(-77, "Cuenta suspendida"), "mensatek", times=1)])
     async with connect(settings) as client:
         text = error(await client.call_tool("send_certified_email", SEND))
     assert "Res -77, a code pec-mcp does not know (meaning unknown)" in text and "Cuenta suspendida" in text
 
 
 async def test_a_failed_send_may_be_tried_again_with_the_same_key(settings, connect, simulator) -> None:
-    simulator.mensatek.inject_failure(-2)
+    simulator.faults = FaultPlan([respond(mensatek_res(-2), "mensatek", times=1)])
     async with connect(settings) as client:
         error(await client.call_tool("send_certified_email", {**SEND, "idempotency_key": "retry"}))
         sent = data(await client.call_tool("send_certified_email", {**SEND, "idempotency_key": "retry"}))

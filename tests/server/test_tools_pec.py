@@ -17,9 +17,10 @@ from mcp import Client, MCPError
 from pec_mcp.config import Settings
 from pec_mcp.server import build_server
 from pec_mcp.simulator import Simulator
+from pec_mcp.simulator.faults import FaultPlan, respond
 from pec_mcp.simulator.pecmassiva import Incoming
 from tests.conftest import Asked, accept
-from tests.faults import LostAnswerTransport, answer_with, envelope, html, raw
+from tests.faults import LostAnswerTransport, envelope, html, raw
 
 pytestmark = pytest.mark.anyio
 
@@ -302,11 +303,12 @@ async def test_invalid_addresses_are_named_and_nothing_is_sent(settings, connect
 async def test_success_false_with_http_200_is_a_clear_error_and_the_key_may_try_again(
     settings, connect, simulator
 ) -> None:
-    simulator.pecmassiva.fault = answer_with(envelope(200, "Mailbox temporarily suspended"), method="POST")
+    suspended = envelope(200, "Mailbox temporarily suspended")
+    simulator.faults = FaultPlan([respond(suspended, "pecmassiva", method="POST")])
     async with connect(settings) as client:
         text = await fails(client, "send_pec", {**SEND, "idempotency_key": "retry-me"})
         failed = (await call(client, "find_pec_sendings", {}))["sendings"]
-        simulator.pecmassiva.fault = None
+        simulator.faults = FaultPlan()
         again = await call(client, "send_pec", {**SEND, "idempotency_key": "retry-me"})
         after = (await call(client, "find_pec_sendings", {}))["sendings"]
     assert "PEC Massiva said: Mailbox temporarily suspended" in text
@@ -317,7 +319,7 @@ async def test_success_false_with_http_200_is_a_clear_error_and_the_key_may_try_
 
 
 async def test_the_providers_own_500_on_a_send_is_a_clear_error(settings, connect, simulator) -> None:
-    simulator.pecmassiva.fault = answer_with(envelope(500, "MySQL Error 2006"), method="POST")
+    simulator.faults = FaultPlan([respond(envelope(500, "MySQL Error 2006"), "pecmassiva", method="POST")])
     async with connect(settings) as client:
         text = await fails(client, "send_pec", SEND)
     assert "MySQL Error 2006" in text and "Retrying later may help" in text
@@ -325,7 +327,7 @@ async def test_the_providers_own_500_on_a_send_is_a_clear_error(settings, connec
 
 async def test_a_proxy_html_page_on_a_read_is_a_clear_error(settings, connect, simulator) -> None:
     # Retry-After: 0 lets the server's read retries run without waiting.
-    simulator.pecmassiva.fault = answer_with(html(502, retry_after="0"))
+    simulator.faults = FaultPlan([respond(html(502, retry_after="0"), "pecmassiva")])
     async with connect(settings) as client:
         text = await fails(client, "get_pec_quota", {})
     assert "PEC Massiva answered HTTP 502 with an HTML page" in text and "Retrying later may help" in text
@@ -333,7 +335,7 @@ async def test_a_proxy_html_page_on_a_read_is_a_clear_error(settings, connect, s
 
 
 async def test_invalid_json_on_a_read_is_a_clear_error(settings, connect, simulator) -> None:
-    simulator.pecmassiva.fault = answer_with(raw(200, '{"data": [', "application/json"))
+    simulator.faults = FaultPlan([respond(raw(200, '{"data": [', "application/json"), "pecmassiva")])
     async with connect(settings) as client:
         text = await fails(client, "list_pec_inbox", {})
     assert "PEC Massiva answered HTTP 200 with text that is not valid JSON" in text
@@ -342,10 +344,10 @@ async def test_invalid_json_on_a_read_is_a_clear_error(settings, connect, simula
 async def test_a_proxy_html_page_on_a_send_has_an_unknown_outcome_and_is_never_resent(
     settings, connect, simulator
 ) -> None:
-    simulator.pecmassiva.fault = answer_with(html(502), method="POST")
+    simulator.faults = FaultPlan([respond(html(502), "pecmassiva", method="POST")])
     async with connect(settings) as client:
         first = await call(client, "send_pec", {**SEND, "idempotency_key": "proxy"})
-        simulator.pecmassiva.fault = None
+        simulator.faults = FaultPlan()
         second = await call(client, "send_pec", {**SEND, "idempotency_key": "proxy"})
     assert first["status"] == "unknown" and "may or may not have been sent" in first["note"]
     assert second["status"] == "duplicate" and sends(simulator) == 0

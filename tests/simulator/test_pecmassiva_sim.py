@@ -11,12 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
 
 from pec_mcp.simulator import Simulator, create_simulator
 from pec_mcp.simulator.clock import Clock
 from pec_mcp.simulator.credentials import PECMASSIVA_PASSWORD, PECMASSIVA_TOKEN, PECMASSIVA_USERNAME
+from pec_mcp.simulator.faults import FaultPlan, Reply, respond
 from pec_mcp.simulator.pecmassiva import Incoming
 
 pytestmark = pytest.mark.anyio
@@ -611,14 +610,12 @@ async def test_an_unknown_route_answers_a_json_404(api: httpx.AsyncClient) -> No
     assert response.json()["success"] is False
 
 
-async def test_a_fault_hook_answers_instead_of_the_api(api: httpx.AsyncClient, sim: Simulator) -> None:
-    async def bad_gateway(request: Request) -> Response | None:
-        if request.method == "POST":
-            return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502)
-        return None
-
-    sim.pecmassiva.fault = bad_gateway
-    assert (await api.post("/send", json=message(), headers=BEARER)).status_code == 502
+async def test_a_respond_fault_answers_instead_of_the_api(api: httpx.AsyncClient, sim: Simulator) -> None:
+    page = Reply.text(502, "<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
+    sim.faults = FaultPlan([respond(page, "pecmassiva", method="POST")])
+    answered = await api.post("/send", json=message(), headers=BEARER)
+    assert (answered.status_code, answered.headers["content-type"]) == (502, "text/html")
+    assert answered.text == "<html><body><h1>502 Bad Gateway</h1></body></html>"
     assert (await api.get("/inbox", headers=HEADERS)).status_code == 200
     assert sim.stats.accepted == {}
 

@@ -15,8 +15,12 @@ anything else   CONSEGNA after ``delivery_delay``
 ==============  ==========================================================================================
 
 A local recipient whose mailbox is over quota gets no envelope, and the sender an AVVISO DI MANCATA CONSEGNA
-(5.2.2 casella piena). Time comes from the simulator's :class:`Clock`; due messages are delivered by
-:meth:`PecProvider.deliver_due`, which the servers call before each command and on a short tick.
+(5.2.2 casella piena). Like providers that throttle SMTP, an account may be held to a rate
+(:meth:`PecProvider.limit_submissions`): a submission whose MAIL FROM comes sooner after the previous accepted one
+than the rate allows is refused with ``451 4.7.1`` (nothing is sent) and counted in ``stats.rate_limited``.
+
+Time comes from the simulator's :class:`Clock`; due messages are delivered by :meth:`PecProvider.deliver_due`,
+which the servers call before each command and on a short tick.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pec_mcp.simulator.clock import Clock
 from pec_mcp.simulator.pecmail.authority import PROVIDER_NAME, Identity, SimulatorAuthority
 from pec_mcp.simulator.pecmail.mailstore import Mailbox
 from pec_mcp.simulator.pecmail.signing import detached_signature, render_daticert, signed_message, signed_part
+from pec_mcp.simulator.ratelimit import RateGate
 from pec_mcp.simulator.stats import Stats
 
 ROME = ZoneInfo("Europe/Rome")
@@ -103,6 +108,8 @@ class PecProvider:
         self.faults = PecMailFaults()
         self._due: list[_Due] = []
         self._order = itertools.count(1)
+        self._gates: dict[str, RateGate] = {}
+        self.mail_times: dict[str, list[float]] = {}  # per account, when each admitted MAIL FROM came
 
     def add_mailbox(self, address: str, password: str, *, quota_bytes: int = 1 << 30) -> Mailbox:
         mailbox = Mailbox(address.lower(), password, uidvalidity=int(self.clock.now()), quota_bytes=quota_bytes)
@@ -111,6 +118,23 @@ class PecProvider:
 
     def mailbox(self, address: str) -> Mailbox | None:
         return self.mailboxes.get(address.lower())
+
+    def limit_submissions(self, address: str, rate: float) -> None:
+        """Hold an account to ``rate`` submissions per second (measured at MAIL FROM, on the provider's clock); the
+        same limit set again keeps counting from the last submission."""
+        current = self._gates.get(address.lower())
+        if current is None or current.interval != 1.0 / rate:
+            self._gates[address.lower()] = RateGate(rate, self.clock)
+
+    def admit_submission(self, address: str) -> float | None:
+        """None when the account may start a submission now (it is counted), else the seconds it is early by."""
+        gate = self._gates.get(address.lower())
+        early = gate.admit() if gate is not None else None
+        if early is not None:
+            self.stats.rate_limited += 1
+            return early
+        self.mail_times.setdefault(address.lower(), []).append(self.clock.now())
+        return None
 
     def submit(self, sender: str, recipients: Sequence[str], raw: bytes) -> Submission:
         """Accept one message from an authenticated account; receipts follow as the module docstring says."""

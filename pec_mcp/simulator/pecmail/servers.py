@@ -54,6 +54,7 @@ class PecMailOptions:
     delivery_delay: float = 2.0  # seconds from ACCETTAZIONE to CONSEGNA
     accounts: tuple[PecMailAccount, ...] = DEFAULT_ACCOUNTS
     quota_bytes: int = 1 << 30  # per mailbox
+    smtp_rate: float | None = None  # submissions per second each account may make (None: no limit)
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,8 @@ def start_pec_mail_provider(
                            delivery_delay=options.delivery_delay)
     for account in options.accounts:
         provider.add_mailbox(account.address, account.password, quota_bytes=options.quota_bytes)
+        if options.smtp_rate is not None:
+            provider.limit_submissions(account.address, options.smtp_rate)
     loop = asyncio.new_event_loop()
     ready: Future[tuple[int, int, int]] = Future()
     holder: dict[str, PecMailServers] = {}

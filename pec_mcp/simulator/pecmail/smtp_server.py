@@ -41,6 +41,8 @@ class SubmissionHandler:
         account = session.auth_data if isinstance(session.auth_data, str) else None
         if account is None or address.lower() != account:
             return f"553 5.7.1 Sender address must be the authenticated account <{account}>"
+        if self.provider.admit_submission(account) is not None:
+            return "451 4.7.1 Too many messages from this account, slow down and try again later"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
