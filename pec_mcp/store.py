@@ -893,7 +893,8 @@ class Store:
         where = (environment, account, message_id)
         added = 0
         with self.standalone() as db:
-            done = _touch_receipts(db, now, sending_id, where, list(dict.fromkeys(r.dedup_key for r in receipts)))
+            keys = list(dict.fromkeys(r.dedup_key for r in receipts))
+            done = _touch_receipts(db, self.backend.row_lock, now, sending_id, where, keys)
             for r in receipts:
                 if r.dedup_key in done:
                     continue
@@ -910,7 +911,7 @@ class Store:
                 if inserted:
                     added += 1
                 else:  # kept by another process meanwhile: seen again
-                    _touch_receipts(db, now, sending_id, where, [r.dedup_key])
+                    _touch_receipts(db, self.backend.row_lock, now, sending_id, where, [r.dedup_key])
         return added
 
     def receipts_of(self, *, environment: str, account: str, message_id: str) -> list[Receipt]:
@@ -1096,12 +1097,17 @@ def _sending(row: Any) -> Sending:
     return Sending(**data)
 
 
-def _touch_receipts(db: Db, now: float, sending_id: int | None, where: tuple[str, str, str],
+def _touch_receipts(db: Db, row_lock: str, now: float, sending_id: int | None, where: tuple[str, str, str],
                     keys: Sequence[str]) -> set[str]:
-    """Receipts already kept, seen again now: ``last_seen_at`` moves on; returns the dedup keys that were kept."""
+    """Receipts already kept, seen again now: ``last_seen_at`` moves on; returns the dedup keys that were kept.
+
+    The rows are locked in id order first (PostgreSQL), so that replicas reading the same sending at once queue
+    behind each other instead of deadlocking.
+    """
     rows = db.execute(
         f"""UPDATE receipts SET last_seen_at = ?, sending_id = COALESCE(sending_id, ?)
-            WHERE environment = ? AND account = ? AND message_id = ? AND dedup_key IN ({', '.join('?' * len(keys))})
+            WHERE id IN (SELECT id FROM receipts WHERE environment = ? AND account = ? AND message_id = ?
+                         AND dedup_key IN ({', '.join('?' * len(keys))}) ORDER BY id{row_lock})
             RETURNING dedup_key""",
         (now, sending_id, *where, *keys),
     ).fetchall()
@@ -1152,6 +1158,7 @@ class Backend(Protocol):
     """What the store needs of a database: see :mod:`pec_mcp.store_sqlite` and :mod:`pec_mcp.store_postgres`."""
 
     kind: str
+    row_lock: str
 
     def describe(self) -> str: ...
     def close(self) -> None: ...

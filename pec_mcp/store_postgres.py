@@ -138,6 +138,9 @@ class PostgresBackend:
     """A pool of connections to one PostgreSQL database."""
 
     kind = "postgresql"
+    # Appended to a SELECT ... ORDER BY: its rows are locked in that order, so that two statements updating the
+    # same rows never each hold one the other waits for.
+    row_lock = " FOR UPDATE"
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE,
                  on_connect: Callable[[psycopg.Connection[Any]], None] | None = None) -> None:

@@ -21,6 +21,7 @@ class SqliteBackend:
     """A thread-safe handle on the SQLite file; the SQL is the store's own (``?`` placeholders)."""
 
     kind = "sqlite"
+    row_lock = ""  # one writer at a time: rows need no lock of their own
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path).expanduser() if str(path) != ":memory:" else Path(":memory:")
