@@ -41,26 +41,27 @@ class CuttableProxy:
         self.open = True
 
     async def _handle(self, client: SocketStream) -> None:
-        if not self.open:
-            await client.aclose()
-            return
+        upstream: SocketStream | None = None
         try:
-            upstream = await anyio.connect_tcp("127.0.0.1", self.upstream_port)
-        except OSError:
-            await client.aclose()
-            return
-        if not self.open:  # cut while connecting
-            await upstream.aclose()
-            await client.aclose()
-            return
-        self._live.update((client, upstream))
-        async with anyio.create_task_group() as pipes:
-            pipes.start_soon(self._pipe, client, upstream, pipes.cancel_scope, True)
-            pipes.start_soon(self._pipe, upstream, client, pipes.cancel_scope, False)
-        self._live.difference_update((client, upstream))
-        for stream in (client, upstream):
-            with contextlib.suppress(Exception):
-                await stream.aclose()
+            if not self.open:
+                return
+            with contextlib.suppress(OSError):
+                upstream = await anyio.connect_tcp("127.0.0.1", self.upstream_port)
+            if upstream is None or not self.open:  # refused, or cut while connecting
+                return
+            self._live.update((client, upstream))
+            async with anyio.create_task_group() as pipes:
+                pipes.start_soon(self._pipe, client, upstream, pipes.cancel_scope, True)
+                pipes.start_soon(self._pipe, upstream, client, pipes.cancel_scope, False)
+        finally:
+            # Closed here even when the proxy stops (cancelled) mid-connection: a socket left to the garbage
+            # collector is a ResourceWarning in whichever test runs next.
+            self._live.difference_update((client, upstream))
+            with anyio.CancelScope(shield=True):
+                for stream in (client, upstream):
+                    if stream is not None:
+                        with contextlib.suppress(Exception):
+                            await stream.aclose()
 
     async def _pipe(self, source: SocketStream, target: SocketStream, scope: anyio.CancelScope,
                     holdable: bool) -> None:

@@ -97,7 +97,7 @@ def start_replica(env: Mapping[str, str], folder: Path) -> Replica:
     return Replica(process, port, log)
 
 
-READY_WITHIN = 60.0  # seconds for a replica to start answering, on a loaded machine
+READY_WITHIN = 120.0  # seconds for a replica to start answering, on a loaded machine
 
 
 async def wait_ready(replica: Replica) -> None:

@@ -43,6 +43,7 @@ class SendPecResult(BaseModel):
     attachments: list[AttachmentInfo]
     estimated_cost_eur: float = Field(description="Computed by the server from the list price")
     environment: Environment = ENV_FIELD
+    account: str = Field("pecmassiva", description="The PEC account it was (or would be) sent from")
     note: str = Field(description="What this means and what to do next")
 
 

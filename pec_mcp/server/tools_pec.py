@@ -147,7 +147,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             ))
             files = [AttachmentInfo(name=a.name, size_bytes=a.size) for a in message.attachments]
             common = dict(recipients=message.recipients, subject=message.subject, attachments=files,
-                          estimated_cost_eur=message.cost_eur, environment=app.environment)
+                          estimated_cost_eur=message.cost_eur, environment=app.environment, account=chosen.name)
             if dry_run:
                 return SendPecResult(status="preview", message_id=None, **common,
                                      note="Preview only: nothing was sent. " + pec_question(message))
