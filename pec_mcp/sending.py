@@ -467,7 +467,8 @@ class PecSender:
             account=ACCOUNT,
         )
 
-    async def status(self, message_id: str, *, ledger_fallback: bool = True) -> DeliveryReport:
+    async def status(self, message_id: str, *, ledger_fallback: bool = True,
+                     ledger_row: Sending | None = None) -> DeliveryReport:
         """The delivery status of a sending from every receipt seen: those the provider returns now, merged with
         those the ledger kept. New receipts are kept in the ledger; the status of a ledger row only moves forward.
 
@@ -475,6 +476,10 @@ class PecSender:
         sending, the ledger answers alone and the report says what the provider said (``ledger_fallback=False``:
         the provider's error is raised instead, for actions that need the provider). Raises NotFound when neither
         the provider nor the ledger knows any receipt or row for it.
+
+        ``ledger_row``: this sending's PEC Massiva row, when the caller has just read it (one store round trip
+        less). Its recorded status may be a moment old: that is safe, since receipts only accumulate in the ledger
+        and a status computed from them never moves back (see :meth:`_forward`).
         """
         environment = self.settings.env
         try:
@@ -483,7 +488,8 @@ class PecSender:
             if not ledger_fallback:
                 raise
             return self._from_ledger(message_id, exc)
-        row = self.store.sending_by_message_id(message_id, provider="pecmassiva", environment=environment)
+        row = ledger_row or self.store.sending_by_message_id(message_id, provider="pecmassiva",
+                                                             environment=environment)
         seen = [_ledger_receipt(e.subject, e.body, e.date) for e in emails]
         if seen:
             self.store.record_receipts(environment=environment, account=ACCOUNT, message_id=message_id,

@@ -573,6 +573,13 @@ class Store:
         opened: AbstractContextManager[Db] = self.backend.reading()
         return opened
 
+    def standalone(self) -> AbstractContextManager[Db]:
+        """For writes that each stand on their own (no read-modify-write across statements): on PostgreSQL each
+        statement commits by itself, without BEGIN, the store-wide lock and COMMIT; on SQLite one immediate
+        transaction."""
+        opened: AbstractContextManager[Db] = self.backend.standalone()
+        return opened
+
     def schema_version(self) -> int:
         with self.backend.migration_lock() as db:
             return self.backend.schema_version(db)
@@ -891,27 +898,37 @@ class Store:
     ) -> int:
         """Keep every receipt seen, once (deduplicated on kind, recipient, date and text); returns how many were
         new. A receipt seen again has its ``last_seen_at`` moved on, so that a later read can tell which receipts
-        the provider still holds."""
+        the provider still holds.
+
+        Each statement stands on its own (the UNIQUE constraint, not a lock, keeps a receipt once): reading a
+        sending whose receipts are all known already is one statement, which matters on the hot path of
+        ``get_pec_receipts``. A receipt that another process inserts between the two steps is updated instead.
+        """
+        if not receipts:
+            return 0
         now = self.clock()
+        where = (environment, account, message_id)
         added = 0
-        with self.transaction(immediate=True) as db:
+        with self.standalone() as db:
+            keys = list(dict.fromkeys(r.dedup_key for r in receipts))
+            done = _touch_receipts(db, self.backend.row_lock, now, sending_id, where, keys)
             for r in receipts:
-                seen = db.execute(
-                    """UPDATE receipts SET last_seen_at = ?, sending_id = COALESCE(sending_id, ?)
-                       WHERE environment = ? AND account = ? AND message_id = ? AND dedup_key = ?""",
-                    (now, sending_id, environment, account, message_id, r.dedup_key),
-                ).rowcount
-                if seen:
+                if r.dedup_key in done:
                     continue
-                db.execute(
+                done.add(r.dedup_key)
+                inserted = db.execute(
                     """INSERT INTO receipts (environment, account, message_id, sending_id, recipient, kind, date,
                            provider_text, reason, source, signature, signature_detail, raw, dedup_key, first_seen_at,
                            last_seen_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (environment, account, message_id, sending_id, r.recipient, r.kind, r.date, r.provider_text,
-                     r.reason, r.source, r.signature, r.signature_detail, r.raw, r.dedup_key, now, now),
-                )
-                added += 1
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (environment, account, message_id, dedup_key) DO NOTHING RETURNING id""",
+                    (*where, sending_id, r.recipient, r.kind, r.date, r.provider_text, r.reason, r.source,
+                     r.signature, r.signature_detail, r.raw, r.dedup_key, now, now),
+                ).fetchall()
+                if inserted:
+                    added += 1
+                else:  # kept by another process meanwhile: seen again
+                    _touch_receipts(db, self.backend.row_lock, now, sending_id, where, [r.dedup_key])
         return added
 
     def receipts_of(self, *, environment: str, account: str, message_id: str) -> list[Receipt]:
@@ -1097,6 +1114,23 @@ def _sending(row: Any) -> Sending:
     return Sending(**data)
 
 
+def _touch_receipts(db: Db, row_lock: str, now: float, sending_id: int | None, where: tuple[str, str, str],
+                    keys: Sequence[str]) -> set[str]:
+    """Receipts already kept, seen again now: ``last_seen_at`` moves on; returns the dedup keys that were kept.
+
+    The rows are locked in id order first (PostgreSQL), so that replicas reading the same sending at once queue
+    behind each other instead of deadlocking.
+    """
+    rows = db.execute(
+        f"""UPDATE receipts SET last_seen_at = ?, sending_id = COALESCE(sending_id, ?)
+            WHERE id IN (SELECT id FROM receipts WHERE environment = ? AND account = ? AND message_id = ?
+                         AND dedup_key IN ({', '.join('?' * len(keys))}) ORDER BY id{row_lock})
+            RETURNING dedup_key""",
+        (now, sending_id, *where, *keys),
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
 def _receipt(row: Any) -> Receipt:
     return Receipt(kind=row["kind"], date=row["date"], provider_text=row["provider_text"], source=row["source"],
                    recipient=row["recipient"], reason=row["reason"], signature=row["signature"],
@@ -1141,12 +1175,15 @@ class Backend(Protocol):
     """What the store needs of a database: see :mod:`pec_mcp.store_sqlite` and :mod:`pec_mcp.store_postgres`."""
 
     kind: str
+    row_lock: str
 
     def describe(self) -> str: ...
     def close(self) -> None: ...
     def transaction(self, *, immediate: bool = False, lock: str | None = None) -> AbstractContextManager[Any]: ...
 
     def reading(self) -> AbstractContextManager[Any]: ...
+
+    def standalone(self) -> AbstractContextManager[Any]: ...
     def migration_lock(self) -> AbstractContextManager[Any]: ...
     def schema_version(self, db: Any) -> int: ...
     def set_schema_version(self, db: Any, version: int) -> None: ...

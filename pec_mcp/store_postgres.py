@@ -138,6 +138,9 @@ class PostgresBackend:
     """A pool of connections to one PostgreSQL database."""
 
     kind = "postgresql"
+    # Appended to a SELECT ... ORDER BY: its rows are locked in that order, so that two statements updating the
+    # same rows never each hold one the other waits for.
+    row_lock = " FOR UPDATE"
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE,
                  on_connect: Callable[[psycopg.Connection[Any]], None] | None = None) -> None:
@@ -183,6 +186,12 @@ class PostgresBackend:
 
         Under READ COMMITTED, PostgreSQL's default, every statement of a transaction sees its own snapshot anyway.
         """
+        with self.standalone() as db:
+            yield db
+
+    @contextmanager
+    def standalone(self) -> Iterator[_Db]:
+        """Statements that each commit on their own (autocommit): one round trip each, no BEGIN and COMMIT."""
         with self.pool.connection() as connection:
             connection.autocommit = True
             try:

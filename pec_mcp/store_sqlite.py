@@ -21,6 +21,7 @@ class SqliteBackend:
     """A thread-safe handle on the SQLite file; the SQL is the store's own (``?`` placeholders)."""
 
     kind = "sqlite"
+    row_lock = ""  # one writer at a time: rows need no lock of their own
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path).expanduser() if str(path) != ":memory:" else Path(":memory:")
@@ -61,6 +62,12 @@ class SqliteBackend:
     def reading(self) -> Iterator[Any]:
         """Statements that only read, in one transaction (one snapshot of the file; it costs no round trip)."""
         with self.transaction() as db:
+            yield db
+
+    @contextmanager
+    def standalone(self) -> Iterator[Any]:
+        """Writes that each stand on their own: one immediate transaction (it costs no round trip)."""
+        with self.transaction(immediate=True) as db:
             yield db
 
     @contextmanager

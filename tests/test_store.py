@@ -351,6 +351,7 @@ def test_receipts_are_kept_once_per_environment_and_account_and_marked_when_dele
     assert store.record_receipts(**where, sending_id=None, receipts=[accepted, delivered]) == 2
     tick.now += 10
     assert store.record_receipts(**where, sending_id=None, receipts=[accepted]) == 0  # seen again: kept once
+    assert store.record_receipts(**where, sending_id=None, receipts=[]) == 0
     assert store.receipts_of(environment="production", account="pecmassiva", message_id="1") == []
     assert store.mark_receipts_deleted(**where, dedup_keys=[delivered.dedup_key]) == 1
     kept = store.receipts_of(**where)

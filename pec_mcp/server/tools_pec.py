@@ -179,7 +179,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             row = app.store.sending_by_message_id(message_id, environment=app.environment)
             if row is not None and row.provider == "imap":  # the ledger knows which mailbox sent it
                 return await imap_receipts(app, app.account(row.account), message_id, row)
-            report = await app.pec().status(message_id)
+            pecmassiva_row = row if row is not None and row.provider == "pecmassiva" else None
+            report = await app.pec().status(message_id, ledger_row=pecmassiva_row)
             status = report.status
             return ReceiptsResult(
                 message_id=message_id, status=status.status.value, summary=status.summary,
