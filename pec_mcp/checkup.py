@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pec_mcp.config import PROVIDER_URLS, ProviderName, Settings, is_loopback, leaf_keys
-from pec_mcp.store_file import store_file_warning, store_problem
+from pec_mcp.store.file import store_file_warning, store_problem
 
 Level = Literal["error", "warning"]
 

@@ -166,7 +166,7 @@ def _load(config: Path | None) -> Settings:
 
 def _check_store(settings: Settings) -> None:
     """A store that cannot be used ends the command here, in one line, before any server starts."""
-    from pec_mcp.store_file import check_store_path, prepare_store_file, store_file_warning
+    from pec_mcp.store.file import check_store_path, prepare_store_file, store_file_warning
 
     check_store_path(settings.store.path)
     prepare_store_file(settings.store.path.expanduser())  # a folder that cannot be made fails here too
@@ -184,7 +184,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = _load(args.config)
         _check_store(settings)
         if args.transport == "http":
-            from pec_mcp.server.http_app import serve_http
+            from pec_mcp.server.http.app import serve_http
 
             _end_startup()
             serve_http(settings, host=args.host or settings.http.host, port=args.port or settings.http.port)
@@ -193,7 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
         from pec_mcp.server.catalogue import default_dir
 
         if settings.store.url is not None:
-            from pec_mcp.server.http_app import preflight
+            from pec_mcp.server.http.app import preflight
 
             preflight(settings, replica=False)
 

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from pec_mcp.records import Records
-from pec_mcp.server.users import ToolFacts, User, _current, visible_audit
+from pec_mcp.server.http.users import ToolFacts, User, _current, visible_audit
 from pec_mcp.store import MIGRATIONS, Store
 
 FACTS = {"send_pec": ToolFacts("pec", False), "start_bulk_pec": ToolFacts("bulk", False),

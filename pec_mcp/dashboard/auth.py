@@ -46,7 +46,7 @@ def authenticate(settings: Settings, token: str) -> Viewer | None:
     if not token:
         return None
     if settings.http.users:  # per-user tokens replace the single shared one, as on /mcp
-        from pec_mcp.server.users import TokenTable
+        from pec_mcp.server.http.users import TokenTable
 
         user = TokenTable(settings).find(b"Bearer " + token.encode())
         return None if user is None else Viewer(user.name, user.accounts)
@@ -82,7 +82,7 @@ def _token_of(settings: Settings, viewer: str) -> str | None:
 def _viewer_of(settings: Settings, owner: str) -> Viewer:
     if owner == ADMINISTRATOR:
         return Viewer("administrator (http.auth_token)")
-    from pec_mcp.server.users import users_of
+    from pec_mcp.server.http.users import users_of
 
     return Viewer(owner, users_of(settings)[owner].accounts)
 

@@ -30,8 +30,6 @@ from pydantic import AnyUrl, ValidationError
 from pec_mcp import __version__
 from pec_mcp.config import Settings, environment_label
 from pec_mcp.redaction import Redactor
-from pec_mcp.server.app_views import views_extension
-from pec_mcp.server.bus import SharedBus
 from pec_mcp.server.catalogue import Catalogue, fingerprint
 from pec_mcp.server.errors import (
     bad_prompt_arguments,
@@ -42,9 +40,9 @@ from pec_mcp.server.errors import (
     unknown_tool,
     validation_cause,
 )
-from pec_mcp.server.replicas import Replica, request_state_security, state_key_id
-from pec_mcp.server.state import AppState, StateHolder, open_state
-from pec_mcp.server.users import (
+from pec_mcp.server.http.bus import SharedBus
+from pec_mcp.server.http.replicas import Replica, request_state_security, state_key_id
+from pec_mcp.server.http.users import (
     CallAccounts,
     ToolFacts,
     current_user,
@@ -53,6 +51,8 @@ from pec_mcp.server.users import (
     user_middleware,
     visible,
 )
+from pec_mcp.server.state import AppState, StateHolder, open_state
+from pec_mcp.server.views import views_extension
 
 if TYPE_CHECKING:
     import httpx
@@ -62,10 +62,10 @@ if TYPE_CHECKING:
 # Each toolset is a module with ``register(mcp, holder)`` adding its tools, resources and prompts. Modules are
 # imported only when enabled, so a server with fewer toolsets starts faster.
 TOOLSETS = {
-    "pec": "pec_mcp.server.tools_pec",
-    "bulk": "pec_mcp.server.tools_bulk",
-    "mailbox": "pec_mcp.server.tools_mailbox",
-    "certified": "pec_mcp.server.tools_certified",
+    "pec": "pec_mcp.server.pec.tools",
+    "bulk": "pec_mcp.server.bulk.tools",
+    "mailbox": "pec_mcp.server.mailbox.tools",
+    "certified": "pec_mcp.server.certified.tools",
 }
 
 
@@ -316,7 +316,7 @@ def build(
     """:func:`build_server`, also returning the state holder.
 
     ``replica``: an HTTP server, which registers in the store so that replicas with different state keys are
-    refused (see :mod:`pec_mcp.server.replicas`).
+    refused (see :mod:`pec_mcp.server.http.replicas`).
     """
     holder = StateHolder()
     # Kept so that the bulk job runner, outside any request, can tell subscribers that a job changed; on

@@ -23,8 +23,8 @@ from pydantic import BaseModel, Field
 
 from pec_mcp.errors import NotConfirmed
 from pec_mcp.sending import Action, needs_confirmation
+from pec_mcp.server.http.users import actor_name
 from pec_mcp.server.state import AppState
-from pec_mcp.server.users import actor_name
 
 
 class Confirmation(BaseModel):

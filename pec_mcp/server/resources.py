@@ -10,9 +10,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from pec_mcp.errors import InputError, NotFound
 from pec_mcp.server.errors import resource_errors
 from pec_mcp.server.gate import state_of
-from pec_mcp.server.pec_models import inbox_kind, sending_info
+from pec_mcp.server.http.users import visible_audit, visible_sendings
+from pec_mcp.server.pec.models import inbox_kind, sending_info
 from pec_mcp.server.state import StateHolder
-from pec_mcp.server.users import visible_audit, visible_sendings
 from pec_mcp.store import Store, iso
 
 JSON = "application/json"
@@ -47,7 +47,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         with resource_errors(app.redactor):
             row = app.store.sending_by_message_id(message_id, environment=app.environment)
             if row is not None and row.provider == "imap":  # sent from a mailbox: its receipts are in its IMAP
-                from pec_mcp.server.tools_accounts import imap_receipts
+                from pec_mcp.server.pec.accounts import imap_receipts
 
                 answer = await imap_receipts(app, app.account(row.account), message_id, row)
                 return _dump(answer.model_dump(mode="json"))

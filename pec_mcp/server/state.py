@@ -423,7 +423,7 @@ async def _start_offline_callbacks(stack: AsyncExitStack, state: AppState) -> No
     stack.callback(tasks.cancel_scope.cancel)  # runs before the task group waits for its task
 
     def wire(simulator: Simulator) -> None:
-        from pec_mcp.server.webhooks import (  # webhooks imports this module
+        from pec_mcp.server.http.webhooks import (  # webhooks imports this module
             in_process_sender,
             pump_offline_reports,
             wire_offline_reports,

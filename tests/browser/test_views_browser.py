@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pec_mcp.server.app_views import BULK_JOB_VIEW, RECEIPTS_VIEW
+from pec_mcp.server.views import BULK_JOB_VIEW, RECEIPTS_VIEW
 from tests.browser.conftest import DOCS, PLANTED, SCREENSHOTS, Served, serious_violations
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 
 from pec_mcp.config import Settings
 from pec_mcp.server import build_server
-from pec_mcp.server.app_views import BULK_JOB_VIEW, RECEIPTS_VIEW
+from pec_mcp.server.views import BULK_JOB_VIEW, RECEIPTS_VIEW
 from pec_mcp.simulator import Simulator
 
 pytestmark = pytest.mark.anyio

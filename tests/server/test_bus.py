@@ -8,7 +8,7 @@ import anyio
 import pytest
 from mcp.server.subscriptions import ResourceUpdated, ServerEvent
 
-from pec_mcp.server.bus import SharedBus
+from pec_mcp.server.http.bus import SharedBus
 
 pytestmark = pytest.mark.anyio
 

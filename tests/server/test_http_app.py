@@ -10,7 +10,7 @@ import pytest
 
 from pec_mcp.config import Settings
 from pec_mcp.errors import ConfigError
-from pec_mcp.server.http_app import build_http_app, is_loopback
+from pec_mcp.server.http.app import build_http_app, is_loopback
 
 pytestmark = pytest.mark.anyio
 

@@ -13,8 +13,8 @@ import pytest
 
 from pec_mcp.config import Settings
 from pec_mcp.redaction import RedactingFilter, Redactor, install_log_redaction
-from pec_mcp.server.http_app import build_http_app, transport_security
-from pec_mcp.server.webhooks import MAX_WEBHOOK_BYTES
+from pec_mcp.server.http.app import build_http_app, transport_security
+from pec_mcp.server.http.webhooks import MAX_WEBHOOK_BYTES
 
 pytestmark = pytest.mark.anyio
 

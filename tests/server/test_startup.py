@@ -61,8 +61,8 @@ async def test_a_start_with_a_remembered_catalogue_imports_no_toolset_provider_h
     loaded = set(child["loaded"])
     assert not {name for name in loaded if name == "httpx" or name.startswith("httpx.")}
     never = {"pec_mcp.jobs", "pec_mcp.providers", "pec_mcp.http", "pec_mcp.sending", "pec_mcp.simulator",
-             "pec_mcp.server.tools_pec", "pec_mcp.server.tools_bulk", "pec_mcp.server.tools_mailbox",
-             "pec_mcp.server.tools_certified", "pec_mcp.server.webhooks", "pec_mcp.server.resources"}
+             "pec_mcp.server.pec.tools", "pec_mcp.server.bulk.tools", "pec_mcp.server.mailbox.tools",
+             "pec_mcp.server.certified.tools", "pec_mcp.server.http.webhooks", "pec_mcp.server.resources"}
     assert not loaded & never, sorted(loaded & never)
 
 

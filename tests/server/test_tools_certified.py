@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 
 from pec_mcp.config import Settings
 from pec_mcp.server.app import build
-from pec_mcp.server.webhooks import MAX_WEBHOOK_BYTES, webhook_routes
+from pec_mcp.server.http.webhooks import MAX_WEBHOOK_BYTES, webhook_routes
 from pec_mcp.simulator import Simulator
 from pec_mcp.simulator.credentials import MENSATEK_API_TOKEN, MENSATEK_API_USER, MENSATEK_SENDER
 from pec_mcp.simulator.faults import FaultPlan, respond

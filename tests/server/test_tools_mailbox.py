@@ -17,15 +17,15 @@ from mcp import Client
 from pec_mcp.config import Settings
 from pec_mcp.providers.openapi_pec import ApplicantRole, CustomerSubtype, CustomerType, MailboxType
 from pec_mcp.server.app import build
-from pec_mcp.server.http_app import build_http_app
-from pec_mcp.server.mailbox_prices import LIST_PRICES_EUR
-from pec_mcp.server.tools_mailbox import (
+from pec_mcp.server.http.app import build_http_app
+from pec_mcp.server.http.webhooks import in_process_sender
+from pec_mcp.server.mailbox.prices import LIST_PRICES_EUR
+from pec_mcp.server.mailbox.tools import (
     ApplicantRoleName,
     CustomerSubtypeName,
     CustomerTypeName,
     MailboxTypeName,
 )
-from pec_mcp.server.webhooks import in_process_sender
 from pec_mcp.simulator import Simulator
 from pec_mcp.simulator.openapi_pec import ACTIVATION_DELAY, FILING_DELAY, PRICES, START_WALLET, make_pdf
 from pec_mcp.store import Store

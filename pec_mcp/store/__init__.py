@@ -1172,7 +1172,7 @@ class Db(Protocol):
 
 
 class Backend(Protocol):
-    """What the store needs of a database: see :mod:`pec_mcp.store_sqlite` and :mod:`pec_mcp.store_postgres`."""
+    """What the store needs of a database: see :mod:`pec_mcp.store.sqlite` and :mod:`pec_mcp.store.postgres`."""
 
     kind: str
     row_lock: str
@@ -1199,10 +1199,10 @@ def is_database_url(location: Path | str) -> bool:
 def open_backend(location: Path | str) -> Backend:
     """SQLite for a path, PostgreSQL for a ``postgresql://`` URL (its driver is imported only then)."""
     if is_database_url(location):
-        from pec_mcp.store_postgres import PostgresBackend
+        from pec_mcp.store.postgres import PostgresBackend
 
         return PostgresBackend(str(location))
-    from pec_mcp.store_sqlite import SqliteBackend
+    from pec_mcp.store.sqlite import SqliteBackend
 
     return SqliteBackend(location)
 

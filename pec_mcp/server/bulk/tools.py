@@ -18,13 +18,13 @@ from pec_mcp.jobs.planning import bulk_content
 from pec_mcp.jobs.store import Job
 from pec_mcp.sending import describe_files, describe_recipients
 from pec_mcp.server.annotations import CHANGE, LOCAL_READ, SEND
-from pec_mcp.server.app_views import BULK_JOB_VIEW, view_meta
 from pec_mcp.server.errors import resource_errors, tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
-from pec_mcp.server.pec_models import ENV_FIELD, AttachmentInfo, Environment, EnvironmentFilter, environment_filter
+from pec_mcp.server.http.users import may_see_account
+from pec_mcp.server.pec.accounts import AccountName
+from pec_mcp.server.pec.models import ENV_FIELD, AttachmentInfo, Environment, EnvironmentFilter, environment_filter
 from pec_mcp.server.state import AppState, StateHolder
-from pec_mcp.server.tools_accounts import AccountName
-from pec_mcp.server.users import may_see_account
+from pec_mcp.server.views import BULK_JOB_VIEW, view_meta
 from pec_mcp.store import iso
 
 PREVIEW_CHARS = 2000
@@ -296,9 +296,9 @@ def _note(progress: Progress, *, forged: int = 0) -> str:
 
 def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
     """Add the bulk tools and the job resource to the server."""
-    from pec_mcp.server import tools_bulk_retry
+    from pec_mcp.server.bulk import retry
 
-    tools_bulk_retry.register(mcp, holder)
+    retry.register(mcp, holder)
 
     @mcp.tool(title="Start a bulk PEC job", annotations=SEND)
     async def start_bulk_pec(

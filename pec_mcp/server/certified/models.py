@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pec_mcp.certified import report_status
-from pec_mcp.server.pec_models import ENV_FIELD, AttachmentInfo, Environment
+from pec_mcp.server.pec.models import ENV_FIELD, AttachmentInfo, Environment
 
 ReportStatus = Literal["pending", "delivered", "read", "accepted", "rejected", "expired", "not_delivered",
                        "cancelled", "unknown"]

@@ -33,7 +33,7 @@ from pec_mcp.errors import BadResponse, NotFound
 from pec_mcp.paths import allowed_target, write_new_file
 from pec_mcp.providers.mensatek import UNVERIFIED_FUNCTIONS, Report
 from pec_mcp.server.annotations import CHANGE, LOCAL_READ, READ, SEND
-from pec_mcp.server.certified_models import (
+from pec_mcp.server.certified.models import (
     CancelCertifiedResult,
     CertificateResult,
     CertifiedEventsResult,
@@ -48,7 +48,7 @@ from pec_mcp.server.certified_models import (
 )
 from pec_mcp.server.errors import resource_errors, tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
-from pec_mcp.server.pec_models import AttachmentInfo
+from pec_mcp.server.pec.models import AttachmentInfo
 from pec_mcp.server.state import AppState, StateHolder, mensatek_sender
 from pec_mcp.store import CertifiedMessage
 

@@ -30,7 +30,7 @@ from pec_mcp.providers.openapi_pec import (
 from pec_mcp.sending import Action, normalise_address
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, gate, state_of
-from pec_mcp.server.mailbox_prices import (
+from pec_mcp.server.mailbox.prices import (
     PRICE_NOTE,
     check_revocable,
     conservation_cost,

@@ -25,7 +25,7 @@ from mcp.server.request_state import RequestStateSecurity
 
 from pec_mcp.config import Settings
 from pec_mcp.errors import ConfigError
-from pec_mcp.server.users import principal
+from pec_mcp.server.http.users import principal
 from pec_mcp.store import Store
 
 log = logging.getLogger("pec_mcp.replicas")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from pec_mcp.providers.openapi_pec import BusinessRegisterFiling, Mailbox
-from pec_mcp.server.pec_models import ENV_FIELD, Environment
+from pec_mcp.server.pec.models import ENV_FIELD, Environment
 
 MAILBOX_STATES: dict[str, str] = {
     "registrata": "registered and paid; waiting for the signed activation form and an identity document "

@@ -22,11 +22,11 @@ from pec_mcp.errors import NotFound
 from pec_mcp.paths import MB
 from pec_mcp.receipts import ReceiptKind
 from pec_mcp.sending import PecMessage
-from pec_mcp.server.account_models import AccountInfo, AccountsResult
 from pec_mcp.server.annotations import LOCAL_READ
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Confirmation, require_yes, state_of
-from pec_mcp.server.pec_models import (
+from pec_mcp.server.pec.account_models import AccountInfo, AccountsResult
+from pec_mcp.server.pec.models import (
     CertificationFacts,
     DeletedResult,
     InboxEntry,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pec_mcp.errors import ConfigError
-from pec_mcp.store_file import check_store_path, prepare_store_file
+from pec_mcp.store.file import check_store_path, prepare_store_file
 
 
 class SqliteBackend:

@@ -21,12 +21,27 @@ from pec_mcp.sending import (
     pec_question,
     plan_pec,
 )
-from pec_mcp.server import prompts, resources, tools_accounts, tools_export
+from pec_mcp.server import prompts, resources
 from pec_mcp.server.annotations import DELETE, LOCAL_READ, READ, SEND
-from pec_mcp.server.app_views import RECEIPTS_VIEW, view_meta
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
-from pec_mcp.server.pec_models import (
+from pec_mcp.server.http.users import visible_sendings
+from pec_mcp.server.pec import accounts as account_tools
+from pec_mcp.server.pec import export as export_tools
+from pec_mcp.server.pec.accounts import (
+    AccountName,
+    find_pec_rows,
+    imap_delete,
+    imap_delete_question,
+    imap_delete_receipts,
+    imap_delete_receipts_question,
+    imap_inbox,
+    imap_message,
+    imap_quota,
+    imap_receipts,
+    plan_for_account,
+)
+from pec_mcp.server.pec.models import (
     AttachmentInfo,
     DeletedResult,
     EnvironmentFilter,
@@ -45,20 +60,7 @@ from pec_mcp.server.pec_models import (
     sending_info,
 )
 from pec_mcp.server.state import StateHolder
-from pec_mcp.server.tools_accounts import (
-    AccountName,
-    find_pec_rows,
-    imap_delete,
-    imap_delete_question,
-    imap_delete_receipts,
-    imap_delete_receipts_question,
-    imap_inbox,
-    imap_message,
-    imap_quota,
-    imap_receipts,
-    plan_for_account,
-)
-from pec_mcp.server.users import visible_sendings
+from pec_mcp.server.views import RECEIPTS_VIEW, view_meta
 from pec_mcp.store import iso
 from pec_mcp.times import as_utc
 
@@ -115,8 +117,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
     """Add the pec tools, the PEC resources and the prompts to the server."""
     resources.register(mcp, holder)
     prompts.register(mcp)
-    tools_export.register(mcp, holder)  # exports read the PEC ledger: they belong with the PEC tools
-    tools_accounts.register(mcp)
+    export_tools.register(mcp, holder)  # exports read the PEC ledger: they belong with the PEC tools
+    account_tools.register(mcp)
 
     @mcp.tool(title="Send a PEC", annotations=SEND)
     async def send_pec(

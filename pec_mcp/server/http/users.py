@@ -1,6 +1,6 @@
 """Who is asking: one bearer token per person or agent (``[http.users.<name>]``), and what each may see and do.
 
-The HTTP transport authenticates every ``/mcp`` request (see :class:`pec_mcp.server.http_app.BearerAuth`) and puts
+The HTTP transport authenticates every ``/mcp`` request (see :class:`pec_mcp.server.http.app.BearerAuth`) and puts
 the :class:`User` in the ASGI scope. :func:`user_middleware` copies it, for each MCP message, into a context
 variable, so that anything below the handler (tools, the confirmation gate, the audit trail) finds it with
 :func:`current_user`. A server without users (stdio, or HTTP with the single ``http.auth_token``) has no current

@@ -19,11 +19,11 @@ from pec_mcp.jobs import JobStore
 from pec_mcp.jobs.store import Job, RetryCandidates
 from pec_mcp.sending import describe_recipients
 from pec_mcp.server.annotations import SEND
+from pec_mcp.server.bulk.tools import job_account
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
-from pec_mcp.server.pec_models import ENV_FIELD, Environment
+from pec_mcp.server.pec.models import ENV_FIELD, Environment
 from pec_mcp.server.state import AppState, StateHolder
-from pec_mcp.server.tools_bulk import job_account
 
 SHOWN = 25
 Which = Literal["failed", "unknown_checked"]

@@ -15,7 +15,7 @@ from pec_mcp.paths import allowed_target
 from pec_mcp.server.annotations import LOCAL_READ, READ
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import state_of
-from pec_mcp.server.pec_models import ENV_FIELD, Environment
+from pec_mcp.server.pec.models import ENV_FIELD, Environment
 from pec_mcp.server.state import AppState, StateHolder
 
 if TYPE_CHECKING:

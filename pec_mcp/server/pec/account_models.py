@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from pec_mcp.server.pec_models import ENV_FIELD, Environment
+from pec_mcp.server.pec.models import ENV_FIELD, Environment
 
 
 class AccountInfo(BaseModel):

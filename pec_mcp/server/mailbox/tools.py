@@ -23,7 +23,7 @@ from pec_mcp.providers.openapi_pec import BusinessRegisterFiling, Mailbox
 from pec_mcp.server.annotations import CHANGE, DELETE, READ, SEND
 from pec_mcp.server.errors import resource_errors, tool_errors
 from pec_mcp.server.gate import Confirmation, actor_of, require_yes, state_of
-from pec_mcp.server.mailbox_models import (
+from pec_mcp.server.mailbox.models import (
     AddressCheckResult,
     DomainCheckResult,
     FilingActionResult,
@@ -41,7 +41,7 @@ from pec_mcp.server.mailbox_models import (
 
 # The plans and approvals are named inside the tools' Annotated[..., Resolve(...)] parameters, which the SDK
 # resolves against this module's globals: every one of them must be imported here.
-from pec_mcp.server.mailbox_plans import (
+from pec_mcp.server.mailbox.plans import (
     Plan,
     _approve_conservation,
     _approve_filing,
@@ -62,7 +62,7 @@ from pec_mcp.server.mailbox_plans import (
     _type_plan,
     _user_plan,
 )
-from pec_mcp.server.pec_models import Environment
+from pec_mcp.server.pec.models import Environment
 from pec_mcp.server.state import AppState, StateHolder
 
 MailboxTypeName = Literal["STANDARD", "BRONZE", "SILVER", "GOLD", "DOMICILIODIGITALE", "PECMASSIVA"]

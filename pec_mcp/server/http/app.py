@@ -15,8 +15,8 @@ from pec_mcp.dashboard import dashboard_routes
 from pec_mcp.errors import ConfigError
 from pec_mcp.paths import MB
 from pec_mcp.server.app import build
-from pec_mcp.server.users import SCOPE_KEY, TokenTable
-from pec_mcp.server.webhooks import webhook_routes
+from pec_mcp.server.http.users import SCOPE_KEY, TokenTable
+from pec_mcp.server.http.webhooks import webhook_routes
 
 log = logging.getLogger("pec_mcp.http")
 
@@ -49,7 +49,7 @@ class BearerAuth:
     """Every request under ``/mcp`` must carry a known token as ``Authorization: Bearer <token>``.
 
     With ``[http.users.*]`` each token names its user, who is put in the ASGI scope for the MCP layer (see
-    :mod:`pec_mcp.server.users`); otherwise the single ``http.auth_token``. Tokens are compared in constant time
+    :mod:`pec_mcp.server.http.users`); otherwise the single ``http.auth_token``. Tokens are compared in constant time
     and never logged.
     """
 
@@ -163,7 +163,7 @@ def preflight(settings: Settings, *, replica: bool) -> None:
 
     Done before the server starts so that a problem is one clear line and exit status 2, not a traceback.
     """
-    from pec_mcp.server.replicas import Replica, state_key_id
+    from pec_mcp.server.http.replicas import Replica, state_key_id
     from pec_mcp.store import Store, store_location
 
     store = Store(store_location(settings.store), upgrade=settings.store.url is None)

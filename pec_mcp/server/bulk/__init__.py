@@ -1,0 +1,1 @@
+"""The ``bulk`` toolset: durable bulk PEC jobs, their progress and their retries."""

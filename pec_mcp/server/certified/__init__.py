@@ -1,0 +1,1 @@
+"""The ``certified`` toolset: Mensatek's certified email."""

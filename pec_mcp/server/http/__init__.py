@@ -1,0 +1,1 @@
+"""The HTTP transport: the Starlette app, one token per user, replicas and their message bus, providers' webhooks."""

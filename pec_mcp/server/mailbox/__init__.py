@@ -1,0 +1,1 @@
+"""The ``mailbox`` toolset: the life of a PEC mailbox at openapi.it."""
