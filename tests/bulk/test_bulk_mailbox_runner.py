@@ -1,5 +1,5 @@
 """The job runner on a mailbox channel, driven step by step, against a provider that throttles SMTP: refusals are
-requeued, nobody gets the message twice (tests/pecmail/test_bulk_dovecot.py drives it against Dovecot)."""
+requeued, nobody gets the message twice (tests/pecmail/test_sending_dovecot.py drives it against Dovecot)."""
 
 from __future__ import annotations
 
