@@ -114,6 +114,16 @@ def safe_url(url: httpx.URL) -> str:
 HEADERS_SENT = ".send_request_headers.complete"
 
 
+async def mark_dispatched(pacer: Pacer) -> None:
+    """Tell the pacer a request is on the wire, without ever cutting that request in half: if the store cannot be
+    reached, the turn stays held until its hold runs out, which only delays the next sender."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await pacer.dispatched()
+        except Exception as exc:
+            log.warning("could not record the moment of a paced request: %s", exc)
+
+
 class PacedTransport(httpx.AsyncBaseTransport):
     """Makes requests marked with the PACE extension wait for the pacer, then runs their dispatch hook.
 
@@ -150,8 +160,7 @@ class PacedTransport(httpx.AsyncBaseTransport):
             nonlocal stamped
             if not stamped and event.endswith(HEADERS_SENT):
                 stamped = True
-                with anyio.CancelScope(shield=True):
-                    await self.pacer.dispatched()
+                await mark_dispatched(self.pacer)
             if outer_trace is not None:
                 await outer_trace(event, info)
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Awaitable, Callable
 
 from pec_mcp.accounts import Account, MailEndpoints
+from pec_mcp.http import mark_dispatched
 from pec_mcp.idempotency import content_hash
 from pec_mcp.pecmail.compose import AttachmentSource, compose_message
 from pec_mcp.pecmail.index import bare_message_id
@@ -79,13 +80,16 @@ class MailSender:
         async def submit(on_dispatch: Callable[[], Awaitable[None]]) -> str:
             # The turn is held until the message is on its way (then the slot counts) or nothing went (given back).
             await self.pacer.wait_turn()
+            # The provider counts a submission from its first command (MAIL FROM): nothing goes out before the
+            # turn's moment, which wait_turn may return a little ahead of.
+            await self.pacer.until_moment()
             used = False
 
             async def dispatching() -> None:
                 nonlocal used
                 await on_dispatch()
                 used = True
-                await self.pacer.dispatched()
+                await mark_dispatched(self.pacer)
 
             try:
                 await self.smtp.submit(sender=self.endpoints.address, recipients=list(composed.recipients),
