@@ -59,6 +59,13 @@ def test_sandbox_without_any_credential_fails_and_suggests_offline(tmp_path: Pat
     assert "no provider is fully configured" in done.stderr and 'environment = "offline"' in done.stderr
 
 
+def test_a_mailbox_account_alone_is_enough_to_work_in_sandbox(tmp_path: Path) -> None:
+    done = run(tmp_path, "check-config", config='environment = "sandbox"\n[accounts.studio]\n'
+               'address = "studio@pec.it"\nprovider = "aruba"\npassword = "' + CANARY + '"\n')
+    assert "no provider is fully configured" not in done.stderr  # the PEC tools work on the mailbox
+    assert CANARY not in done.stdout + done.stderr
+
+
 def test_mensatek_in_sandbox_needs_a_base_url(tmp_path: Path) -> None:
     done = run(tmp_path, "check-config", PEC_MCP_MENSATEK__API_USER="demo", PEC_MCP_MENSATEK__API_TOKEN=CANARY,
                PEC_MCP_MENSATEK__SENDER="avisos@example.es")
