@@ -21,6 +21,7 @@ from typing import Any
 from mcp.server.mcpserver.tools.base import Tool
 
 _cache: dict[Hashable, Tool] = {}
+_REAL = Tool.from_function.__func__  # type: ignore[attr-defined]
 
 
 def _key(fn: Callable[..., Any], options: dict[str, Any]) -> Hashable | None:
@@ -38,7 +39,7 @@ def derived_once() -> Iterator[None]:
     if os.environ.get("PEC_MCP_TEST_TOOL_CACHE") == "0":
         yield
         return
-    real = Tool.from_function.__func__  # type: ignore[attr-defined]
+    real = _REAL
 
     def from_function(cls: type[Tool], fn: Callable[..., Any], *args: Any, **options: Any) -> Tool:
         key = None if args else _key(fn, options)
@@ -56,3 +57,14 @@ def derived_once() -> Iterator[None]:
         yield
     finally:
         Tool.from_function = classmethod(real)  # type: ignore[method-assign, assignment]
+
+
+@contextmanager
+def derived_afresh() -> Iterator[None]:
+    """While inside, ``Tool.from_function`` is the SDK's own again (to compare against the reuse)."""
+    current = Tool.__dict__["from_function"]
+    Tool.from_function = classmethod(_REAL)  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        Tool.from_function = current  # type: ignore[method-assign]
