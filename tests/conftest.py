@@ -22,6 +22,7 @@ from pec_mcp.simulator.mensatek import FIRST_MESSAGE_ID
 from tests.postgres import Cluster
 from tests.postgres import Unavailable as PgUnavailable
 from tests.postgres import cluster as pg_cluster
+from tests.tool_models import derived_once
 
 # A Tuesday morning in Rome; any fixed moment works, this one reads well in receipts.
 FROZEN_AT = datetime(2026, 3, 10, 9, 0, 0, tzinfo=UTC).timestamp()
@@ -32,6 +33,13 @@ ElicitationCallback = Callable[[Any, t.ElicitRequestFormParams], Any]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tool_models_derived_once() -> Iterator[None]:
+    """Servers built in this process share what the SDK derives from each tool's signature (tests/tool_models.py)."""
+    with derived_once():
+        yield
 
 
 @pytest.fixture

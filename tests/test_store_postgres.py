@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bulk.test_bulk_processes import free_port, simulate
+from tests.bulk.test_bulk_processes import free_port
 from tests.postgres import PASSWORD, USER
 from tests.replicas import ROOT, migrate, replica_env, replicas, start_replica, write_config
 
@@ -65,15 +65,15 @@ def test_check_config_shows_store_url_with_the_password_masked(pg_url: str, tmp_
 async def test_a_replica_with_another_state_key_is_refused_while_the_first_runs(
     store_location: str, tmp_path: Path
 ) -> None:
-    with simulate(rate=1000) as origin:
-        def env(key: str) -> dict[str, str]:
-            return replica_env(origin=origin, store=store_location, config=write_config(tmp_path, ""),
-                               extra={"PEC_MCP_HTTP__STATE_KEY": key})
+    # No provider is called: the replicas only start (the origin is a closed port, as in offline_env).
+    def env(key: str) -> dict[str, str]:
+        return replica_env(origin="http://127.0.0.1:9", store=store_location, config=write_config(tmp_path, ""),
+                           extra={"PEC_MCP_HTTP__STATE_KEY": key})
 
-        assert migrate(env(STATE_KEY_A)).returncode == 0
-        async with replicas(1, env(STATE_KEY_A), tmp_path), replicas(1, env(STATE_KEY_A), tmp_path):
-            other = start_replica(env(STATE_KEY_B), tmp_path)
-            assert other.process.wait(timeout=120) == 2
-        text = other.log.read_text()
+    assert migrate(env(STATE_KEY_A)).returncode == 0
+    async with replicas(2, env(STATE_KEY_A), tmp_path):  # started together: two replicas with one key
+        other = start_replica(env(STATE_KEY_B), tmp_path)
+        assert other.process.wait(timeout=120) == 2
+    text = other.log.read_text()
     assert "different http.state_key" in text and len(text.strip().splitlines()) == 1
     assert STATE_KEY_A not in text and STATE_KEY_B not in text

@@ -8,9 +8,8 @@ listener has been acknowledged, so the changes happen only once everyone listens
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
@@ -20,6 +19,7 @@ from mcp import Client
 from mcp.shared.subscriptions import ResourceUpdated
 
 from tests.bulk.test_bulk_processes import call, simulate, stats
+from tests.postgres import Cluster as PgCluster
 from tests.proxy import CuttableProxy
 from tests.replicas import Replica, client, migrate, replica_env, replicas, write_config
 
@@ -43,8 +43,23 @@ class Cluster:
     origin: str  # the simulator itself, for its counters
 
 
-@pytest.fixture
-async def cluster(pg_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """The module's tests and its shared cluster (whose proxy runs on the event loop) on one event loop."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def pg_url(postgres: PgCluster) -> Iterator[str]:
+    name = postgres.create_database()
+    yield postgres.url(name)
+    postgres.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+async def cluster(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    """Two replicas, started once for the module: each test follows a resource of its own (a job, a report)."""
+    tmp_path = tmp_path_factory.mktemp("replica-events")
     with simulate(rate=1000) as origin:
         async with CuttableProxy(int(origin.rsplit(":", 1)[1])).running() as proxy:
             env = replica_env(origin=f"http://127.0.0.1:{proxy.port}", store=pg_url,

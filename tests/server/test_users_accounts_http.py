@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from tests.replicas import Replica, client, replicas, write_config
+from tests.replicas import Replica, client, running, start_replica, wait_ready, write_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -43,13 +44,17 @@ SEND = {"recipients": ["ufficio@pec.esempio.it"], "subject": "Diffida", "body": 
 BULK = {"recipients": [{"address": "ufficio@pec.esempio.it"}], "subject": "Avviso", "body": "Gentile cliente"}
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[list[Replica]]:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Replica]]:
+    """One replica for the module: one test sends a single PEC, the other runs the only bulk job."""
+    tmp_path = tmp_path_factory.mktemp("users-accounts")
     config = write_config(tmp_path, CONFIG)
     env = {"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/root"),
            "PEC_MCP_CONFIG": str(config), "PEC_MCP_STORE__PATH": str(tmp_path / "store.sqlite3")}
     assert sys.executable  # the replica runs with this interpreter
-    async with replicas(1, env, tmp_path) as started:
+    started = [start_replica(env, tmp_path)]
+    with running(started):
+        anyio.run(wait_ready, started[0])
         yield started
 
 

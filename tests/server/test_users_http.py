@@ -5,7 +5,8 @@ through another)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,18 @@ import mcp.types as t
 import pytest
 
 from tests.bulk.test_bulk_processes import simulate
-from tests.replicas import Replica, client, migrate, replica_env, replicas, write_config
+from tests.postgres import Cluster
+from tests.replicas import (
+    Replica,
+    client,
+    migrate,
+    replica_env,
+    replicas,
+    running,
+    start_replica,
+    wait_ready,
+    write_config,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -62,19 +74,34 @@ async def accept(context: Any, params: t.ElicitRequestFormParams) -> t.ElicitRes
     return t.ElicitResult(action="accept", content={"confirm": True})
 
 
-@pytest.fixture
-async def cluster(store_location: str, tmp_path: Path) -> AsyncIterator[list[Replica]]:
-    """One replica on SQLite, three on PostgreSQL, all on one simulator and one store."""
-    config = write_config(tmp_path, USERS)
-    with simulate(rate=1000) as origin:
-        env = replica_env(origin=origin, store=store_location, config=config)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Replica]]:
+    """One replica on SQLite, three on PostgreSQL, all on one simulator and one store.
+
+    Started once for the tests of this module: each test sends to its own recipients and reads back only what it
+    did (or a superset check), so they share the replicas as users share one deployment.
+    """
+    folder = tmp_path_factory.mktemp("users-http")
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            store = str(folder / "store.sqlite3")
+        else:
+            postgres: Cluster = request.getfixturevalue("postgres")
+            name = postgres.create_database()
+            stack.callback(postgres.drop_database, name)
+            store = postgres.url(name)
+        origin = stack.enter_context(simulate(rate=1000))
+        env = replica_env(origin=origin, store=store, config=write_config(folder, USERS))
         count = 1
-        if store_location.startswith("postgresql://"):
+        if request.param == "postgresql":
             done = migrate(env)
             assert done.returncode == 0, done.stderr
             count = 3
-        async with replicas(count, env, tmp_path) as started:
-            yield started
+        started = [start_replica(env, folder) for _ in range(count)]
+        stack.enter_context(running(started))
+        for replica in started:
+            anyio.run(wait_ready, replica)
+        yield started
 
 
 async def tool_names(replicas: list[Replica], user: str) -> set[str]:
