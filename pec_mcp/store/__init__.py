@@ -1107,7 +1107,7 @@ def _set_slot_time(db: Any, name: str, at: float) -> None:
 
 
 def _sending(row: Any) -> Sending:
-    data = dict(row)
+    data = dict(zip(row.keys(), row, strict=True))  # one pass; dict(row) would look each column up by name
     data["recipients"] = json.loads(data["recipients"])
     data["attachments"] = json.loads(data["attachments"])
     data["content"] = json.loads(data["content"]) if data.get("content") else None
