@@ -8,10 +8,11 @@ A throwaway PostgreSQL 15 cluster is started on loopback (as in the tests), with
    and the requests the simulator refused as over the limit (target 0).
 2. Takeover: one of the 3 replicas is SIGKILLed while it holds requests of the job; reported: the seconds until
    every request it held is settled by another (queued again and sent, or ``unknown`` if it may have left).
-3. HTTP load: 60 concurrent clients calling ``find_pec_sendings`` and ``get_pec_receipts`` (stateless
-   2026-07-28 requests, round-robin over the replicas): 3 replicas vs 1 replica, throughput and p99 latency;
-   and 1 replica vs a bare SDK streamable-HTTP server with one tool (``bench/bare_server.py --http``), same run.
-   The load generator runs in its own process.
+3. HTTP load: 60 concurrent clients calling ``find_pec_sendings`` and ``get_pec_receipts`` of a delivered
+   sending (stateless 2026-07-28 requests, round-robin over the replicas): 3 replicas vs 1 replica, throughput
+   and p99 latency; and 1 replica vs a bare SDK streamable-HTTP server with one tool
+   (``bench/bare_server.py --http``), same run. Then the CPU a call costs when it must ask the provider:
+   ``get_pec_receipts`` of a pending sending. The load generator runs in its own process.
 
 ``python bench/replicas.py [--quick]`` prints a table; ``run()`` returns its rows.
 """
@@ -237,7 +238,7 @@ for port in ports:
                 "accept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\n"
                 f"mcp-method: tools/call\r\nmcp-name: {name}\r\ncontent-length: {len(body)}\r\n\r\n").encode()
         REQUESTS.setdefault(port, []).append(head + body)
-latencies, errors, turn = [], 0, 0
+latencies, errors, reconnects, turn = [], 0, 0, 0
 
 async def exchange(conn, request):
     reader, writer = conn
@@ -261,6 +262,22 @@ async def exchange(conn, request):
         body = await reader.readexactly(length or 0)
     return status, body
 
+# One exchange; a keep-alive connection the server closed while idle is opened again once, as any HTTP client
+# does (counted apart: the request was answered).
+async def send(conns, port, request):
+    global reconnects
+    reused = port in conns
+    for attempt in (1, 2):
+        if port not in conns:
+            conns[port] = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            return await exchange(conns[port], request)
+        except (OSError, asyncio.IncompleteReadError):
+            conns.pop(port, None)
+            if not reused or attempt == 2:
+                raise
+            reconnects += 1
+
 async def client(index, stop):
     global errors, turn
     conns, n = {}, index
@@ -269,9 +286,7 @@ async def client(index, stop):
         request = REQUESTS[port][n % len(calls)]; n += 1
         started = time.monotonic()
         try:
-            if port not in conns:
-                conns[port] = await asyncio.open_connection("127.0.0.1", port)
-            status, body = await exchange(conns[port], request)
+            status, body = await send(conns, port, request)
             ok = status == 200 and b'"isError":true' not in body and b'"error"' not in body[:200]
         except (OSError, asyncio.IncompleteReadError, ValueError):
             conns.pop(port, None)
@@ -292,7 +307,8 @@ async def main():
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0
     times = os.times()
-    print(json.dumps({"done": len(latencies), "errors": errors, "per_second": len(latencies) / elapsed, "p99": p99,
+    print(json.dumps({"done": len(latencies), "errors": errors, "reconnects": reconnects,
+                      "per_second": len(latencies) / elapsed, "p99": p99,
                       "cpu": times.user + times.system - at_start.user - at_start.system}))
 asyncio.run(main())
 """
@@ -398,8 +414,14 @@ def http_load(cluster: Any, folder: Path, seconds: float) -> list[dict[str, Any]
         ids = [call(three[0].port, "send_pec", {"recipients": [f"destinatario{i}@pec.example.it"],
                                                 "subject": f"Comunicazione {i}", "body": "Testo",
                                                 "idempotency_key": f"load-{i}"})["message_id"] for i in range(5)]
+        # The sendings are delivered at once (delivery_delay 0): get_pec_receipts answers a settled sending from
+        # the ledger. A pending one (a recipient whose delivery times out only after hours) asks the provider.
+        pending = call(three[0].port, "send_pec", {"recipients": ["timeout-lento@pec.example.it"],
+                                                   "subject": "In attesa", "body": "Testo",
+                                                   "idempotency_key": "load-pending"})["message_id"]
         calls: list[tuple[str, dict[str, Any]]] = [("find_pec_sendings", {"limit": 5})]
         calls += [("get_pec_receipts", {"message_id": mid}) for mid in ids[:1]]
+        polls: list[tuple[str, dict[str, Any]]] = [("get_pec_receipts", {"message_id": pending})]
         parts = {"simulator_pid": simulator_pid, "cluster": cluster}
         load([r.port for r in three], calls, min(seconds, 3.0))  # warm-up: connections, prepared statements
         one_replica = measured([three[0].proc.pid], [three[0].port], calls, seconds, **parts)
@@ -411,6 +433,7 @@ def http_load(cluster: Any, folder: Path, seconds: float) -> list[dict[str, Any]
             load([bare_port], echo, min(seconds, 3.0))
             bare = measured([pid_listening(bare_port)], [bare_port], echo, seconds)
             single = measured([three[0].proc.pid], [three[0].port], calls, seconds, **parts)
+        polling = measured([three[0].proc.pid], [three[0].port], polls, seconds, **parts)
     cluster.drop_database(url.rsplit("/", 1)[1])
     ratio = three_replicas["per_second"] / one_replica["per_second"] if one_replica["per_second"] else 0.0
     versus_bare = single["per_second"] / bare["per_second"] if bare["per_second"] else 0.0
@@ -418,6 +441,7 @@ def http_load(cluster: Any, folder: Path, seconds: float) -> list[dict[str, Any]
 
     def note(result: dict[str, Any]) -> str:
         return (f"{result['per_second']:.0f}/s, p99 {result['p99'] * 1000:.0f} ms, {result['errors']} errors, "
+                f"{result['reconnects']} idle connections closed by the server and opened again, "
                 f"servers {result['server_busy']:.0%} busy each")
 
     load_average = os.getloadavg()[0]
@@ -432,6 +456,9 @@ def http_load(cluster: Any, folder: Path, seconds: float) -> list[dict[str, Any]
         row("replicas", "server CPU per call, 1 replica vs bare SDK server (load-independent)", server_cpu, bare_cpu,
             unit="ms", target="", met=None, n=single["done"],
             note=f"pec-mcp: {where_it_goes(single)}; bare echo: {where_it_goes(bare)}"),
+        row("replicas", "server CPU per call, get_pec_receipts of a pending sending vs bare SDK server",
+            polling["cpu_ms"]["servers"], bare_cpu, unit="ms", target="", met=None, n=polling["done"],
+            note=f"the provider is asked at every call: {note(polling)}; {where_it_goes(polling)}"),
     ]
 
 

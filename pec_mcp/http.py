@@ -198,8 +198,9 @@ class LoggingTransport(httpx.AsyncBaseTransport):
             log.warning("%s %s %s failed: %s", self.provider, request.method, safe_url(request.url),
                         type(exc).__name__)
             raise
-        log.debug("%s %s %s -> %s in %.0f ms", self.provider, request.method, safe_url(request.url),
-                  response.status_code, (time.perf_counter() - started) * 1000)
+        if log.isEnabledFor(logging.DEBUG):  # cleaning the URL costs more than the request's other bookkeeping
+            log.debug("%s %s %s -> %s in %.0f ms", self.provider, request.method, safe_url(request.url),
+                      response.status_code, (time.perf_counter() - started) * 1000)
         return response
 
     async def aclose(self) -> None:

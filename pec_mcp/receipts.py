@@ -164,6 +164,10 @@ STATUS_ORDER: dict[DeliveryStatus, int] = {
     DeliveryStatus.NOT_ACCEPTED: 2,
 }
 
+# Outcomes no receipt can change: every recipient has a CONSEGNA (final, it outranks any later notice), or the
+# message was refused at acceptance (it was never sent). Other final statuses may still turn into one another.
+SETTLED: frozenset[DeliveryStatus] = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.NOT_ACCEPTED})
+
 
 def advance(recorded: DeliveryStatus | None, seen: DeliveryStatus) -> DeliveryStatus:
     """The status after a read: ``seen`` unless it would move back from ``recorded`` along STATUS_ORDER."""

@@ -25,6 +25,7 @@ from pec_mcp.idempotency import check_same, content_hash, describe, file_sha256
 from pec_mcp.inbox_index import classify_header
 from pec_mcp.paths import MB, allowed_files
 from pec_mcp.receipts import (
+    SETTLED,
     ClassifiedReceipt,
     DeliveryStatus,
     ReceiptKind,
@@ -333,7 +334,7 @@ def duplicate_note(first: Sending) -> str:
 @dataclass(frozen=True)
 class KnownReceipt:
     """A receipt of a sending as the ledger knows it, and whether the provider still returned it in this read
-    (None: not known, the provider could not be read)."""
+    (None: not known, the provider could not be read or was not asked)."""
 
     receipt: ClassifiedReceipt
     at_provider: bool | None
@@ -350,6 +351,7 @@ class DeliveryReport:
     receipts: list[KnownReceipt]
     unreachable: str | None = None  # what the provider said when it could not be read now: the ledger answered
     recorded_only: bool = False  # the status is the one the ledger recorded, no receipt it keeps backs it
+    settled: bool = False  # answered from the ledger alone: the outcome is final, the provider was not asked
 
     @property
     def ledger_only(self) -> list[KnownReceipt]:
@@ -467,8 +469,8 @@ class PecSender:
             account=ACCOUNT,
         )
 
-    async def status(self, message_id: str, *, ledger_fallback: bool = True,
-                     ledger_row: Sending | None = None) -> DeliveryReport:
+    async def status(self, message_id: str, *, ledger_fallback: bool = True, ledger_row: Sending | None = None,
+                     settled_from_ledger: bool = False) -> DeliveryReport:
         """The delivery status of a sending from every receipt seen: those the provider returns now, merged with
         those the ledger kept. New receipts are kept in the ledger; the status of a ledger row only moves forward.
 
@@ -480,8 +482,15 @@ class PecSender:
         ``ledger_row``: this sending's PEC Massiva row, when the caller has just read it (one store round trip
         less). Its recorded status may be a moment old: that is safe, since receipts only accumulate in the ledger
         and a status computed from them never moves back (see :meth:`_forward`).
+
+        ``settled_from_ledger``: a sending whose outcome is final (see :meth:`_settled`) is answered from the
+        receipts the ledger keeps, without asking the provider.
         """
         environment = self.settings.env
+        if settled_from_ledger and ledger_row is not None:
+            settled = self._settled(ledger_row)
+            if settled is not None:
+                return settled
         try:
             emails = await self.client.receipts(message_id=message_id)
         except ProviderError as exc:
@@ -506,6 +515,23 @@ class PecSender:
         now = {r.dedup_key for r in seen}
         known = [KnownReceipt(_classified(r), r.dedup_key in now, r.deleted_at) for r in kept]
         return self._report(row, known, [e.body for e in emails])
+
+    def _settled(self, row: Sending) -> DeliveryReport | None:
+        """The report of a settled sending from the ledger alone, or None when it is not settled.
+
+        Settled: every recipient has a CONSEGNA receipt, or the sending was refused at acceptance. Neither can change
+        (a CONSEGNA is final and outranks any later notice; a refused message was never sent), so the provider has
+        nothing to add to its delivery status. The receipts kept in the ledger must show it: a status recorded
+        before the ledger kept receipts goes to the provider as any other.
+        """
+        if row.delivery_status not in SETTLED or row.message_id is None:
+            return None
+        kept = self.store.receipts_of(environment=self.settings.env, account=ACCOUNT, message_id=row.message_id)
+        known = [KnownReceipt(_classified(r), False if r.deleted_at else None, r.deleted_at) for r in kept]
+        report = self._report(row, known, [])
+        if report.recorded_only or report.status.status not in SETTLED:
+            return None
+        return DeliveryReport(status=report.status, sending=row, receipts=known, settled=True)
 
     def _from_ledger(self, message_id: str, failure: ProviderError) -> DeliveryReport:
         """The report from the ledger alone when the provider could not be read now; the provider's failure is

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 
 
+@lru_cache(maxsize=4096)  # the same receipts' times come back at every read of a sending
 def as_utc(text: str | None) -> str | None:
     """A provider's time as ISO 8601 UTC; a text that is not a time with a zone is returned as it is."""
     if not text:

@@ -167,6 +167,8 @@ async def test_every_answer_is_true_over_stdio_offline_sandbox_and_after_a_resta
 
     # Item 3: after a restart the offline receipts are the ledger's, and still say delivered.
     assert remembered["status"] == "delivered" and remembered["known_locally"] is True
-    assert remembered["ledger_only"] == len(remembered["receipts"]) == len(delivered["receipts"])
-    assert "known only from the local ledger" in remembered["note"]
+    # Delivered is settled: the ledger's receipts answer, the restarted (empty) simulator is not asked.
+    assert len(remembered["receipts"]) == len(delivered["receipts"]) and remembered["ledger_only"] == 0
+    assert {r["at_provider"] for r in remembered["receipts"]} == {None}
+    assert "outcome is final" in remembered["note"]
     assert "No receipt yet" not in remembered["note"]

@@ -351,12 +351,16 @@ def test_receipts_are_kept_once_per_environment_and_account_and_marked_when_dele
     assert store.record_receipts(**where, sending_id=None, receipts=[accepted, delivered]) == 2
     tick.now += 10
     assert store.record_receipts(**where, sending_id=None, receipts=[accepted]) == 0  # seen again: kept once
+    assert store.receipts_of(**where)[0].last_seen_at == T0  # seen a moment ago: a poll writes nothing
+    tick.now += 60
+    assert store.record_receipts(**where, sending_id=None, receipts=[accepted]) == 0
+    assert store.record_receipts(**where, sending_id=None, receipts=[delivered]) == 0
     assert store.record_receipts(**where, sending_id=None, receipts=[]) == 0
     assert store.receipts_of(environment="production", account="pecmassiva", message_id="1") == []
     assert store.mark_receipts_deleted(**where, dedup_keys=[delivered.dedup_key]) == 1
     kept = store.receipts_of(**where)
-    assert [(r.kind, r.last_seen_at, r.deleted_at) for r in kept] == [("accepted", T0 + 10, None),
-                                                                      ("delivered", T0, T0 + 10)]
+    assert [(r.kind, r.last_seen_at, r.deleted_at) for r in kept] == [("accepted", T0 + 70, None),
+                                                                      ("delivered", T0 + 70, T0 + 70)]
     assert kept[1].raw == b"signed bytes" and kept[1].signature is None
 
 

@@ -45,6 +45,7 @@ from pec_mcp.server.http.replicas import Replica, request_state_security, state_
 from pec_mcp.server.http.users import (
     CallAccounts,
     ToolFacts,
+    User,
     current_user,
     refusal,
     resource_refusal,
@@ -118,6 +119,7 @@ class PecMcpServer(MCPServer[AppState]):
     # The toolset being registered, and what each registered tool is (for the per-user permissions).
     _toolset: str | None = None
     _facts: dict[str, ToolFacts]
+    _listed: dict[tuple[User | None, int], frozenset[str]]
 
     def tool(self, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:
         register = _cleaning_doc(super().tool(*args, **kwargs))
@@ -177,13 +179,20 @@ class PecMcpServer(MCPServer[AppState]):
         listed = self.listed_tool_names()
         return [tool for tool in tools if tool.name in listed]
 
-    def listed_tool_names(self) -> set[str]:
+    def listed_tool_names(self) -> frozenset[str]:
         """The names ``tools/list`` shows the current user, without building every tool's description and
-        schemas (a tool call checks its name against them)."""
+        schemas (a tool call checks its name against them). Worked out once per user and set of tools."""
         user = current_user()
-        facts = self.tool_facts()
-        return {tool.name for tool in self._tool_manager.list_tools()
-                if user is None or visible(user, facts.get(tool.name))}
+        tools = self._tool_manager.list_tools()
+        key = (user, len(tools))  # tools are only ever added
+        if not hasattr(self, "_listed"):
+            self._listed = {}
+        listed = self._listed.get(key)
+        if listed is None:
+            facts = self.tool_facts()
+            listed = frozenset(tool.name for tool in tools if user is None or visible(user, facts.get(tool.name)))
+            self._listed[key] = listed
+        return listed
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None

@@ -897,12 +897,13 @@ class Store:
         receipts: Sequence[Receipt],
     ) -> int:
         """Keep every receipt seen, once (deduplicated on kind, recipient, date and text); returns how many were
-        new. A receipt seen again has its ``last_seen_at`` moved on, so that a later read can tell which receipts
-        the provider still holds.
+        new. A receipt seen again has its ``last_seen_at`` moved on (to within RECEIPT_SEEN_EVERY), so that a
+        later read can tell which receipts the provider still holds.
 
         Each statement stands on its own (the UNIQUE constraint, not a lock, keeps a receipt once): reading a
-        sending whose receipts are all known already is one statement, which matters on the hot path of
-        ``get_pec_receipts``. A receipt that another process inserts between the two steps is updated instead.
+        sending whose receipts are all known and were seen a moment ago is one read-only statement, which matters
+        on the hot path of ``get_pec_receipts`` (an agent polling a pending sending writes nothing). A receipt
+        that another process inserts between the steps is updated instead.
         """
         if not receipts:
             return 0
@@ -911,7 +912,15 @@ class Store:
         added = 0
         with self.standalone() as db:
             keys = list(dict.fromkeys(r.dedup_key for r in receipts))
-            done = _touch_receipts(db, self.backend.row_lock, now, sending_id, where, keys)
+            kept = db.execute(
+                f"""SELECT dedup_key, last_seen_at, sending_id FROM receipts
+                    WHERE environment = ? AND account = ? AND message_id = ?
+                    AND dedup_key IN ({', '.join('?' * len(keys))})""", (*where, *keys)).fetchall()
+            stale = [key for key, seen, sending in kept
+                     if seen < now - RECEIPT_SEEN_EVERY or (sending is None and sending_id is not None)]
+            if stale:
+                _touch_receipts(db, self.backend.row_lock, now, sending_id, where, stale)
+            done = {key for key, _, _ in kept}
             for r in receipts:
                 if r.dedup_key in done:
                     continue
@@ -1107,11 +1116,16 @@ def _set_slot_time(db: Any, name: str, at: float) -> None:
 
 
 def _sending(row: Any) -> Sending:
-    data = dict(row)
+    data = dict(zip(row.keys(), row, strict=True))  # one pass; dict(row) would look each column up by name
     data["recipients"] = json.loads(data["recipients"])
     data["attachments"] = json.loads(data["attachments"])
     data["content"] = json.loads(data["content"]) if data.get("content") else None
     return Sending(**data)
+
+
+# How stale a receipt's last_seen_at may get before a read that sees it again moves it on: to the minute is
+# enough to tell which receipts a provider still holds, and spares a write to every poll of a pending sending.
+RECEIPT_SEEN_EVERY = 60.0
 
 
 def _touch_receipts(db: Db, row_lock: str, now: float, sending_id: int | None, where: tuple[str, str, str],

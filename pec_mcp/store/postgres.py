@@ -17,7 +17,7 @@ and a maintained pool.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -38,27 +38,38 @@ POOL_SIZE = 10
 
 
 class Row(tuple[Any, ...]):
-    """A result row read by position or by column name, as ``sqlite3.Row`` is (``dict(row)`` works too)."""
+    """A result row read by position or by column name, as ``sqlite3.Row`` is (``dict(row)`` works too).
 
-    _names: tuple[str, ...]
+    The rows of one result share one name-to-position map: reading a column by name costs a dict lookup.
+    """
 
-    def __new__(cls, values: Sequence[Any], names: tuple[str, ...]) -> Row:
+    _positions: dict[str, int]
+
+    def __new__(cls, values: Sequence[Any], positions: dict[str, int]) -> Row:
         row = super().__new__(cls, values)
-        row._names = names
+        row._positions = positions
         return row
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
-            return tuple.__getitem__(self, self._names.index(key))
+            return tuple.__getitem__(self, self._positions[key])
         return tuple.__getitem__(self, key)
 
-    def keys(self) -> tuple[str, ...]:
-        return self._names
+    def keys(self) -> Iterable[str]:
+        return self._positions.keys()
 
 
 def _rows(cursor: psycopg.Cursor[Any]) -> RowMaker[Row]:
-    names = tuple(column.name for column in cursor.description or ())
-    return lambda values: Row(values, names)
+    # The names straight from the result: cursor.description would build a Column object per column per query.
+    result = cursor.pgresult
+    positions: dict[str, int] = {}
+    if result is not None:
+        encoding = cursor.connection.info.encoding
+        for i in range(result.nfields):
+            name = result.fname(i)
+            if name is not None:  # a name given twice reads the first, as sqlite3.Row does
+                positions.setdefault(name.decode(encoding), i)
+    return lambda values: Row(values, positions)
 
 
 @lru_cache(maxsize=512)
@@ -155,8 +166,11 @@ class PostgresBackend:
                               "this host.") from None
         # timeout: how long a store call waits for a connection while the database is away before it fails (the
         # job runner then pauses and tries again; a tool call reports the error).
+        # autocommit: a statement that only reads is one round trip (no BEGIN, no COMMIT); a transaction is an
+        # explicit block (see transaction()).
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False, name="pec-mcp",
-                                   timeout=CONNECT_TIMEOUT, kwargs={"connect_timeout": CONNECT_TIMEOUT},
+                                   timeout=CONNECT_TIMEOUT,
+                                   kwargs={"connect_timeout": CONNECT_TIMEOUT, "autocommit": True},
                                    configure=on_connect)
         try:
             self.pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
@@ -172,7 +186,8 @@ class PostgresBackend:
 
     @contextmanager
     def transaction(self, *, immediate: bool = False, lock: str | None = None) -> Iterator[_Db]:
-        with self.pool.connection() as connection:  # commits on success, rolls back on an exception
+        """One transaction: committed when the block ends, rolled back on an exception."""
+        with self.pool.connection() as connection, connection.transaction():
             db = _Db(connection)
             if immediate and lock is not None:
                 db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (lock,))
@@ -193,12 +208,7 @@ class PostgresBackend:
     def standalone(self) -> Iterator[_Db]:
         """Statements that each commit on their own (autocommit): one round trip each, no BEGIN and COMMIT."""
         with self.pool.connection() as connection:
-            connection.autocommit = True
-            try:
-                yield _Db(connection)
-            finally:
-                if not connection.closed:
-                    connection.autocommit = False
+            yield _Db(connection)
 
     @contextmanager
     def migration_lock(self) -> Iterator[_Db]:

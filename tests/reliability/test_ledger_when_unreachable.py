@@ -48,19 +48,22 @@ async def resource(client: Any, uri: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("kind", FAILURES)
-async def test_a_delivered_sending_stays_delivered_from_the_ledger_when_the_provider_cannot_be_read(
+async def test_a_partly_delivered_sending_keeps_its_outcome_from_the_ledger_when_the_provider_cannot_be_read(
     kind: str, settings: Settings, serve: Callable[..., Any], simulator: Simulator, clock: Clock
 ) -> None:
+    # One recipient's mailbox is full: not settled (a later receipt could still change it), so it is read from
+    # the provider each time.
+    partly = {**PEC, "recipients": ["mario.rossi@pec.it", "fail-full@pec.it"]}
     async with serve(settings) as client:
-        message_id = await sending(client)
+        message_id = str(structured(await client.call_tool("send_pec", partly))["message_id"])
         clock.advance(3.0)
         before = structured(await client.call_tool("get_pec_receipts", {"message_id": message_id}))
         simulator.faults = receipts_fail(kind)
         during = structured(await client.call_tool("get_pec_receipts", {"message_id": message_id}))
         seen = await resource(client, f"pec://sendings/{message_id}")
-    assert before["status"] == "delivered" and before["provider_unreachable"] is None
-    assert during["status"] == "delivered"
-    assert [r["state"] for r in during["recipients"]] == ["delivered", "delivered"]
+    assert before["status"] == "partially_delivered" and before["provider_unreachable"] is None
+    assert during["status"] == "partially_delivered"
+    assert [r["state"] for r in during["recipients"]] == ["delivered", "not_delivered"]
     assert len(during["receipts"]) == len(before["receipts"]) >= 3
     assert {r["at_provider"] for r in during["receipts"]} == {None}  # not known now, not "deleted"
     assert during["ledger_only"] == 0
@@ -68,7 +71,26 @@ async def test_a_delivered_sending_stays_delivered_from_the_ledger_when_the_prov
     assert "could not be reached now" in during["note"] and during["provider_unreachable"] in during["note"]
     assert "local ledger alone" in during["note"] and "check again shortly" not in during["note"]
     assert "<html" not in during["note"].lower() and "mysqli" not in during["note"]
-    assert seen["status"] == "delivered" and seen["provider_unreachable"] == during["provider_unreachable"]
+    assert seen["status"] == "partially_delivered" and seen["provider_unreachable"] == during["provider_unreachable"]
+
+
+async def test_a_delivered_sending_is_settled_and_answered_from_the_ledger_without_asking_the_provider(
+    settings: Settings, serve: Callable[..., Any], simulator: Simulator, clock: Clock
+) -> None:
+    async with serve(settings) as client:
+        message_id = await sending(client)
+        clock.advance(3.0)
+        before = structured(await client.call_tool("get_pec_receipts", {"message_id": message_id}))
+        simulator.faults = receipts_fail("503-html")  # the provider is down: it is not asked
+        during = structured(await client.call_tool("get_pec_receipts", {"message_id": message_id}))
+        seen = await resource(client, f"pec://sendings/{message_id}")  # the resource still reads the provider
+    assert before["status"] == "delivered" and {r["at_provider"] for r in before["receipts"]} == {True}
+    assert during["status"] == "delivered" and during["summary"] == before["summary"]
+    assert [r["state"] for r in during["recipients"]] == ["delivered", "delivered"]
+    assert [r["kind"] for r in during["receipts"]] == [r["kind"] for r in before["receipts"]]
+    assert {r["at_provider"] for r in during["receipts"]} == {None} and during["ledger_only"] == 0
+    assert during["provider_unreachable"] is None and "outcome is final" in during["note"]
+    assert seen["status"] == "delivered" and seen["provider_unreachable"]
 
 
 async def test_a_sending_with_no_receipt_yet_is_pending_from_the_ledger_and_says_the_provider_is_down(
@@ -120,6 +142,8 @@ async def test_receipts_are_not_deleted_while_the_provider_cannot_be_read(
         deleted = await client.call_tool("delete_pec_receipts", {"message_id": message_id, "confirm": True})
         simulator.faults = FaultPlan([])
         after = structured(await client.call_tool("get_pec_receipts", {"message_id": message_id}))
+        at_provider = await resource(client, f"pec://sendings/{message_id}")  # reads the provider again
     assert preview.is_error and deleted.is_error
     assert_explained(deleted)
-    assert after["status"] == "delivered" and {r["at_provider"] for r in after["receipts"]} == {True}
+    assert after["status"] == "delivered" and {r["deleted_at"] for r in after["receipts"]} == {None}
+    assert at_provider["provider_unreachable"] is None and at_provider["receipts_known_only_from_the_ledger"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections.abc import Callable
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -174,11 +175,13 @@ def preflight(settings: Settings, *, replica: bool) -> None:
         store.close()
 
 
-def serve_http(settings: Settings, *, host: str, port: int) -> None:
+def serve_http(settings: Settings, *, host: str, port: int, built: Callable[[], None] = lambda: None) -> None:
+    """Build the app, check the store, call ``built`` (the server is whole: start-up is over) and serve."""
     import uvicorn
 
     app = build_http_app(settings, host=host)
     preflight(settings, replica=True)
+    built()
     # log_config=None: uvicorn's records go to the root handler, where the redacting filter removes secrets (the
     # access log, at INFO, is off at this level anyway; a webhook token in its query string would be a secret).
     uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)

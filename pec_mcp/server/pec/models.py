@@ -65,7 +65,7 @@ class ReceiptInfo(BaseModel):
     at_provider: bool | None = Field(True, description="true: the provider returned it just now; false: known "
                                      "only from the local ledger, the provider no longer has it (deleted, or an "
                                      "offline simulator that restarted empty); null: not known now, the provider "
-                                     "could not be read")
+                                     "could not be read or was not asked (a settled sending)")
     deleted_at: str | None = Field(None, description="When pec-mcp deleted the provider's copy (UTC), if it did")
     signature: Literal["valid", "valid_untrusted", "invalid"] | None = Field(
         None, description="Receipts read from a mailbox (IMAP accounts): valid = signed by an accredited PEC provider "
@@ -241,7 +241,7 @@ def inbox_kind(subject: str) -> tuple[str, str | None]:
 
 
 def receipt_note(status: SendingStatus, *, ledger_only: int = 0, unreachable: str | None = None,
-                 known: int = 0, recorded_only: bool = False) -> str:
+                 known: int = 0, recorded_only: bool = False, settled: bool = False) -> str:
     if status.status == "delivered":
         note = "Every recipient has a CONSEGNA receipt: legal proof of delivery (reading is irrelevant)."
     elif status.status == "pending" and unreachable:
@@ -256,6 +256,10 @@ def receipt_note(status: SendingStatus, *, ledger_only: int = 0, unreachable: st
     if recorded_only:
         note += (f" This status ({status.status.value}) was recorded in the local ledger before it kept receipts; "
                  "the receipts it came from are no longer returned by the provider, and a status never moves back.")
+    if settled:
+        note += (" This outcome is final, so it comes from the receipts the local ledger keeps; the provider was "
+                 "not asked again (at_provider is null for receipts it may still hold; delete_pec_receipts with "
+                 "dry_run=true reads what it holds now).")
     if unreachable:
         note += (f" The provider could not be reached now (it said: {unreachable}), so this answer comes from the "
                  f"local ledger alone ({known} receipt(s) kept there); receipts that arrived since are not shown. "
