@@ -11,8 +11,9 @@ A throwaway PostgreSQL 15 cluster is started on loopback (as in the tests), with
 3. HTTP load: 60 concurrent clients calling ``find_pec_sendings`` and ``get_pec_receipts`` of a delivered
    sending (stateless 2026-07-28 requests, round-robin over the replicas): 3 replicas vs 1 replica, throughput
    and p99 latency; and 1 replica vs a bare SDK streamable-HTTP server with one tool
-   (``bench/bare_server.py --http``), same run. Then the CPU a call costs when it must ask the provider:
-   ``get_pec_receipts`` of a pending sending. The load generator runs in its own process.
+   (``bench/bare_server.py --http``), same run; the same replica on ``list_pec_accounts``, which reads neither the
+   ledger nor a provider (its own request path against the SDK's). Then the CPU a call costs when it must ask the
+   provider: ``get_pec_receipts`` of a pending sending. The load generator runs in its own process.
 
 ``python bench/replicas.py [--quick]`` prints a table; ``run()`` returns its rows.
 """
@@ -433,6 +434,8 @@ def http_load(cluster: Any, folder: Path, seconds: float) -> list[dict[str, Any]
             load([bare_port], echo, min(seconds, 3.0))
             bare = measured([pid_listening(bare_port)], [bare_port], echo, seconds)
             single = measured([three[0].proc.pid], [three[0].port], calls, seconds, **parts)
+            # The same replica on a tool that reads neither the ledger nor a provider: its own request path.
+            no_io = measured([three[0].proc.pid], [three[0].port], [("list_pec_accounts", {})], seconds, **parts)
         polling = measured([three[0].proc.pid], [three[0].port], polls, seconds, **parts)
     cluster.drop_database(url.rsplit("/", 1)[1])
     ratio = three_replicas["per_second"] / one_replica["per_second"] if one_replica["per_second"] else 0.0
@@ -456,6 +459,9 @@ def http_load(cluster: Any, folder: Path, seconds: float) -> list[dict[str, Any]
         row("replicas", "server CPU per call, 1 replica vs bare SDK server (load-independent)", server_cpu, bare_cpu,
             unit="ms", target="", met=None, n=single["done"],
             note=f"pec-mcp: {where_it_goes(single)}; bare echo: {where_it_goes(bare)}"),
+        row("replicas", "HTTP calls/s, 1 replica on list_pec_accounts (no ledger, no provider) vs bare SDK server",
+            no_io["per_second"], bare["per_second"], unit="/s", target="", met=None, n=no_io["done"],
+            note=f"pec-mcp's request path alone: {note(no_io)}; {where_it_goes(no_io)}"),
         row("replicas", "server CPU per call, get_pec_receipts of a pending sending vs bare SDK server",
             polling["cpu_ms"]["servers"], bare_cpu, unit="ms", target="", met=None, n=polling["done"],
             note=f"the provider is asked at every call: {note(polling)}; {where_it_goes(polling)}"),
