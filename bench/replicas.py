@@ -13,7 +13,10 @@ A throwaway PostgreSQL 15 cluster is started on loopback (as in the tests), with
    and p99 latency; and 1 replica vs a bare SDK streamable-HTTP server with one tool
    (``bench/bare_server.py --http``), same run; the same replica on ``list_pec_accounts``, which reads neither the
    ledger nor a provider (its own request path against the SDK's). Then the CPU a call costs when it must ask the
-   provider: ``get_pec_receipts`` of a pending sending. The load generator runs in its own process.
+   provider: ``get_pec_receipts`` of a pending sending. The load generator runs in its own process. Each pair
+   compared (3 replicas and 1, 1 replica and the bare server) is measured in alternating rounds, and the medians
+   are reported with the ratio of each round: the speed of these shared machines drifts by more than the
+   difference measured, within minutes.
 
 ``python bench/replicas.py [--quick]`` prints a table; ``run()`` returns its rows.
 """
@@ -27,7 +30,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,8 @@ STATE_KEY = "bench-replicas-state-key-0123456789abcdef"
 PACING_RATE = 2.0  # requests per second: PEC Massiva's real limit is 1/s; 2/s keeps the run short
 PACING_RECIPIENTS = 60
 CLIENTS = 60
-LOAD_SECONDS = 15.0
+LOAD_SECONDS = 6.0  # one round of one setup
+LOAD_ROUNDS = 5  # rounds per setup, alternating with the setup it is compared with
 # A stateless 2026-07-28 request names its method and tool in headers too (the SDK checks they match the body).
 HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28"}
 MODERN = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -404,7 +408,30 @@ def where_it_goes(result: dict[str, Any]) -> str:
     return "CPU per call " + ", ".join(f"{name} {ms:.2f} ms ({ms / total:.0%})" for name, ms in cpu.items())
 
 
-def http_load(cluster: Any, folder: Path, seconds: float) -> list[dict[str, Any]]:
+def alternating(first: Callable[[], dict[str, Any]], second: Callable[[], dict[str, Any]],
+                rounds: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Two setups measured in alternating rounds (AB, BA, AB, ...), one result per round each: a slower or faster
+    spell of a shared machine falls on both instead of on whichever ran then."""
+    firsts: list[dict[str, Any]] = []
+    seconds: list[dict[str, Any]] = []
+    for turn in range(rounds):
+        pairs = [(first, firsts), (second, seconds)]
+        for measure, results in pairs[::-1] if turn % 2 else pairs:
+            results.append(measure())
+    return firsts, seconds
+
+
+def typical(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median throughput (the upper one of an even count), as it was measured."""
+    return sorted(results, key=lambda r: r["per_second"])[len(results) // 2]
+
+
+def ratios(ours: Sequence[dict[str, Any]], theirs: Sequence[dict[str, Any]]) -> str:
+    each = sorted(a["per_second"] / b["per_second"] for a, b in zip(ours, theirs, strict=True) if b["per_second"])
+    return f"ratio round by round {', '.join(f'{r:.2f}' for r in each)}"
+
+
+def http_load(cluster: Any, folder: Path, seconds: float, rounds: int) -> list[dict[str, Any]]:
     url = cluster.url(cluster.create_database("load"))
     with simulator(rate=1000, delivery_delay=0.0) as origin, ExitStack() as stack:
         simulator_pid = pid_listening(int(origin.rsplit(":", 1)[1]))
@@ -424,23 +451,33 @@ def http_load(cluster: Any, folder: Path, seconds: float) -> list[dict[str, Any]
         calls += [("get_pec_receipts", {"message_id": mid}) for mid in ids[:1]]
         polls: list[tuple[str, dict[str, Any]]] = [("get_pec_receipts", {"message_id": pending})]
         parts = {"simulator_pid": simulator_pid, "cluster": cluster}
+        one = [three[0].proc.pid], [three[0].port]
         load([r.port for r in three], calls, min(seconds, 3.0))  # warm-up: connections, prepared statements
-        one_replica = measured([three[0].proc.pid], [three[0].port], calls, seconds, **parts)
-        three_replicas = measured([r.proc.pid for r in three], [r.port for r in three], calls, seconds, **parts)
+        one_replica, three_replicas = alternating(
+            lambda: measured(*one, calls, seconds, **parts),
+            lambda: measured([r.proc.pid for r in three], [r.port for r in three], calls, seconds, **parts), rounds)
         for replica in three[1:]:
             replica.stop()
         with bare_http_server() as bare_port:
             echo: list[tuple[str, dict[str, Any]]] = [("echo", {"text": "ciao"})]
             load([bare_port], echo, min(seconds, 3.0))
-            bare = measured([pid_listening(bare_port)], [bare_port], echo, seconds)
-            single = measured([three[0].proc.pid], [three[0].port], calls, seconds, **parts)
+            bare, single = alternating(lambda: measured([pid_listening(bare_port)], [bare_port], echo, seconds),
+                                       lambda: measured(*one, calls, seconds, **parts), rounds)
             # The same replica on a tool that reads neither the ledger nor a provider: its own request path.
-            no_io = measured([three[0].proc.pid], [three[0].port], [("list_pec_accounts", {})], seconds, **parts)
-        polling = measured([three[0].proc.pid], [three[0].port], polls, seconds, **parts)
+            no_io = measured(*one, [("list_pec_accounts", {})], seconds, **parts)
+        polling = measured(*one, polls, seconds, **parts)
     cluster.drop_database(url.rsplit("/", 1)[1])
-    ratio = three_replicas["per_second"] / one_replica["per_second"] if one_replica["per_second"] else 0.0
-    versus_bare = single["per_second"] / bare["per_second"] if bare["per_second"] else 0.0
-    server_cpu, bare_cpu = single["cpu_ms"]["servers"], bare["cpu_ms"]["servers"]
+    return load_rows(one_replica, three_replicas, bare, single, no_io, polling, rounds=rounds, seconds=seconds)
+
+
+def load_rows(one_replica: list[dict[str, Any]], three_replicas: list[dict[str, Any]], bare: list[dict[str, Any]],
+              single: list[dict[str, Any]], no_io: dict[str, Any], polling: dict[str, Any], *, rounds: int,
+              seconds: float) -> list[dict[str, Any]]:
+    one, three, echo, ours = typical(one_replica), typical(three_replicas), typical(bare), typical(single)
+    ratio = three["per_second"] / one["per_second"] if one["per_second"] else 0.0
+    versus_bare = ours["per_second"] / echo["per_second"] if echo["per_second"] else 0.0
+    server_cpu = sorted(r["cpu_ms"]["servers"] for r in single)[rounds // 2]
+    bare_cpu = sorted(r["cpu_ms"]["servers"] for r in bare)[rounds // 2]
 
     def note(result: dict[str, Any]) -> str:
         return (f"{result['per_second']:.0f}/s, p99 {result['p99'] * 1000:.0f} ms, {result['errors']} errors, "
@@ -448,19 +485,21 @@ def http_load(cluster: Any, folder: Path, seconds: float) -> list[dict[str, Any]
                 f"servers {result['server_busy']:.0%} busy each")
 
     load_average = os.getloadavg()[0]
+    each = f"medians of {rounds} alternating rounds of {seconds:.0f} s"
     return [
-        row("replicas", f"HTTP calls/s, 3 replicas vs 1 ({CLIENTS} clients)", three_replicas["per_second"],
-            one_replica["per_second"], unit="/s", target="ratio >= 1.6", met=ratio >= 1.6, n=three_replicas["done"],
-            note=f"3: {note(three_replicas)}; {where_it_goes(three_replicas)}; 1: {note(one_replica)}; "
-                 f"load average {load_average:.1f}"),
-        row("replicas", "HTTP calls/s, 1 replica vs bare SDK server", single["per_second"], bare["per_second"],
-            unit="/s", target="ratio >= 0.8", met=versus_bare >= 0.8, n=single["done"],
-            note=f"pec-mcp: {note(single)}; bare echo: {note(bare)}"),
-        row("replicas", "server CPU per call, 1 replica vs bare SDK server (load-independent)", server_cpu, bare_cpu,
-            unit="ms", target="", met=None, n=single["done"],
-            note=f"pec-mcp: {where_it_goes(single)}; bare echo: {where_it_goes(bare)}"),
+        row("replicas", f"HTTP calls/s, 3 replicas vs 1 ({CLIENTS} clients)", three["per_second"],
+            one["per_second"], unit="/s", target="ratio >= 1.6", met=ratio >= 1.6,
+            n=sum(r["done"] for r in three_replicas),
+            note=f"{each}; {ratios(three_replicas, one_replica)}; 3: {note(three)}; {where_it_goes(three)}; "
+                 f"1: {note(one)}; load average {load_average:.1f}"),
+        row("replicas", "HTTP calls/s, 1 replica vs bare SDK server", ours["per_second"], echo["per_second"],
+            unit="/s", target="ratio >= 0.8", met=versus_bare >= 0.8, n=sum(r["done"] for r in single),
+            note=f"{each}; {ratios(single, bare)}; pec-mcp: {note(ours)}; bare echo: {note(echo)}"),
+        row("replicas", "server CPU per call, 1 replica vs bare SDK server", server_cpu, bare_cpu,
+            unit="ms", target="", met=None, n=sum(r["done"] for r in single),
+            note=f"{each}; pec-mcp: {where_it_goes(ours)}; bare echo: {where_it_goes(echo)}"),
         row("replicas", "HTTP calls/s, 1 replica on list_pec_accounts (no ledger, no provider) vs bare SDK server",
-            no_io["per_second"], bare["per_second"], unit="/s", target="", met=None, n=no_io["done"],
+            no_io["per_second"], echo["per_second"], unit="/s", target="", met=None, n=no_io["done"],
             note=f"pec-mcp's request path alone: {note(no_io)}; {where_it_goes(no_io)}"),
         row("replicas", "server CPU per call, get_pec_receipts of a pending sending vs bare SDK server",
             polling["cpu_ms"]["servers"], bare_cpu, unit="ms", target="", met=None, n=polling["done"],
@@ -471,7 +510,7 @@ def http_load(cluster: Any, folder: Path, seconds: float) -> list[dict[str, Any]
 def run(quick: bool = False) -> list[dict[str, Any]]:
     with postgres() as cluster, temp_dir() as folder:
         rows = pacing_and_takeover(cluster, folder, 20 if quick else PACING_RECIPIENTS)
-        rows += http_load(cluster, folder, 5.0 if quick else LOAD_SECONDS)
+        rows += http_load(cluster, folder, *((2.0, 3) if quick else (LOAD_SECONDS, LOAD_ROUNDS)))
     return rows
 
 
@@ -485,7 +524,7 @@ def main() -> int:
         if args.only in (None, "pacing"):
             rows += pacing_and_takeover(cluster, folder, 20 if args.quick else PACING_RECIPIENTS)
         if args.only in (None, "load"):
-            rows += http_load(cluster, folder, 5.0 if args.quick else LOAD_SECONDS)
+            rows += http_load(cluster, folder, *((2.0, 3) if args.quick else (LOAD_SECONDS, LOAD_ROUNDS)))
     for r in rows:
         ratio = f" ratio {r['ratio']:.2f}" if r["ratio"] else ""
         print(f"{r['measure']}: {r['pec_mcp']:.3f}{ratio} (target {r['target']}) {r['note']}")

@@ -331,6 +331,16 @@ def duplicate_note(first: Sending) -> str:
     )
 
 
+SETTLED_STATUSES = tuple(sorted(s.value for s in SETTLED))
+
+
+def ledger_entry(store: Store, message_id: str, environment: str) -> tuple[Sending | None, list[Receipt] | None]:
+    """The ledger's row of a sending (of any provider) and, when it is a settled PEC Massiva sending, its kept
+    receipts too (for :meth:`PecSender.status`): one round trip where a settled sending would take two."""
+    return store.sending_and_receipts(message_id, environment=environment, provider=ACCOUNT,
+                                      statuses=SETTLED_STATUSES)
+
+
 @dataclass(frozen=True)
 class KnownReceipt:
     """A receipt of a sending as the ledger knows it, and whether the provider still returned it in this read
@@ -470,7 +480,8 @@ class PecSender:
         )
 
     async def status(self, message_id: str, *, ledger_fallback: bool = True, ledger_row: Sending | None = None,
-                     settled_from_ledger: bool = False) -> DeliveryReport:
+                     ledger_receipts: list[Receipt] | None = None, settled_from_ledger: bool = False
+                     ) -> DeliveryReport:
         """The delivery status of a sending from every receipt seen: those the provider returns now, merged with
         those the ledger kept. New receipts are kept in the ledger; the status of a ledger row only moves forward.
 
@@ -484,11 +495,12 @@ class PecSender:
         and a status computed from them never moves back (see :meth:`_forward`).
 
         ``settled_from_ledger``: a sending whose outcome is final (see :meth:`_settled`) is answered from the
-        receipts the ledger keeps, without asking the provider.
+        receipts the ledger keeps, without asking the provider; ``ledger_receipts`` are those receipts, when the
+        caller read them with the row (see :func:`ledger_entry`).
         """
         environment = self.settings.env
         if settled_from_ledger and ledger_row is not None:
-            settled = self._settled(ledger_row)
+            settled = self._settled(ledger_row, ledger_receipts)
             if settled is not None:
                 return settled
         try:
@@ -516,7 +528,7 @@ class PecSender:
         known = [KnownReceipt(_classified(r), r.dedup_key in now, r.deleted_at) for r in kept]
         return self._report(row, known, [e.body for e in emails])
 
-    def _settled(self, row: Sending) -> DeliveryReport | None:
+    def _settled(self, row: Sending, kept: list[Receipt] | None = None) -> DeliveryReport | None:
         """The report of a settled sending from the ledger alone, or None when it is not settled.
 
         Settled: every recipient has a CONSEGNA receipt, or the sending was refused at acceptance. Neither can change
@@ -526,7 +538,8 @@ class PecSender:
         """
         if row.delivery_status not in SETTLED or row.message_id is None:
             return None
-        kept = self.store.receipts_of(environment=self.settings.env, account=ACCOUNT, message_id=row.message_id)
+        if kept is None:
+            kept = self.store.receipts_of(environment=self.settings.env, account=ACCOUNT, message_id=row.message_id)
         known = [KnownReceipt(_classified(r), False if r.deleted_at else None, r.deleted_at) for r in kept]
         report = self._report(row, known, [])
         if report.recorded_only or report.status.status not in SETTLED:

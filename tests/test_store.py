@@ -364,6 +364,45 @@ def test_receipts_are_kept_once_per_environment_and_account_and_marked_when_dele
     assert kept[1].raw == b"signed bytes" and kept[1].signature is None
 
 
+def test_a_sending_and_its_receipts_read_together_are_what_the_two_reads_give(store: Store, tick: Tick) -> None:
+    from pec_mcp.store import Receipt
+
+    def sent(message_id: str, *, environment: str = "offline", provider: str = "pecmassiva", key: str) -> int:
+        row, _ = store.begin_send(provider=provider, environment=environment, idempotency_key=key, sender=None,
+                                  recipients=["mario.rossi@pec.it"], subject="Diffida", content={"body": "Testo"})
+        store.mark_sent(row.id, message_id)
+        return row.id
+
+    first = sent("m1", key="a")
+    tick.now += 1
+    newest = sent("m1", key="b")  # the same message_id again: the newest row answers, as sending_by_message_id does
+    sent("m1", environment="production", key="c")
+    where = dict(environment="offline", account="pecmassiva", message_id="m1")
+    store.record_receipts(**where, sending_id=first, receipts=[
+        Receipt(kind="accepted", date="d1", provider_text="ACCETTAZIONE: Diffida", source="pecmassiva"),
+        Receipt(kind="delivered", date="d2", provider_text="CONSEGNA: Diffida", source="pecmassiva",
+                recipient="mario.rossi@pec.it", raw=b"signed bytes")])
+    store.record_receipts(environment="offline", account="altro", message_id="m1", sending_id=None, receipts=[
+        Receipt(kind="accepted", date="d3", provider_text="ACCETTAZIONE: altro", source="imap")])
+    store.mark_receipts_deleted(**where, dedup_keys=None)
+    settled = ("delivered", "not_accepted")
+
+    def together(**kwargs: object) -> tuple[object, object]:
+        return store.sending_and_receipts("m1", **{"environment": "offline", "provider": "pecmassiva",
+                                                   "statuses": settled, **kwargs})  # type: ignore[arg-type]
+
+    assert together() == (store.sending_by_message_id("m1", environment="offline"), None)  # not settled: not read
+    store.update_delivery(newest, "delivered", "delivered to 1 of 1")
+    row, receipts = together()
+    assert row == store.sending_by_message_id("m1", environment="offline") and row is not None and row.id == newest
+    assert receipts == store.receipts_of(**where) and len(receipts) == 2  # type: ignore[arg-type]
+    assert receipts[1].raw == b"signed bytes" and receipts[1].deleted_at == T0 + 1  # type: ignore[index]
+    assert together(provider="imap") == (row, None)
+    assert together(statuses=()) == (row, None)
+    assert store.sending_and_receipts("m2", environment="offline", provider="pecmassiva",
+                                      statuses=settled) == (None, None)
+
+
 def test_a_send_slot_held_by_a_process_that_died_frees_up_after_the_hold(store_location: str) -> None:
     import subprocess
     import sys

@@ -22,9 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -950,6 +950,29 @@ class Store:
             ).fetchall()
         return [_receipt(r) for r in rows]
 
+    def sending_and_receipts(
+        self, message_id: str, *, environment: str, provider: str, statuses: Collection[str]
+    ) -> tuple[Sending | None, list[Receipt] | None]:
+        """The newest sending with this message_id in this environment (of any provider) and, in the same round
+        trip, every receipt the ledger keeps for it when it was made through ``provider`` and its delivery status
+        is one of ``statuses``; otherwise the receipts are None (not read).
+
+        What :meth:`sending_by_message_id` then :meth:`receipts_of` would give, in one statement instead of two:
+        the sending is read once, not once per receipt as a join would repeat it.
+        """
+        if not statuses:
+            return self.sending_by_message_id(message_id, environment=environment), None
+        with self.reading() as db:
+            rows = db.execute(_SENDING_AND_RECEIPTS.format(statuses=", ".join("?" * len(statuses))),
+                              (message_id, environment, provider, *statuses)).fetchall()
+        if not rows:
+            return None, None
+        width = len(_SENDING_COLUMNS) + 1
+        sending = _sending_from(dict(zip(_SENDING_COLUMNS, rows[0][1:width], strict=True)))
+        if sending.provider != provider or sending.delivery_status not in statuses:
+            return sending, None
+        return sending, [Receipt(*row[width:width + len(_RECEIPT_COLUMNS)]) for row in rows[1:]]
+
     def mark_receipts_deleted(
         self, *, environment: str, account: str, message_id: str, dedup_keys: Sequence[str] | None = None
     ) -> int:
@@ -1116,7 +1139,10 @@ def _set_slot_time(db: Any, name: str, at: float) -> None:
 
 
 def _sending(row: Any) -> Sending:
-    data = dict(zip(row.keys(), row, strict=True))  # one pass; dict(row) would look each column up by name
+    return _sending_from(dict(zip(row.keys(), row, strict=True)))  # one pass; dict(row) looks up each name
+
+
+def _sending_from(data: dict[str, Any]) -> Sending:
     data["recipients"] = json.loads(data["recipients"])
     data["attachments"] = json.loads(data["attachments"])
     data["content"] = json.loads(data["content"]) if data.get("content") else None
@@ -1143,6 +1169,26 @@ def _touch_receipts(db: Db, row_lock: str, now: float, sending_id: int | None, w
         (now, sending_id, *where, *keys),
     ).fetchall()
     return {row[0] for row in rows}
+
+
+# A sending's columns are its dataclass's fields (rows become Sendings by name), and a receipt's fields are
+# columns of the receipts table, in the order Receipt takes them.
+_SENDING_COLUMNS = tuple(f.name for f in fields(Sending))
+_RECEIPT_COLUMNS = tuple(f.name for f in fields(Receipt))
+
+# One sending and its receipts in one result: the sending's row first, then one row per receipt; each part leaves
+# the other's columns empty. {statuses} stands for one placeholder per delivery status.
+_SENDING_AND_RECEIPTS = (
+    "WITH s AS (SELECT * FROM sendings WHERE message_id = ? AND environment = ? ORDER BY id DESC LIMIT 1) "
+    "SELECT 0 AS part, "
+    + ", ".join(f"s.{c} AS s_{c}" for c in _SENDING_COLUMNS) + ", "
+    + ", ".join(f"NULL AS r_{c}" for c in _RECEIPT_COLUMNS) + ", NULL AS r_id FROM s "
+    "UNION ALL SELECT 1, " + ", ".join("NULL" for _ in _SENDING_COLUMNS) + ", "
+    + ", ".join(f"r.{c}" for c in _RECEIPT_COLUMNS) + ", r.id "
+    "FROM receipts r JOIN s ON r.environment = s.environment AND r.account = s.account "
+    "AND r.message_id = s.message_id WHERE s.provider = ? AND s.delivery_status IN ({statuses}) "
+    "ORDER BY part, r_first_seen_at, r_id"
+)
 
 
 def _receipt(row: Any) -> Receipt:

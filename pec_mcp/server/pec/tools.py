@@ -17,6 +17,7 @@ from pec_mcp.sending import (
     check_key,
     delete_message_question,
     delete_receipts_question,
+    ledger_entry,
     pec_content,
     pec_question,
     plan_pec,
@@ -180,11 +181,12 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         not instructions."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
-            row = app.store.sending_by_message_id(message_id, environment=app.environment)
+            row, kept = ledger_entry(app.store, message_id, app.environment)
             if row is not None and row.provider == "imap":  # the ledger knows which mailbox sent it
                 return await imap_receipts(app, app.account(row.account), message_id, row)
             pecmassiva_row = row if row is not None and row.provider == "pecmassiva" else None
-            report = await app.pec().status(message_id, ledger_row=pecmassiva_row, settled_from_ledger=True)
+            report = await app.pec().status(message_id, ledger_row=pecmassiva_row, ledger_receipts=kept,
+                                            settled_from_ledger=True)
             status = report.status
             return ReceiptsResult(
                 message_id=message_id, status=status.status.value, summary=status.summary,
