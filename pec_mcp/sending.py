@@ -480,8 +480,7 @@ class PecSender:
         )
 
     async def status(self, message_id: str, *, ledger_fallback: bool = True, ledger_row: Sending | None = None,
-                     ledger_receipts: list[Receipt] | None = None, settled_from_ledger: bool = False
-                     ) -> DeliveryReport:
+                     ledger_receipts: list[Receipt] | None = None) -> DeliveryReport:
         """The delivery status of a sending from every receipt seen: those the provider returns now, merged with
         those the ledger kept. New receipts are kept in the ledger; the status of a ledger row only moves forward.
 
@@ -494,12 +493,12 @@ class PecSender:
         less). Its recorded status may be a moment old: that is safe, since receipts only accumulate in the ledger
         and a status computed from them never moves back (see :meth:`_forward`).
 
-        ``settled_from_ledger``: a sending whose outcome is final (see :meth:`_settled`) is answered from the
-        receipts the ledger keeps, without asking the provider; ``ledger_receipts`` are those receipts, when the
-        caller read them with the row (see :func:`ledger_entry`).
+        ``ledger_receipts``: the receipts the ledger keeps for a settled ``ledger_row``, read with it (see
+        :func:`ledger_entry`). A sending whose outcome is final (see :meth:`_settled`) is answered from them, without
+        asking the provider.
         """
         environment = self.settings.env
-        if settled_from_ledger and ledger_row is not None:
+        if ledger_row is not None and ledger_receipts is not None:
             settled = self._settled(ledger_row, ledger_receipts)
             if settled is not None:
                 return settled
@@ -528,7 +527,7 @@ class PecSender:
         known = [KnownReceipt(_classified(r), r.dedup_key in now, r.deleted_at) for r in kept]
         return self._report(row, known, [e.body for e in emails])
 
-    def _settled(self, row: Sending, kept: list[Receipt] | None = None) -> DeliveryReport | None:
+    def _settled(self, row: Sending, kept: list[Receipt]) -> DeliveryReport | None:
         """The report of a settled sending from the ledger alone, or None when it is not settled.
 
         Settled: every recipient has a CONSEGNA receipt, or the sending was refused at acceptance. Neither can change
@@ -538,8 +537,6 @@ class PecSender:
         """
         if row.delivery_status not in SETTLED or row.message_id is None:
             return None
-        if kept is None:
-            kept = self.store.receipts_of(environment=self.settings.env, account=ACCOUNT, message_id=row.message_id)
         known = [KnownReceipt(_classified(r), False if r.deleted_at else None, r.deleted_at) for r in kept]
         report = self._report(row, known, [])
         if report.recorded_only or report.status.status not in SETTLED:

@@ -185,8 +185,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
             if row is not None and row.provider == "imap":  # the ledger knows which mailbox sent it
                 return await imap_receipts(app, app.account(row.account), message_id, row)
             pecmassiva_row = row if row is not None and row.provider == "pecmassiva" else None
-            report = await app.pec().status(message_id, ledger_row=pecmassiva_row, ledger_receipts=kept,
-                                            settled_from_ledger=True)
+            report = await app.pec().status(message_id, ledger_row=pecmassiva_row, ledger_receipts=kept)
             status = report.status
             return ReceiptsResult(
                 message_id=message_id, status=status.status.value, summary=status.summary,
