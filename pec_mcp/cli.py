@@ -10,6 +10,7 @@ import gc
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -84,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
     simulate = commands.add_parser("simulate", help="run the provider simulator on loopback", parents=[flags])
     simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=8025)
+    simulate.add_argument("--port", type=int, default=8025, help="HTTP port (default 8025; 0: a free one, printed)")
     simulate.add_argument("--delivery-delay", type=float, default=2.0, help="seconds until CONSEGNA (default 2)")
     simulate.add_argument("--rate", type=float, default=1.0, help="PEC Massiva sends per second (default 1)")
     simulate.add_argument("--faults", default="", metavar="PLAN",
@@ -235,18 +236,41 @@ def _simulate(args: argparse.Namespace) -> int:
     except FaultSpecError as exc:
         print(f"pec-mcp: --faults: {exc}", file=sys.stderr)
         return 2
-    print(f"pec-mcp simulator on http://{args.host}:{args.port} (PEC Massiva at /pecmassiva, openapi.it PEC at "
+    listening = _listen(args.host, args.port)
+    if listening is None:
+        return 2
+    port = listening.getsockname()[1]
+    print(f"pec-mcp simulator on http://{args.host}:{port} (PEC Massiva at /pecmassiva, openapi.it PEC at "
           "/openapi-pec, Mensatek at /mensatek/v7, stats at /__simulator__/stats)", file=sys.stderr)
     pec_mail = _start_pec_mail(sim)
     if sim.faults.rules:
         print(f"faults: {json.dumps(sim.faults.describe()['rules'])}", file=sys.stderr)
-    config = uvicorn.Config(sim.app, host=args.host, port=args.port, log_level="warning")
+    config = uvicorn.Config(sim.app, host=args.host, port=port, log_level="warning")
     logging.getLogger("uvicorn.error").addFilter(QuietDrops())  # after Config, which sets up uvicorn's logging
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[listening])
     finally:
         pec_mail.close()
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket | None:
+    """The simulator's HTTP socket, bound before its SMTP and IMAP servers take free ports of their own.
+
+    Bound first, the port asked for cannot be one of those; and with ``--port 0`` the port is known to print.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as exc:
+        listening.close()
+        print(f"pec-mcp: simulate cannot listen on {host}:{port} ({exc.strerror or exc}); another program may "
+              "be using that port: pick another with --port, or --port 0 for a free one", file=sys.stderr)
+        return None
+    listening.listen(2048)  # uvicorn's backlog; a client that comes while the mail servers start waits, not fails
+    return listening
 
 
 def _start_pec_mail(sim: Simulator) -> PecMailServers:

@@ -8,8 +8,6 @@ Four processes in all (the simulator and three servers), so the checks share the
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +21,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from pec_mcp.simulator import credentials as sim
-from tests.test_stdio import ROOT, child_env
+from tests.simulate_process import simulate_process
+from tests.test_stdio import child_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -31,33 +30,11 @@ PEC = {"recipients": ["mario.rossi@pec.it"], "subject": "Diffida ad adempiere", 
        "idempotency_key": "pratica-42"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @asynccontextmanager
 async def simulate() -> AsyncIterator[str]:
-    """``pec-mcp simulate`` on a free loopback port, receipts at once; yields its origin."""
-    port = free_port()
-    process = await anyio.open_process(
-        [sys.executable, "-m", "pec_mcp", "simulate", "--port", str(port), "--delivery-delay", "0"], cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    origin = f"http://127.0.0.1:{port}"
-    try:
-        with anyio.fail_after(30):
-            async with httpx.AsyncClient() as http:
-                while True:
-                    try:
-                        await http.get(origin + "/__simulator__/stats")
-                        break
-                    except httpx.TransportError:
-                        await anyio.sleep(0.05)
-        yield origin
-    finally:
-        process.terminate()
-        await process.wait()
+    """``pec-mcp simulate`` on a loopback port of its choosing, receipts at once; yields its origin."""
+    with simulate_process("--delivery-delay", "0") as simulated:
+        yield simulated.origin
 
 
 def sandbox(tmp_path: Path, origin: str) -> dict[str, str]:

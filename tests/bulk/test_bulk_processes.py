@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -20,6 +19,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from pec_mcp.simulator import credentials as sim
+from tests.simulate_process import simulate_process
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -35,29 +35,9 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def simulate(rate: float) -> Iterator[str]:
-    """``pec-mcp simulate`` on a free loopback port; yields its origin."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "pec_mcp", "simulate", "--port", str(port), "--rate", str(rate),
-                                "--delivery-delay", "1"], cwd=ROOT, stderr=subprocess.DEVNULL)
-    origin = f"http://127.0.0.1:{port}"
-    try:
-        with anyio.from_thread.start_blocking_portal() as portal:
-            portal.call(_wait_for, origin)
-        yield origin
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-async def _wait_for(origin: str) -> None:
-    with anyio.fail_after(60):  # a cold start on a loaded machine
-        while True:
-            try:
-                async with httpx.AsyncClient() as http:
-                    await http.get(origin + "/__simulator__/stats")
-                return
-            except httpx.ConnectError:
-                await anyio.sleep(0.05)
+    """``pec-mcp simulate`` on a loopback port of its choosing; yields its origin."""
+    with simulate_process("--rate", str(rate), "--delivery-delay", "1") as simulated:
+        yield simulated.origin
 
 
 async def stats(origin: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -24,15 +23,14 @@ from mcp import Client, StdioServerParameters
 
 from pec_mcp.simulator.credentials import PECMAIL_ACCOUNTS
 from tests.bulk.test_bulk_processes import (
-    _wait_for,
     call,
-    free_port,
     recipients,
     runner_pids,
     server_env,
     stats,
     until_sent,
 )
+from tests.simulate_process import simulate_process
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -51,24 +49,13 @@ class Provider:
 
 
 @contextmanager
-def simulate_with_mail(folder: Path) -> Iterator[Provider]:
+def simulate_with_mail() -> Iterator[Provider]:
     """``pec-mcp simulate`` with its PEC mail provider; where its HTTP, IMAP and SMTP servers listen."""
-    port = free_port()
-    log = folder / "simulate.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "pec_mcp", "simulate", "--port", str(port),
-                                    "--delivery-delay", "1"], cwd=ROOT, stderr=out)
-    origin = f"http://127.0.0.1:{port}"
-    try:
-        with anyio.from_thread.start_blocking_portal() as portal:
-            portal.call(_wait_for, origin)
+    with simulate_process("--delivery-delay", "1") as simulated:
         found = re.search(r"IMAP \(TLS\) (\d+), SMTP \(TLS\) (\d+),.*trust the test CA (\S+); "
-                          r"trust.pec_providers = (\S+);", log.read_text())
-        assert found, log.read_text()
-        yield Provider(origin, int(found.group(1)), int(found.group(2)), found.group(3), found.group(4))
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+                          r"trust.pec_providers = (\S+);", simulated.banner)
+        assert found, simulated.banner
+        yield Provider(simulated.origin, int(found.group(1)), int(found.group(2)), found.group(3), found.group(4))
 
 
 def mailbox_config(folder: Path, provider: Provider) -> Path:
@@ -104,7 +91,7 @@ async def serve(provider: Provider, store: Path, config: Path) -> Any:
 async def test_a_server_killed_mid_job_on_a_mailbox_resumes_and_sends_every_recipient_exactly_once(
         tmp_path: Path) -> None:
     store = tmp_path / "shared.sqlite3"
-    with simulate_with_mail(tmp_path) as provider:
+    with simulate_with_mail() as provider:
         config = mailbox_config(tmp_path, provider)
         async with serve(provider, store, config) as client:
             started = await call(client, "start_bulk_pec", {**JOB, "recipients": recipients(40, "kill"),

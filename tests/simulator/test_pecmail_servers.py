@@ -28,6 +28,7 @@ from pec_mcp.simulator.pecmail.servers import (
     PecMailServers,
     start_pec_mail_provider,
 )
+from tests.simulate_process import simulate_process
 
 FROZEN_AT = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC).timestamp()
 STUDIO = PecMailAccount(f"studio@{DOMAIN}", "pw-studio")
@@ -271,30 +272,27 @@ def test_commands_before_login_and_unknown_ones_are_refused(pec: PecMailServers)
 
 @pytest.mark.slow
 def test_the_simulate_command_starts_the_pec_mail_provider_beside_the_http_simulator() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "pec_mcp", "simulate", "--port", str(port)],
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stderr is not None
-        line = ""
-        for _ in range(5):
-            line = process.stderr.readline()
-            if line.startswith("PEC mail provider on"):
-                break
-        found = re.search(r"IMAP \(TLS\) (\d+).*trust the test CA (\S+);", line)
-        assert found, line
+    with simulate_process() as simulated:
+        found = re.search(r"IMAP \(TLS\) (\d+).*trust the test CA (\S+);", simulated.banner)
+        assert found, simulated.banner
         context = ssl.create_default_context(cafile=found.group(2))
         client = imaplib.IMAP4_SSL("127.0.0.1", int(found.group(1)), ssl_context=context)
         client.login(f"studio@{DOMAIN}", "sim-studio-password")
         assert client.select("INBOX")[0] == "OK"
         client.logout()
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        if process.stderr is not None:
-            process.stderr.close()
+
+
+@pytest.mark.slow
+def test_the_simulate_command_refuses_a_port_in_use_and_says_what_to_do() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ended = subprocess.run([sys.executable, "-m", "pec_mcp", "simulate", "--port", str(port)],
+                               capture_output=True, text=True, timeout=60)
+    assert ended.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in ended.stderr and "--port 0 for a free one" in ended.stderr
+    assert "Traceback" not in ended.stderr
 
 
 def test_a_connection_dropped_after_data_still_sends_the_message_once(pec: PecMailServers, clock: Clock) -> None:
