@@ -800,9 +800,11 @@ class Store:
         since: date | None = None,
         limit: int = 20,
         providers: Sequence[str] = (),
+        accounts: Collection[str] | None = None,
     ) -> list[Sending]:
         """Recent sendings, newest first, filtered by provider (or any of ``providers``), environment (None: all),
-        account, recipient (exact or partial), subject words and date."""
+        account, recipient (exact or partial), subject words, date, and the accounts a user may see (None: all;
+        a row without account is its provider's)."""
         clauses: list[str] = ["1 = 1"]
         args: list[Any] = []
         if providers:
@@ -823,6 +825,10 @@ class Store:
         if since:
             clauses.append("s.created_at >= ?")
             args.append(datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp())
+        if accounts is not None:  # in the query, so that the limit counts only rows the user may see
+            clauses.append(f"(CASE WHEN s.account <> '' THEN s.account ELSE s.provider END) IN "
+                           f"({', '.join('?' * len(accounts)) or 'NULL'})")
+            args.extend(sorted(accounts))
         sql = f"SELECT s.* FROM sendings s WHERE {' AND '.join(clauses)} ORDER BY s.id DESC LIMIT ?"
         with self.reading() as db:
             rows = db.execute(sql, (*args, limit)).fetchall()
