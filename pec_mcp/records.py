@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pec_mcp.receipts import MEANING, ReceiptKind
-from pec_mcp.store import Store, iso
+from pec_mcp.store import Store, iso, one_of
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 500
@@ -245,8 +245,9 @@ class Records:
         clauses: list[str] = ["1 = 1"]
         args: list[Any] = []
         if flt.accounts_allowed is not None:
-            clauses.append(f"{account} IN ({','.join('?' * len(flt.accounts_allowed)) or 'NULL'})")
-            args.extend(sorted(flt.accounts_allowed))
+            clause, values = one_of(account, flt.accounts_allowed)
+            clauses.append(clause)
+            args.extend(values)
         if flt.account:
             clauses.append(f"{account} = ?")
             args.append(flt.account)
@@ -430,8 +431,9 @@ class Records:
             clauses.append("ref = ?")
             args.append(ref)
         if accounts_allowed is not None:
-            clauses.append(f"account IN ({','.join('?' * len(accounts_allowed)) or 'NULL'})")
-            args.extend(sorted(accounts_allowed))
+            clause, values = one_of("account", accounts_allowed)
+            clauses.append(clause)
+            args.extend(values)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self.store.transaction() as db:
             rows = db.execute(f"SELECT * FROM audit{where} ORDER BY id DESC LIMIT ? OFFSET ?",

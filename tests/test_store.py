@@ -161,6 +161,22 @@ def test_sendings_are_found_by_recipient_part_subject_words_and_date(store: Stor
     assert subjects(provider="mensatek") == []
 
 
+def test_a_search_limited_to_some_accounts_counts_only_their_rows_toward_the_limit(store: Store) -> None:
+    _begin(store, key="a", account="studio", subject="Dello studio")
+    for n in range(3):  # newer, of other accounts: a filter after the limit would leave nothing
+        _begin(store, key=f"p{n}", subject=f"PEC Massiva {n}")  # no account: PEC Massiva's own
+        _begin(store, key=f"u{n}", account="ufficio", subject=f"Dell'ufficio {n}")
+
+    def subjects(**kw: Any) -> list[str]:
+        return [s.subject for s in store.find_sendings(limit=2, **kw)]
+
+    assert subjects(accounts={"studio"}) == ["Dello studio"]
+    assert subjects(accounts={"pecmassiva"}) == ["PEC Massiva 2", "PEC Massiva 1"]
+    assert subjects(accounts={"studio", "ufficio"}) == ["Dell'ufficio 2", "Dell'ufficio 1"]
+    assert subjects(accounts=set()) == []
+    assert subjects(accounts=None) == ["Dell'ufficio 2", "PEC Massiva 2"]
+
+
 def test_the_schema_is_at_the_latest_version_and_a_newer_one_is_refused(store_location: str) -> None:
     store = Store(store_location)
     assert store.schema_version() == len(MIGRATIONS)

@@ -520,6 +520,12 @@ class AuditEntry:
     account: str | None = None  # the account it concerns; None: none (openapi.it's mailbox actions) or not known
 
 
+def one_of(column: str, values: Collection[str]) -> tuple[str, list[str]]:
+    """``column IN (?, ...)`` and its values; an empty collection matches no row (SQL has no empty IN list)."""
+    ordered = sorted(values)
+    return f"{column} IN ({', '.join('?' * len(ordered)) or 'NULL'})", ordered
+
+
 def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="seconds")
 
@@ -800,9 +806,11 @@ class Store:
         since: date | None = None,
         limit: int = 20,
         providers: Sequence[str] = (),
+        accounts: Collection[str] | None = None,
     ) -> list[Sending]:
         """Recent sendings, newest first, filtered by provider (or any of ``providers``), environment (None: all),
-        account, recipient (exact or partial), subject words and date."""
+        account, recipient (exact or partial), subject words, date, and the accounts a user may see (None:
+        all)."""
         clauses: list[str] = ["1 = 1"]
         args: list[Any] = []
         if providers:
@@ -823,6 +831,10 @@ class Store:
         if since:
             clauses.append("s.created_at >= ?")
             args.append(datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp())
+        if accounts is not None:  # in the query, so that the limit counts only rows the user may see
+            clause, values = one_of("s.account", accounts)
+            clauses.append(clause)
+            args.extend(values)
         sql = f"SELECT s.* FROM sendings s WHERE {' AND '.join(clauses)} ORDER BY s.id DESC LIMIT ?"
         with self.reading() as db:
             rows = db.execute(sql, (*args, limit)).fetchall()

@@ -98,3 +98,18 @@ async def test_a_bulk_job_belongs_to_its_account_for_its_tools_and_resource(serv
     async with client(server, TOKENS["franco"]) as c:
         with pytest.raises(Exception, match="account 'simulata'"):
             await c.read_resource(f"pec://jobs/{started['job_id']}")
+
+
+async def test_a_search_counts_toward_its_limit_only_what_the_user_may_see(server: list[Replica]) -> None:
+    refused, text, _ = await outcome(server, "elena", "send_pec", {**SEND, "subject": "Per elena", "confirm": True})
+    assert not refused, text
+    for n in range(2):  # newer, and not elena's to see
+        refused, text, _ = await outcome(server, "franco", "send_pec", {**SEND, "subject": f"Per franco {n}",
+                                                                        "account": "pecmassiva", "confirm": True})
+        assert not refused, text
+    refused, text, found = await outcome(server, "elena", "find_pec_sendings", {"limit": 1})
+    assert not refused, text
+    assert [(s["subject"], s["account"]) for s in found["sendings"]] == [("Per elena", "simulata")]
+    refused, text, found = await outcome(server, "franco", "find_pec_sendings", {"limit": 1, "account": "pecmassiva"})
+    assert not refused, text
+    assert [s["subject"] for s in found["sendings"]] == ["Per franco 1"]

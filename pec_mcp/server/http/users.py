@@ -277,6 +277,10 @@ def visible_audit(entries: Iterable[Any], facts: Mapping[str, ToolFacts]) -> lis
     return shown
 
 
-def visible_sendings(rows: Iterable[Any]) -> list[Any]:
-    """The ledger rows whose account the current user may see (all of them without users)."""
-    return [row for row in rows if may_see_account(sending_account(row))]
+def visible_accounts() -> frozenset[str] | None:
+    """The accounts whose ledger rows the current user may see; None: every account (and without users).
+
+    A search filters on them in the database, so that a limit counts only rows the user may see.
+    """
+    user = current_user()
+    return None if user is None else user.accounts

@@ -25,6 +25,7 @@ from pec_mcp.sending import PecMessage
 from pec_mcp.server.annotations import LOCAL_READ
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Confirmation, require_yes, state_of
+from pec_mcp.server.http.users import visible_accounts
 from pec_mcp.server.pec.account_models import AccountInfo, AccountsResult
 from pec_mcp.server.pec.models import (
     CertificationFacts,
@@ -276,9 +277,9 @@ def find_pec_rows(app: AppState, *, account: str | None, recipient: str | None, 
     if account:
         chosen = app.account(account).name
         return app.store.find_sendings(account=chosen, recipient=recipient, query=query, since=since, limit=limit,
-                                       environment=environment)
+                                       environment=environment, accounts=visible_accounts())
     return app.store.find_sendings(providers=("pecmassiva", "imap"), recipient=recipient, query=query, since=since,
-                                   limit=limit, environment=environment)
+                                   limit=limit, environment=environment, accounts=visible_accounts())
 
 
 async def imap_receipts(app: AppState, account: Account, message_id: str, row: Sending | None) -> ReceiptsResult:

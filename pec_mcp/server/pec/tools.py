@@ -26,7 +26,6 @@ from pec_mcp.server import prompts, resources
 from pec_mcp.server.annotations import DELETE, LOCAL_READ, READ, SEND
 from pec_mcp.server.errors import tool_errors
 from pec_mcp.server.gate import Approval, Confirmation, actor_of, gate, require_yes, state_of
-from pec_mcp.server.http.users import visible_sendings
 from pec_mcp.server.pec import accounts as account_tools
 from pec_mcp.server.pec import export as export_tools
 from pec_mcp.server.pec.accounts import (
@@ -372,8 +371,8 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         app = state_of(ctx)
         with tool_errors(app.redactor):
             shown = environment_filter(app, environment)
-            rows = visible_sendings(find_pec_rows(app, account=account, recipient=recipient, query=query,
-                                                  since=since, limit=limit, environment=shown))
+            rows = find_pec_rows(app, account=account, recipient=recipient, query=query, since=since,
+                                 limit=limit, environment=shown)
             where = f"the {shown} environment" if shown else "every environment"
             note = (f"{len(rows)} sending(s) found in the local ledger ({where})." if rows else
                     f"Nothing found in the local ledger for {where} (it holds only PEC sent through pec-mcp on "
