@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from pec_mcp.records import Records
-from pec_mcp.server.http.users import ToolFacts, User, _current, visible_audit
+from pec_mcp.server.http.users import ToolFacts, User, _current, audit_view
 from pec_mcp.store import MIGRATIONS, Store
 
 FACTS = {"send_pec": ToolFacts("pec", False), "start_bulk_pec": ToolFacts("bulk", False),
@@ -64,13 +64,12 @@ def test_a_user_limited_to_an_account_sees_its_entries_and_nobody_elses(tmp_path
         store.record_audit(action="send_pec", actor="old", environment="offline", summary="unknown", outcome="sent")
         store.record_audit(action="register_mailbox", actor="bruno", environment="offline", summary="a mailbox",
                            outcome="registered")
-        entries = store.audit_log()
         token = _current.set(STUDIO_ONLY)
         try:
-            seen = {e.summary for e in visible_audit(entries, FACTS)}
+            seen = {e.summary for e in store.audit_log(view=audit_view(FACTS))}
         finally:
             _current.reset(token)
-        everyone = {e.summary for e in visible_audit(entries, FACTS)}  # no users configured: all of it
+        everyone = {e.summary for e in store.audit_log(view=audit_view(FACTS))}  # no users configured: all of it
         records = Records(store, price_per_message_eur=0.05)
         on_dashboard = {r.summary for r in records.audit(accounts_allowed=frozenset({"studio"}))}
         all_rows = {(r.summary, r.account) for r in records.audit()}
@@ -80,3 +79,27 @@ def test_a_user_limited_to_an_account_sees_its_entries_and_nobody_elses(tmp_path
     assert everyone == {"mine", "theirs", "unknown", "a mailbox"}
     assert on_dashboard == {"mine"}
     assert ("mine", "studio") in all_rows and ("unknown", None) in all_rows
+
+
+def test_the_newest_entries_a_user_may_see_are_found_however_many_newer_ones_they_may_not(
+        store_location: str) -> None:
+    store = Store(store_location)
+    pec_only = User("carla", frozenset({"pec"}), False, None)
+    try:
+        store.record_audit(action="send_pec", actor="anna", environment="offline", summary="mine", outcome="sent",
+                           account="studio")
+        for n in range(3):
+            store.record_audit(action="send_pec", actor="bruno", environment="offline", summary=f"theirs {n}",
+                               outcome="sent", account="pecmassiva")
+            store.record_audit(action="send_certified_email", actor="bruno", environment="offline",
+                               summary=f"certified {n}", outcome="sent", account="mensatek")
+        seen = {}
+        for user in (STUDIO_ONLY, pec_only):
+            token = _current.set(user)
+            try:
+                seen[user.name] = [e.summary for e in store.audit_log(limit=2, view=audit_view(FACTS))]
+            finally:
+                _current.reset(token)
+    finally:
+        store.close()
+    assert seen == {"anna": ["mine"], "carla": ["theirs 2", "theirs 1"]}

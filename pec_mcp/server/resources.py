@@ -10,7 +10,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from pec_mcp.errors import InputError, NotFound
 from pec_mcp.server.errors import resource_errors
 from pec_mcp.server.gate import state_of
-from pec_mcp.server.http.users import visible_accounts, visible_audit
+from pec_mcp.server.http.users import audit_view, visible_accounts
 from pec_mcp.server.pec.models import inbox_kind, sending_info
 from pec_mcp.server.state import StateHolder
 from pec_mcp.store import Store, iso
@@ -108,7 +108,7 @@ def _facts(mcp: MCPServer[Any]) -> dict[str, Any]:
 
 def _ledger(store: Store, environment: str | None, current: str, facts: dict[str, Any]) -> str:
     rows = store.find_sendings(limit=50, environment=environment, accounts=visible_accounts())
-    audit = visible_audit(store.audit_log(limit=50, environment=environment), facts)
+    audit = store.audit_log(limit=50, environment=environment, view=audit_view(facts))
     return _dump({
         "environment": current,
         "shown": environment or "all",

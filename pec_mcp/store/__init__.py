@@ -520,6 +520,24 @@ class AuditEntry:
     account: str | None = None  # the account it concerns; None: none (openapi.it's mailbox actions) or not known
 
 
+@dataclass(frozen=True)
+class AuditView:
+    """The audit entries a reader may see: those of ``actions``, of the ``accounts`` (None: of any account, and of
+    none), and, of no account, those of the ``accountless`` actions."""
+
+    actions: Collection[str]
+    accounts: Collection[str] | None
+    accountless: Collection[str]
+
+    def where(self) -> tuple[str, list[str]]:
+        clause, args = one_of("action", self.actions)
+        if self.accounts is None:
+            return clause, args
+        mine, accounts = one_of("account", self.accounts)
+        of_none, accountless = one_of("action", self.accountless)
+        return f"{clause} AND ({mine} OR (account IS NULL AND {of_none}))", [*args, *accounts, *accountless]
+
+
 def one_of(column: str, values: Collection[str]) -> tuple[str, list[str]]:
     """``column IN (?, ...)`` and its values; an empty collection matches no row (SQL has no empty IN list)."""
     ordered = sorted(values)
@@ -854,11 +872,21 @@ class Store:
                 (self.clock(), action, actor, environment, summary, outcome, ref, account),
             )
 
-    def audit_log(self, *, limit: int = 50, environment: str | None = None) -> list[AuditEntry]:
-        """The newest entries of the audit trail, of one environment (None: every environment)."""
-        where, args = ("WHERE environment = ?", (environment,)) if environment else ("", ())
+    def audit_log(self, *, limit: int = 50, environment: str | None = None,
+                  view: AuditView | None = None) -> list[AuditEntry]:
+        """The newest entries of the audit trail, of one environment (None: every environment), and only those a
+        reader may see (``view``; None: all). Filtered in the query, so that the limit counts only those."""
+        clauses, args = ["1 = 1"], []
+        if environment:
+            clauses.append("environment = ?")
+            args.append(environment)
+        if view is not None:
+            clause, values = view.where()
+            clauses.append(clause)
+            args.extend(values)
         with self.transaction() as db:
-            rows = db.execute(f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+            rows = db.execute(f"SELECT * FROM audit WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?",
+                              (*args, limit)).fetchall()
         return [AuditEntry(**dict(r)) for r in rows]
 
     # -- webhook and callback events ---------------------------------------------------------------------------

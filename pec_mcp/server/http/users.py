@@ -15,7 +15,7 @@ only what the user may call.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
 from pec_mcp.config import Settings
 from pec_mcp.errors import InputError
+from pec_mcp.store import AuditView
 
 if TYPE_CHECKING:
     from pec_mcp.store import Store
@@ -256,25 +257,16 @@ def sending_account(row: Any) -> str:
     return str(account) if account else str(row.provider)
 
 
-def visible_audit(entries: Iterable[Any], facts: Mapping[str, ToolFacts]) -> list[Any]:
-    """The audit entries the current user may see: those of tools they may use, on accounts they may use."""
+def audit_view(facts: Mapping[str, ToolFacts]) -> AuditView | None:
+    """The audit entries the current user may see (None: all, without users): those of tools they may use, on
+    accounts they may use. An entry of no account: openapi.it's mailbox actions concern none; an older entry of
+    another toolset may concern any, so only users with every account see it."""
     user = current_user()
     if user is None:
-        return list(entries)
-    shown = []
-    for entry in entries:
-        tool = facts.get(entry.action)
-        if tool is None or (tool.toolset is not None and tool.toolset not in user.toolsets):
-            continue
-        account = getattr(entry, "account", None)
-        if account is not None:
-            if user.may_use_account(account):
-                shown.append(entry)
-        elif tool.toolset not in TOOLSET_ACCOUNT or user.accounts is None:
-            # No account: openapi.it's mailbox actions concern none; an older entry of another toolset may
-            # concern any, so only users with every account see it.
-            shown.append(entry)
-    return shown
+        return None
+    actions = {name for name, tool in facts.items() if tool.toolset is None or tool.toolset in user.toolsets}
+    accountless = {name for name in actions if user.accounts is None or facts[name].toolset not in TOOLSET_ACCOUNT}
+    return AuditView(actions, user.accounts, accountless)
 
 
 def visible_accounts() -> frozenset[str] | None:
