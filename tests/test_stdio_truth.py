@@ -21,7 +21,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from pec_mcp.simulator import credentials as sim
-from tests.simulate_process import simulate_process
+from tests.processes import simulate_process
 from tests.test_stdio import child_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

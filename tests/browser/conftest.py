@@ -26,6 +26,8 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from tests.processes import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "browser-test-token-5f0e2a"
 PLANTED = "<script>alert('x')</script>"
@@ -145,12 +147,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         _seed(served)
         yield served
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _seed(served: Served) -> None:

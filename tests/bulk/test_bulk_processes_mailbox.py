@@ -30,7 +30,7 @@ from tests.bulk.test_bulk_processes import (
     stats,
     until_sent,
 )
-from tests.simulate_process import simulate_process
+from tests.processes import simulate_process
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

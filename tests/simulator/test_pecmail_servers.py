@@ -28,7 +28,7 @@ from pec_mcp.simulator.pecmail.servers import (
     PecMailServers,
     start_pec_mail_provider,
 )
-from tests.simulate_process import simulate_process
+from tests.processes import simulate_process
 
 FROZEN_AT = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC).timestamp()
 STUDIO = PecMailAccount(f"studio@{DOMAIN}", "pw-studio")

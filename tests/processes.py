@@ -1,4 +1,5 @@
-"""``pec-mcp simulate`` as a real process: on a port it picks itself, with what it printed on start read back.
+"""Real processes for the tests: ``pec-mcp simulate`` on a port it picks itself, with what it printed on start
+read back; and stopping any process the tests started.
 
 ``--port 0`` leaves the choice of port to the simulator, which binds it before anything else; a port chosen here
 and released before the process binds it could be taken meanwhile, by the simulator's own mail servers too.
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -41,12 +43,17 @@ def simulate_process(*options: str) -> Iterator[Simulated]:
         try:
             yield _started(process, log)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _started(process: subprocess.Popen[bytes], log: Path) -> Simulated:
