@@ -18,16 +18,13 @@ import hmac
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
 from pec_mcp.config import Settings
 from pec_mcp.errors import InputError
-from pec_mcp.store import AuditView
-
-if TYPE_CHECKING:
-    from pec_mcp.store import Store
+from pec_mcp.store import AuditView, Store
 
 # Where the HTTP authentication leaves the user in the ASGI scope.
 SCOPE_KEY = "pec_mcp.user"
