@@ -1002,9 +1002,10 @@ class Store:
         """
         if not statuses:
             return self.sending_by_message_id(message_id, environment=environment), None
+        settled, values = one_of("s.delivery_status", statuses)
         with self.reading() as db:
-            rows = db.execute(_SENDING_AND_RECEIPTS.format(statuses=", ".join("?" * len(statuses))),
-                              (message_id, environment, provider, *statuses)).fetchall()
+            rows = db.execute(_SENDING_AND_RECEIPTS.format(settled=settled),
+                              (message_id, environment, provider, *values)).fetchall()
         if not rows:
             return None, None
         width = len(_SENDING_COLUMNS) + 1
@@ -1217,7 +1218,7 @@ _SENDING_COLUMNS = tuple(f.name for f in fields(Sending))
 _RECEIPT_COLUMNS = tuple(f.name for f in fields(Receipt))
 
 # One sending and its receipts in one result: the sending's row first, then one row per receipt; each part leaves
-# the other's columns empty. {statuses} stands for one placeholder per delivery status.
+# the other's columns empty. {settled} stands for the delivery statuses whose receipts are read.
 _SENDING_AND_RECEIPTS = (
     "WITH s AS (SELECT * FROM sendings WHERE message_id = ? AND environment = ? ORDER BY id DESC LIMIT 1) "
     "SELECT 0 AS part, "
@@ -1226,7 +1227,7 @@ _SENDING_AND_RECEIPTS = (
     "UNION ALL SELECT 1, " + ", ".join("NULL" for _ in _SENDING_COLUMNS) + ", "
     + ", ".join(f"r.{c}" for c in _RECEIPT_COLUMNS) + ", r.id "
     "FROM receipts r JOIN s ON r.environment = s.environment AND r.account = s.account "
-    "AND r.message_id = s.message_id WHERE s.provider = ? AND s.delivery_status IN ({statuses}) "
+    "AND r.message_id = s.message_id WHERE s.provider = ? AND {settled} "
     "ORDER BY part, r_first_seen_at, r_id"
 )
 
