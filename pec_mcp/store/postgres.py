@@ -11,14 +11,17 @@ that dies holding it releases it with its connection.
 
 psycopg 3 with its pool: the store is synchronous (its short transactions are called from the event loop and
 from worker threads alike), and psycopg offers the same connection API in sync and async forms, LISTEN/NOTIFY,
-and a maintained pool.
+pipeline mode and a maintained pool. Awaited reads (:class:`ReadBatches`) use pipeline mode to send the reads of
+one turn of the event loop together, on one of the pool's connections.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -177,6 +180,11 @@ class PostgresBackend:
         except PoolTimeout:
             raise ConfigError(f"Cannot reach the PostgreSQL store at {self.shown}: no connection within "
                               f"{CONNECT_TIMEOUT * 2} s") from None
+        self.batches = ReadBatches(self.pool)
+
+    async def fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """A read, awaited: the reads asked for in the same turn of the event loop share one round trip."""
+        return await self.batches.fetch(translate(sql), tuple(params))
 
     def describe(self) -> str:
         return f"store.url ({self.shown})"
@@ -243,3 +251,81 @@ class PostgresBackend:
 
 
 _FORMATS = {"day": "YYYY-MM-DD", "month": "YYYY-MM"}
+
+
+
+class ReadBatches:
+    """The reads that an event loop's tasks ask for in the same turn, sent to PostgreSQL in one round trip.
+
+    A read made on the event loop blocks it until the database answers: a replica under load would wait once per
+    tool call. Here each read waits on a future; the first one of a turn schedules a flush at the end of that turn,
+    which sends every read then pending on one connection in pipeline mode (statements, then one Sync) and hands
+    each task its own rows. Under load the requests that arrived while the loop waited reach their reads together,
+    so the wait is shared; alone, a read costs what it did (one statement, one round trip).
+    """
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+        self.pending: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+
+    async def fetch(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Row]] = loop.create_future()
+        waiting = self.pending.setdefault(loop, [])
+        waiting.append(_Pending(sql, params, future))
+        if len(waiting) == 1:
+            loop.call_soon(self.flush, loop)
+        return await future
+
+    def flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = [read for read in self.pending.pop(loop, []) if not read.future.done()]  # not a cancelled task's
+        if not batch:
+            return
+        try:
+            with self.pool.connection() as connection:
+                results = _run_together(connection, batch) if len(batch) > 1 else [_run_one(connection, batch[0])]
+        except (PoolTimeout, psycopg.OperationalError) as exc:  # the database is away: every read fails alike
+            for read in batch:
+                read.settle(exc)
+        except Exception as exc:  # a statement failed; in a pipeline, the ones after it were not run
+            if len(batch) == 1:
+                batch[0].settle(exc)
+            else:
+                self.flush_each(batch)
+        else:
+            for read, rows in zip(batch, results, strict=True):
+                read.settle(rows)
+
+    def flush_each(self, batch: list[_Pending]) -> None:
+        """Each read on its own, with its own result or error."""
+        for read in batch:
+            try:
+                with self.pool.connection() as connection:
+                    read.settle(_run_one(connection, read))
+            except Exception as exc:  # handed to the task that asked for this read
+                read.settle(exc)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    sql: str
+    params: tuple[Any, ...]
+    future: asyncio.Future[list[Row]]
+
+    def settle(self, result: list[Row] | BaseException) -> None:
+        if self.future.done():  # cancelled while the database answered
+            return
+        if isinstance(result, BaseException):
+            self.future.set_exception(result)
+        else:
+            self.future.set_result(result)
+
+
+def _run_one(connection: psycopg.Connection[Any], read: _Pending) -> list[Row]:
+    return connection.cursor(row_factory=_rows).execute(read.sql, read.params).fetchall()
+
+
+def _run_together(connection: psycopg.Connection[Any], batch: list[_Pending]) -> list[list[Row]]:
+    with connection.pipeline():
+        cursors = [connection.cursor(row_factory=_rows).execute(read.sql, read.params) for read in batch]
+    return [cursor.fetchall() for cursor in cursors]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,12 @@ class SqliteBackend:
         """Statements that only read, in one transaction (one snapshot of the file; it costs no round trip)."""
         with self.transaction() as db:
             yield db
+
+    async def fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """A read, done now: a local file has no round trip to share."""
+        with self.reading() as db:
+            rows: list[Any] = db.execute(sql, params).fetchall()
+            return rows
 
     @contextmanager
     def standalone(self) -> Iterator[Any]:
