@@ -103,9 +103,8 @@ class JobRunner:
         self._wake = anyio.Event()
 
     async def run(self) -> None:
-        self.jobs.heartbeat(self.owner)
+        await self._start()
         try:
-            self.recover()
             async with anyio.create_task_group() as tg:
                 for account in self.accounts:
                     for _ in range(self.workers):
@@ -114,7 +113,22 @@ class JobRunner:
                 tg.start_soon(self._housekeeping)
         finally:
             # A clean stop: the requests this runner held are settled, so others need not wait for its lease.
-            self.jobs.forget_runner(self.owner)
+            try:
+                self.jobs.forget_runner(self.owner)
+            except Exception:
+                log.warning("the bulk job runner stopped without the store: other runners wait for its lease")
+
+    async def _start(self) -> None:
+        """Announce this runner and settle what a dead one left. While the store cannot be used (a database
+        outage as the server starts), try again: the server goes on serving, and the jobs wait for the store."""
+        while True:
+            try:
+                self.jobs.heartbeat(self.owner)
+                self.recover()
+                return
+            except Exception:
+                log.exception("the bulk job runner cannot start yet; it tries again in %s s", IDLE)
+            await self.sleep(IDLE)
 
     async def _send_loop(self, account: str) -> None:
         while True:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -1332,6 +1333,22 @@ class Backend(Protocol):
 
 def is_database_url(location: Path | str) -> bool:
     return str(location).lower().startswith(("postgresql://", "postgres://"))
+
+
+def unavailable(exc: BaseException) -> str | None:
+    """Why the store could not be used, when ``exc`` is its database not answering (PostgreSQL away or a connection
+    lost, the SQLite file locked by another process too long, a full disk); None for any other error.
+
+    The store lets its driver's errors through, so that a send interrupted by one is settled as any interruption
+    is (``unknown`` when its request may have left); this names them for the person who reads the error.
+    """
+    from pec_mcp.store import sqlite
+
+    reason = sqlite.did_not_answer(exc)
+    postgres = sys.modules.get("pec_mcp.store.postgres")  # loaded only with a store.url: else none of its errors
+    if reason is None and postgres is not None:
+        reason = postgres.did_not_answer(exc)
+    return reason
 
 
 def open_backend(location: Path | str) -> Backend:

@@ -143,6 +143,14 @@ class _Db:
         return cursor
 
 
+def did_not_answer(exc: BaseException) -> str | None:
+    """Why the database could not be used, when that is what ``exc`` says (the server away, a connection lost, no
+    connection free within the timeout); None for any other error."""
+    if isinstance(exc, PoolTimeout | psycopg.OperationalError):
+        return _reason(exc)
+    return None
+
+
 def _reason(exc: BaseException) -> str:
     # The driver's first line names what failed (refused, timeout, authentication) without the password.
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

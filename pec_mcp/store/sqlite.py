@@ -16,6 +16,20 @@ from typing import Any
 from pec_mcp.errors import ConfigError
 from pec_mcp.store.file import check_store_path, prepare_store_file
 
+# What sqlite3 says when the file cannot be used right now, as against a fault in a statement (also an
+# OperationalError there): another process holds the write lock past the timeout, a full disk, a file it may not
+# write, a disk failing.
+_UNAVAILABLE = ("database is locked", "database or disk is full", "readonly database", "disk i/o error",
+                "unable to open database file")
+
+
+def did_not_answer(exc: BaseException) -> str | None:
+    """Why the store file could not be used, when that is what ``exc`` says; None for any other error."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and any(s in text.lower() for s in _UNAVAILABLE):
+        return text
+    return None
+
 
 class SqliteBackend:
     """A thread-safe handle on the SQLite file; the SQL is the store's own (``?`` placeholders)."""
