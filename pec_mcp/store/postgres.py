@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -124,6 +125,54 @@ def sync_identities(db: Any) -> None:
                                      COALESCE((SELECT MAX("{column}") FROM "{table}"), 0) + 1, false)""")
 
 
+class DatabaseAway(psycopg.OperationalError):
+    """The database did not answer the last time a connection was asked for, moments ago: not asked again yet."""
+
+
+class Outage:
+    """The pool's connections, handed out with a memory of an outage.
+
+    A store call blocks its thread (often the event loop) while it waits for a connection, up to
+    ``CONNECT_TIMEOUT``. Once a call has waited that long for nothing, the database is away: the calls that follow
+    fail at once with the same reason, and one call every ``RETRY_EVERY`` seconds asks the pool again, waiting at
+    most ``RETRY_WAIT``. A replica whose database is away so goes on answering (its tool calls say the database
+    could not be used) instead of stalling for seconds at every call, and its job runner waits without holding the
+    event loop. The pool reconnects in the background meanwhile; the first connection handed out ends the outage.
+    A connection found broken (a database restarted) is not an outage: the pool gives the next call a new one.
+    """
+
+    RETRY_EVERY = 1.0
+    RETRY_WAIT = 0.5
+
+    def __init__(self, pool: ConnectionPool, clock: Callable[[], float] = time.monotonic) -> None:
+        self.pool = pool
+        self.clock = clock
+        self.reason: str | None = None  # why the database is away; None while it answers
+        self.since = 0.0  # when the outage began
+        self.asked_at = 0.0
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of the pool, as ``pool.connection()`` gives it; DatabaseAway during an outage."""
+        timeout: float = CONNECT_TIMEOUT
+        if self.reason is not None:
+            if self.clock() - self.asked_at < self.RETRY_EVERY:
+                raise DatabaseAway(f"no answer for {self.clock() - self.since:.0f} s: {self.reason}")
+            timeout = self.RETRY_WAIT
+        self.asked_at = self.clock()
+        handed = False
+        try:
+            with self.pool.connection(timeout=timeout) as connection:
+                handed, self.reason = True, None
+                yield connection
+        except PoolTimeout as exc:
+            if not handed:  # no connection within the timeout: the database is away
+                if self.reason is None:
+                    self.since = self.asked_at
+                self.reason = _reason(exc)
+            raise
+
+
 class _Db:
     """One connection inside a transaction, with the ``execute`` / ``executemany`` the store's SQL expects."""
 
@@ -188,7 +237,8 @@ class PostgresBackend:
         except PoolTimeout:
             raise ConfigError(f"Cannot reach the PostgreSQL store at {self.shown}: no connection within "
                               f"{CONNECT_TIMEOUT * 2} s") from None
-        self.batches = ReadBatches(self.pool)
+        self.outage = Outage(self.pool)
+        self.batches = ReadBatches(self.outage)
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
         """A read, awaited: the reads asked for in the same turn of the event loop share one round trip."""
@@ -203,7 +253,7 @@ class PostgresBackend:
     @contextmanager
     def transaction(self, *, immediate: bool = False, lock: str | None = None) -> Iterator[_Db]:
         """One transaction: committed when the block ends, rolled back on an exception."""
-        with self.pool.connection() as connection, connection.transaction():
+        with self.outage.connection() as connection, connection.transaction():
             db = _Db(connection)
             if immediate and lock is not None:
                 db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (lock,))
@@ -223,7 +273,7 @@ class PostgresBackend:
     @contextmanager
     def standalone(self) -> Iterator[_Db]:
         """Statements that each commit on their own (autocommit): one round trip each, no BEGIN and COMMIT."""
-        with self.pool.connection() as connection:
+        with self.outage.connection() as connection:
             yield _Db(connection)
 
     @contextmanager
@@ -272,8 +322,8 @@ class ReadBatches:
     so the wait is shared; alone, a read costs what it did (one statement, one round trip).
     """
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self.pool = pool
+    def __init__(self, outage: Outage) -> None:
+        self.outage = outage
         self.pending: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
 
     async def fetch(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
@@ -290,7 +340,7 @@ class ReadBatches:
         if not batch:
             return
         try:
-            with self.pool.connection() as connection:
+            with self.outage.connection() as connection:
                 results = _run_together(connection, batch) if len(batch) > 1 else [_run_one(connection, batch[0])]
         except (PoolTimeout, psycopg.OperationalError) as exc:  # the database is away: every read fails alike
             for read in batch:
@@ -308,7 +358,7 @@ class ReadBatches:
         """Each read on its own, with its own result or error."""
         for read in batch:
             try:
-                with self.pool.connection() as connection:
+                with self.outage.connection() as connection:
                     read.settle(_run_one(connection, read))
             except Exception as exc:  # handed to the task that asked for this read
                 read.settle(exc)

@@ -4,19 +4,24 @@ outage, and once the database is back the ledger answers again."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
+from psycopg_pool import PoolTimeout
 
 from pec_mcp.config import Settings
 from pec_mcp.redaction import Redactor
 from pec_mcp.server.errors import STORE_AWAY, UNEXPECTED, tool_errors
 from pec_mcp.simulator import Simulator
 from pec_mcp.store import Store
+from pec_mcp.store.postgres import DatabaseAway, PostgresBackend
 from tests.postgres import PASSWORD
 from tests.reliability.conftest import assert_explained, text_of
 
@@ -35,6 +40,15 @@ def database_refuses(url: str, refused: bool) -> None:
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
 
 
+async def once_answering(client: Any) -> Any:
+    """find_pec_sendings, asked again as a user would until the database answers (the pool reconnects)."""
+    with anyio.fail_after(30):
+        while (found := await client.call_tool("find_pec_sendings", {})).is_error:
+            assert AWAY in text_of(found), text_of(found)
+            await anyio.sleep(0.25)
+    return found
+
+
 def accepted(simulator: Simulator) -> int:
     return sum(simulator.stats.as_dict()["recipients"].values())
 
@@ -51,7 +65,7 @@ async def test_a_database_that_stops_answering_is_named_and_a_send_meanwhile_sen
                       await client.call_tool("find_pec_sendings", {})]
         finally:
             database_refuses(pg_url, False)
-        after = await client.call_tool("find_pec_sendings", {})
+        after = await once_answering(client)
     for result in during:
         text = text_of(result)
         assert result.is_error and AWAY in text and "do not send it again" in text, text
@@ -59,6 +73,40 @@ async def test_a_database_that_stops_answering_is_named_and_a_send_meanwhile_sen
         assert PASSWORD not in text
     assert accepted(simulator) == 1  # the second send never left: it could not be recorded first
     assert [s["subject"] for s in (after.structured_content or {})["sendings"]] == ["Diffida"]
+
+
+def test_once_the_database_is_away_calls_fail_at_once_and_one_a_second_asks_again(pg_url: str) -> None:
+    store = Store(pg_url)
+    backend = store.backend
+    assert isinstance(backend, PostgresBackend)
+    outage, now = backend.outage, [1000.0]
+    outage.clock = lambda: now[0]
+    read = store.sendings_found(limit=1)
+    try:
+        database_refuses(pg_url, True)
+        for _ in range(3):  # the pooled connection is found broken first; then no connection comes
+            with pytest.raises(psycopg.OperationalError):
+                store.run(read)
+            if outage.reason is not None:
+                break
+        assert outage.reason is not None and "couldn't get a connection after 5.00 sec" in outage.reason
+        now[0] += 0.5
+        with pytest.raises(DatabaseAway, match=r"no answer for 0 s: couldn't get a connection"):
+            store.run(read)  # at once: the pool is not asked
+        now[0] += 1.0
+        with pytest.raises(PoolTimeout, match=r"after 0\.50 sec"):
+            store.run(read)  # a second later the pool is asked again, for a short while
+        database_refuses(pg_url, False)
+        for _ in range(40):  # the pool reconnects in the background; each retry also asks for a connection
+            now[0] += 1.0
+            with contextlib.suppress(psycopg.OperationalError):
+                store.run(read)
+                break
+            time.sleep(0.1)
+        assert outage.reason is None and store.run(read) == []
+    finally:
+        database_refuses(pg_url, False)
+        store.close()
 
 
 @pytest.mark.parametrize("error", [sqlite3.OperationalError("database is locked"),
