@@ -19,12 +19,14 @@ REAL, FORGED = "ufficio@pec.esempio.it", "forged-controparte@pec.esempio.it"
 
 
 async def receipts_until(client: Any, message_id: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    with anyio.fail_after(30):
+    answer: dict[str, Any] = {}
+    with anyio.move_on_after(30):
         while True:
             answer = await call(client, "get_pec_receipts", {"message_id": message_id})
             if done(answer):
                 return answer
             await anyio.sleep(0.2)
+    raise AssertionError(f"the receipts did not settle within 30 s; the last answer: {json.dumps(answer)}")
 
 
 async def test_a_pec_from_the_offline_mailbox_is_delivered_with_verified_receipts_and_a_forgery_is_refused(
