@@ -60,6 +60,25 @@ async def test_a_pec_from_the_offline_mailbox_is_delivered_with_verified_receipt
     assert inbox["total"] >= 3 and found["sendings"][0]["message_id"] == sent["message_id"]
 
 
+async def test_a_pending_sending_is_answered_from_a_fresh_read_of_the_mailbox_without_the_follower(
+        connect: Any, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The background follower usually brings receipts in as they arrive; without it (an announcement missed),
+    get_pec_receipts still reads the mailbox again within seconds while the sending waits for receipts, instead of
+    answering from the index for up to its usual minute."""
+
+    async def no_follower(mail: Any) -> None:
+        return None
+
+    monkeypatch.setattr("pec_mcp.server.state.follow_mailbox", no_follower)
+    # Delivered 1.5 s after sending: the first answer, read at once, finds the mailbox without the receipt.
+    async with connect(make_settings(simulator={"delivery_delay": 1.5})) as client:
+        sent = await call(client, "send_pec", {
+            "account": OFFLINE_ACCOUNT, "recipients": [REAL], "subject": "Sollecito", "body": "Testo.",
+            "idempotency_key": "sollecito-1", "confirm": True})
+        answer = await receipts_until(client, sent["message_id"],
+                                      lambda a: a["recipients"][0]["state"] == "delivered")
+    assert answer["status"] == "delivered"
+
 
 async def test_the_receipts_of_a_mailbox_sending_are_deleted_on_the_server_and_kept_in_the_ledger(
         connect: Any, make_settings: Callable[..., Settings]) -> None:
