@@ -311,7 +311,6 @@ class PostgresBackend:
 _FORMATS = {"day": "YYYY-MM-DD", "month": "YYYY-MM"}
 
 
-
 class ReadBatches:
     """The reads that an event loop's tasks ask for in the same turn, sent to PostgreSQL in one round trip.
 
