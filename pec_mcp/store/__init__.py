@@ -623,7 +623,7 @@ class Store:
 
     async def fetch(self, read: Read[T]) -> T:
         """A read, awaited: on PostgreSQL the reads that the tasks of an event loop ask for in the same turn go
-        to the database together, in one round trip (see :class:`~pec_mcp.store.postgres.ReadBatch`); on SQLite
+        to the database together, in one round trip (see :class:`~pec_mcp.store.postgres.ReadBatches`); on SQLite
         a local read, done now."""
         return read.result(await self.backend.fetch(read.sql, read.args))
 
