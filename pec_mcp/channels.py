@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from pec_mcp.receipts import DeliveryStatus, ReceiptKind, SendingStatus, advance
+from pec_mcp.receipts import SETTLED, DeliveryStatus, ReceiptKind, SendingStatus, advance
 
 if TYPE_CHECKING:
     from pec_mcp.accounts import Account
@@ -133,10 +133,16 @@ async def mailbox_delivery(store: Store, mail: MailAccount, message_id: str, row
                            fresh: bool = False) -> tuple[MailDelivery, list[Receipt]]:
     """The delivery of a sending from a mailbox, and every receipt the ledger keeps of it (in the order first seen):
     the mailbox synced when its index is old, or now when ``fresh`` (new receipts read, verified and kept), each
-    receipt counted unless its signature is invalid. The ledger row's status moves forward only."""
+    receipt counted unless its signature is invalid. The ledger row's status moves forward only.
+
+    While the sending waits for receipts, "old" is ``SYNC_GAP``: the background follower brings receipts in as the
+    server announces them, but an answer to "was it delivered?" must not lag behind the server by the index's
+    usual minute if an announcement was missed.
+    """
     from pec_mcp.mail_accounts import mail_delivery
 
-    await mail.refresh(force=fresh)
+    settled = row is not None and row.delivery_status in {s.value for s in SETTLED}
+    await mail.refresh(force=fresh, max_age=None if settled else SYNC_GAP)
     account = mail.account
     receipts = store.receipts_of(environment=account.environment, account=account.name, message_id=message_id)
     recipients = row.recipients if row else sorted({r.recipient for r in receipts if r.recipient})

@@ -10,7 +10,6 @@ import gc
 import json
 import logging
 import os
-import socket
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -80,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the MCP server (stdio by default)", parents=[flags])
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", help="HTTP host (default: http.host, 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="HTTP port (default: http.port, 8000)")
+    serve.add_argument("--port", type=int, help="HTTP port (default: http.port, 8000; 0: a free one, printed)")
     serve.set_defaults(run=_serve)
 
     simulate = commands.add_parser("simulate", help="run the provider simulator on loopback", parents=[flags])
@@ -189,8 +188,8 @@ def _serve(args: argparse.Namespace) -> int:
 
             # The HTTP app registers every tool as it is built: freeze only then, or each collection would walk
             # all of the SDK's models again (about a fifth of the CPU of a call under load).
-            serve_http(settings, host=args.host or settings.http.host, port=args.port or settings.http.port,
-                       built=_end_startup)
+            serve_http(settings, host=args.host or settings.http.host,
+                       port=settings.http.port if args.port is None else args.port, built=_end_startup)
             return 0
         from pec_mcp.server import build_server
         from pec_mcp.server.catalogue import default_dir
@@ -228,6 +227,7 @@ def _end_startup() -> None:
 def _simulate(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from pec_mcp.listening import bound_port, listen
     from pec_mcp.simulator import create_simulator
     from pec_mcp.simulator.faults import FaultSpecError, QuietDrops
 
@@ -236,10 +236,8 @@ def _simulate(args: argparse.Namespace) -> int:
     except FaultSpecError as exc:
         print(f"pec-mcp: --faults: {exc}", file=sys.stderr)
         return 2
-    listening = _listen(args.host, args.port)
-    if listening is None:
-        return 2
-    port = listening.getsockname()[1]
+    listening = listen(args.host, args.port, command="simulate")
+    port = bound_port(listening)
     print(f"pec-mcp simulator on http://{args.host}:{port} (PEC Massiva at /pecmassiva, openapi.it PEC at "
           "/openapi-pec, Mensatek at /mensatek/v7, stats at /__simulator__/stats)", file=sys.stderr)
     pec_mail = _start_pec_mail(sim)
@@ -252,25 +250,6 @@ def _simulate(args: argparse.Namespace) -> int:
     finally:
         pec_mail.close()
     return 0
-
-
-def _listen(host: str, port: int) -> socket.socket | None:
-    """The simulator's HTTP socket, bound before its SMTP and IMAP servers take free ports of their own.
-
-    Bound first, the port asked for cannot be one of those; and with ``--port 0`` the port is known to print.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listening = socket.socket(family, socket.SOCK_STREAM)
-    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listening.bind((host, port))
-    except OSError as exc:
-        listening.close()
-        print(f"pec-mcp: simulate cannot listen on {host}:{port} ({exc.strerror or exc}); another program may "
-              "be using that port: pick another with --port, or --port 0 for a free one", file=sys.stderr)
-        return None
-    listening.listen(2048)  # uvicorn's backlog; a client that comes while the mail servers start waits, not fails
-    return listening
 
 
 def _start_pec_mail(sim: Simulator) -> PecMailServers:

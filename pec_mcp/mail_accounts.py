@@ -84,14 +84,16 @@ class MailAccount:
 
     # -- freshness ---------------------------------------------------------------------------------------------
 
-    async def refresh(self, *, force: bool = False) -> float:
-        """Sync the index when older than ``max_age`` (or when forced); returns when it was last synced."""
+    async def refresh(self, *, force: bool = False, max_age: float | None = None) -> float:
+        """Sync the index when older than ``max_age`` (None: this account's own) or when forced; returns when it
+        was last synced."""
+        limit = self.max_age if max_age is None else max_age
         state = self.index.state()
-        if not force and state is not None and self.clock() - state.synced_at < self.max_age:
+        if not force and state is not None and self.clock() - state.synced_at < limit:
             return state.synced_at
         async with self._lock:
             state = self.index.state()
-            if not force and state is not None and self.clock() - state.synced_at < self.max_age:
+            if not force and state is not None and self.clock() - state.synced_at < limit:
                 return state.synced_at
             return (await self.sync_now()).synced_at
 

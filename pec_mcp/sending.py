@@ -334,11 +334,12 @@ def duplicate_note(first: Sending) -> str:
 SETTLED_STATUSES = tuple(sorted(s.value for s in SETTLED))
 
 
-def ledger_entry(store: Store, message_id: str, environment: str) -> tuple[Sending | None, list[Receipt] | None]:
+async def ledger_entry(store: Store, message_id: str, environment: str
+                       ) -> tuple[Sending | None, list[Receipt] | None]:
     """The ledger's row of a sending (of any provider) and, when it is a settled PEC Massiva sending, its kept
     receipts too (for :meth:`PecSender.status`): one round trip where a settled sending would take two."""
-    return store.sending_and_receipts(message_id, environment=environment, provider=ACCOUNT,
-                                      statuses=SETTLED_STATUSES)
+    return await store.fetch(store.sending_with_receipts(message_id, environment=environment, provider=ACCOUNT,
+                                                         statuses=SETTLED_STATUSES))
 
 
 @dataclass(frozen=True)

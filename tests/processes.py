@@ -1,7 +1,7 @@
-"""Real processes for the tests: ``pec-mcp simulate`` on a port it picks itself, with what it printed on start
-read back; and stopping any process the tests started.
+"""Real processes for the tests: ``pec-mcp simulate`` and ``pec-mcp serve --transport http`` on ports they pick
+themselves, with what they printed on start read back; and stopping any process the tests started.
 
-``--port 0`` leaves the choice of port to the simulator, which binds it before anything else; a port chosen here
+``--port 0`` leaves the choice of port to the command, which binds it before anything else; a port chosen here
 and released before the process binds it could be taken meanwhile, by the simulator's own mail servers too.
 """
 
@@ -24,6 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 START_SECONDS = 60  # a cold start on a loaded machine
 HTTP_LINE = re.compile(r"pec-mcp simulator on (http://\S+) ")
 MAIL_LINE = "PEC mail provider on"  # printed once the SMTP and IMAP servers accept connections
+SERVING_LINE = re.compile(r"pec-mcp serving MCP on http://127\.0\.0\.1:(\d+)/mcp")
+
+
+def serving_port(printed: str) -> int | None:
+    """The port a ``serve --transport http --port 0`` process said it serves on, once it said it."""
+    found = SERVING_LINE.search(printed)
+    return int(found.group(1)) if found else None
 
 
 @dataclass(frozen=True)

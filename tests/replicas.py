@@ -1,4 +1,6 @@
-"""Real replicas for the tests: ``pec-mcp serve --transport http`` processes on free loopback ports, one store.
+"""Real replicas for the tests: ``pec-mcp serve --transport http --port 0`` processes, one store. Each binds a free
+loopback port itself and prints it; a port chosen here and released before the process bound it could be taken
+meanwhile.
 
 The replicas talk to one ``pec-mcp simulate`` process (the sandbox environment pointed at it), so that what one
 replica sends, another can follow. A client reaches them through :class:`RoundRobin`, a transport that sends each
@@ -12,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,7 +28,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from pec_mcp.simulator import credentials as sim
-from tests.bulk.test_bulk_processes import free_port, server_env
+from tests.bulk.test_bulk_processes import server_env
+from tests.processes import serving_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,8 +71,8 @@ def migrate(env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
 @dataclass
 class Replica:
     process: subprocess.Popen[bytes]
-    port: int
     log: Path
+    port: int = 0  # known once it printed where it serves (wait_ready)
 
     @property
     def url(self) -> str:
@@ -89,23 +93,28 @@ class Replica:
 
 
 def start_replica(env: Mapping[str, str], folder: Path) -> Replica:
-    port = free_port()
-    log = folder / f"replica-{port}.log"
+    log = Path(tempfile.mkstemp(prefix="replica-", suffix=".log", dir=folder)[1])
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "pec_mcp", "serve", "--transport", "http", "--port",
-                                    str(port)], cwd=ROOT, env=dict(env), stderr=out, stdout=subprocess.DEVNULL)
-    return Replica(process, port, log)
+        process = subprocess.Popen([sys.executable, "-m", "pec_mcp", "serve", "--transport", "http", "--port", "0"],
+                                   cwd=ROOT, env=dict(env), stderr=out, stdout=subprocess.DEVNULL)
+    return Replica(process, log)
 
 
 READY_WITHIN = 120.0  # seconds for a replica to start answering, on a loaded machine
 
 
 async def wait_ready(replica: Replica) -> None:
-    """Until the replica answers HTTP (any status: /mcp wants a token); fails if the process exits first."""
+    """Until the replica said where it serves and answers HTTP there (any status: /mcp wants a token); fails if the
+    process exits first."""
     with anyio.fail_after(READY_WITHIN):
         while True:
             if replica.process.poll() is not None:
                 raise AssertionError(f"replica exited {replica.process.returncode}: {replica.log.read_text()}")
+            if not replica.port:
+                replica.port = serving_port(replica.log.read_text()) or 0
+                if not replica.port:
+                    await anyio.sleep(0.05)
+                    continue
             try:
                 async with httpx.AsyncClient() as http:
                     await http.get(f"http://127.0.0.1:{replica.port}/mcp")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,18 @@ def test_check_config_warns_about_a_config_file_readable_by_others(tmp_path: Pat
     done = run_cli(tmp_path, "check-config", "--config", str(config))
     assert done.returncode == 0
     assert f"chmod 600 {config}" in done.stderr and SECRET not in done.stdout + done.stderr
+
+
+def test_serving_http_on_a_port_in_use_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli(tmp_path, "serve", "--transport", "http", "--port", str(port))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"serve cannot listen on 127.0.0.1:{port}" in lines[0], done.stderr
+    assert "--port 0 for a free one" in lines[0]
 
 
 def test_serving_http_beyond_loopback_without_a_token_is_refused(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from pec_mcp.errors import ConfigError
@@ -147,7 +148,10 @@ def test_sendings_are_found_by_recipient_part_subject_words_and_date(store: Stor
     _begin(store, key="c", recipients=["x_y@pec.it"], subject="100% pagato")
 
     def subjects(**kw: Any) -> list[str]:
-        return [s.subject for s in store.find_sendings(**kw)]
+        read = store.sendings_found(**kw)
+        found = store.run(read)
+        assert anyio.run(store.fetch, read) == found  # the same read, whether it blocks or is awaited
+        return [s.subject for s in found]
 
     assert subjects(recipient="ROSSI") == ["Diffida ad adempiere"]
     assert subjects(recipient="legalmail.it") == ["Diffida ad adempiere"]
@@ -403,9 +407,12 @@ def test_a_sending_and_its_receipts_read_together_are_what_the_two_reads_give(st
     store.mark_receipts_deleted(**where, dedup_keys=None)
     settled = ("delivered", "not_accepted")
 
-    def together(**kwargs: object) -> tuple[object, object]:
-        return store.sending_and_receipts("m1", **{"environment": "offline", "provider": "pecmassiva",
-                                                   "statuses": settled, **kwargs})  # type: ignore[arg-type]
+    def together(message_id: str = "m1", **kwargs: object) -> tuple[object, object]:
+        read = store.sending_with_receipts(message_id, **{"environment": "offline", "provider": "pecmassiva",
+                                                          "statuses": settled, **kwargs})  # type: ignore[arg-type]
+        now, awaited = store.run(read), anyio.run(store.fetch, read)
+        assert now == awaited  # the same read, whether it blocks or is awaited
+        return now
 
     assert together() == (store.sending_by_message_id("m1", environment="offline"), None)  # not settled: not read
     store.update_delivery(newest, "delivered", "delivered to 1 of 1")
@@ -415,8 +422,7 @@ def test_a_sending_and_its_receipts_read_together_are_what_the_two_reads_give(st
     assert receipts[1].raw == b"signed bytes" and receipts[1].deleted_at == T0 + 1  # type: ignore[index]
     assert together(provider="imap") == (row, None)
     assert together(statuses=()) == (row, None)
-    assert store.sending_and_receipts("m2", environment="offline", provider="pecmassiva",
-                                      statuses=settled) == (None, None)
+    assert together("m2") == (None, None)
 
 
 def test_a_send_slot_held_by_a_process_that_died_frees_up_after_the_hold(store_location: str) -> None:

@@ -26,7 +26,7 @@ from pec_mcp.jobs.store import CANCELLED_REASON, Claim, FollowTarget, Job, JobSt
 from pec_mcp.paths import MB
 from pec_mcp.receipts import RecipientState
 from pec_mcp.sending import PecMessage, load_attachments, message_size
-from pec_mcp.store import Store
+from pec_mcp.store import Store, unavailable
 
 log = logging.getLogger("pec_mcp.jobs")
 
@@ -103,9 +103,8 @@ class JobRunner:
         self._wake = anyio.Event()
 
     async def run(self) -> None:
-        self.jobs.heartbeat(self.owner)
+        await self._start()
         try:
-            self.recover()
             async with anyio.create_task_group() as tg:
                 for account in self.accounts:
                     for _ in range(self.workers):
@@ -114,14 +113,29 @@ class JobRunner:
                 tg.start_soon(self._housekeeping)
         finally:
             # A clean stop: the requests this runner held are settled, so others need not wait for its lease.
-            self.jobs.forget_runner(self.owner)
+            try:
+                self.jobs.forget_runner(self.owner)
+            except Exception:
+                log.warning("the bulk job runner stopped without the store: other runners wait for its lease")
+
+    async def _start(self) -> None:
+        """Announce this runner and settle what a dead one left. While the store cannot be used (a database
+        outage as the server starts), try again: the server goes on serving, and the jobs wait for the store."""
+        while True:
+            try:
+                self.jobs.heartbeat(self.owner)
+                self.recover()
+                return
+            except Exception as exc:
+                _failed(f"the bulk job runner cannot start yet; it tries again in {IDLE:.0f} s", exc)
+            await self.sleep(IDLE)
 
     async def _send_loop(self, account: str) -> None:
         while True:
             try:
                 busy = await self.send_next(account)
-            except Exception:
-                log.exception("the bulk job runner met an unexpected problem; it carries on")
+            except Exception as exc:
+                _failed("the bulk job runner met a problem; it carries on", exc)
                 busy = False
             if not busy:
                 await self._nap(IDLE)
@@ -131,8 +145,8 @@ class JobRunner:
             try:
                 await self.follow_due(account)
                 due = self.jobs.next_followup_at(self.settings.env, account)
-            except Exception:
-                log.exception("the receipt follow-up met an unexpected problem; it carries on")
+            except Exception as exc:
+                _failed("the receipt follow-up met a problem; it carries on", exc)
                 due = None
             wait = IDLE if due is None else min(max(due - self.now(), 0.05), self.policy.interval)
             await self._nap(wait)
@@ -147,8 +161,8 @@ class JobRunner:
                 try:
                     self.jobs.heartbeat(self.owner)
                     self.recover()
-                except Exception:
-                    log.exception("job runner housekeeping failed; it carries on")
+                except Exception as exc:
+                    _failed("job runner housekeeping failed; it carries on", exc)
 
     async def _nap(self, seconds: float) -> None:
         event = self._wake
@@ -341,3 +355,13 @@ class JobRunner:
         self._next_read[account] = start + 1.0 / self.policy.reads_per_second
         if start > now:
             await self.sleep(start - now)
+
+
+def _failed(what: str, exc: Exception) -> None:
+    """A loop of the runner met an error and carries on: the store's database away is one line with its reason
+    (each loop says it once a second until the database is back); anything else is logged with its traceback."""
+    reason = unavailable(exc)
+    if reason is None:
+        log.error("%s", what, exc_info=exc)
+    else:
+        log.warning("%s: the store's database could not be used (%s)", what, reason)

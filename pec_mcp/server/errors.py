@@ -16,9 +16,15 @@ from pydantic import ValidationError
 
 from pec_mcp.errors import NotFound, PecError
 from pec_mcp.redaction import Redactor
+from pec_mcp.store import unavailable
 
 log = logging.getLogger("pec_mcp.server")
 
+STORE_AWAY = (
+    "The ledger's database could not be used ({reason}). Retrying later may help. If this call was a send, do not "
+    "send it again: once the database answers, find_pec_sendings shows whether it left (every send is recorded "
+    "before it leaves)."
+)
 UNEXPECTED = (
     "pec-mcp met an unexpected internal problem ({kind}). Nothing more is known here; the server's log has the "
     "details. If this was a send, check find_pec_sendings before sending again."
@@ -35,8 +41,7 @@ def tool_errors(redactor: Redactor) -> Iterator[None]:
     except PecError as exc:
         raise ToolError(redactor(exc.explain())) from None
     except Exception as exc:
-        log.exception("unexpected error in a tool")
-        raise ToolError(UNEXPECTED.format(kind=type(exc).__name__)) from None
+        raise ToolError(redactor(_unexpected(exc, "a tool"))) from None
 
 
 @contextmanager
@@ -51,8 +56,18 @@ def resource_errors(redactor: Redactor) -> Iterator[None]:
     except PecError as exc:
         raise ResourceError(redactor(exc.explain())) from None
     except Exception as exc:
-        log.exception("unexpected error in a resource")
-        raise ResourceError(UNEXPECTED.format(kind=type(exc).__name__)) from None
+        raise ResourceError(redactor(_unexpected(exc, "a resource"))) from None
+
+
+def _unexpected(exc: Exception, where: str) -> str:
+    """What to say of an error no part of pec-mcp raised on purpose: the store's database not answering, by name;
+    anything else, logged with its traceback."""
+    reason = unavailable(exc)
+    if reason is not None:
+        log.warning("the store's database could not be used in %s: %s", where, reason)
+        return STORE_AWAY.format(reason=reason)
+    log.exception("unexpected error in %s", where)
+    return UNEXPECTED.format(kind=type(exc).__name__)
 
 
 # -- arguments the SDK refused before the tool ran -------------------------------------------------------------------

@@ -3,6 +3,11 @@
 SQLite (one local file, WAL) is the embedded default; PostgreSQL (``store.url``) lets any number of replicas share
 one database. The SQL here is written once for both; each backend module adapts the little that differs.
 
+Store calls are synchronous: their short transactions run on the event loop and in worker threads alike. The reads
+a tool call answers from are also :class:`Read` values, which a tool awaits with :meth:`Store.fetch`: on PostgreSQL
+the reads that concurrent calls ask for in the same turn of the event loop then share one round trip, instead of
+each blocking the loop for its own.
+
 The ledger is what makes "never sent twice" hold: a row is written before a request goes out and moves through
 ``queued -> sending -> sent | failed | unknown``. ``sending`` means the request may be on the wire; a process that
 dies there leaves the row ``sending``, and the next start turns it into ``unknown``, never into a retry.
@@ -21,13 +26,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 
@@ -538,6 +544,19 @@ class AuditView:
         return f"{clause} AND ({mine} OR (account IS NULL AND {of_none}))", [*args, *accounts, *accountless]
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Read(Generic[T]):
+    """One statement that only reads, and what its rows become: run now (:meth:`Store.run`) or awaited
+    (:meth:`Store.fetch`)."""
+
+    sql: str
+    args: tuple[Any, ...]
+    result: Callable[[list[Any]], T]
+
+
 def one_of(column: str, values: Collection[str]) -> tuple[str, list[str]]:
     """``column IN (?, ...)`` and its values; an empty collection matches no row (SQL has no empty IN list)."""
     ordered = sorted(values)
@@ -596,6 +615,17 @@ class Store:
         (the hot reads of a tool call); on SQLite in one transaction."""
         opened: AbstractContextManager[Db] = self.backend.reading()
         return opened
+
+    def run(self, read: Read[T]) -> T:
+        """A read, now (it blocks while the database answers)."""
+        with self.reading() as db:
+            return read.result(db.execute(read.sql, read.args).fetchall())
+
+    async def fetch(self, read: Read[T]) -> T:
+        """A read, awaited: on PostgreSQL the reads that the tasks of an event loop ask for in the same turn go
+        to the database together, in one round trip (see :class:`~pec_mcp.store.postgres.ReadBatches`); on SQLite
+        a local read, done now."""
+        return read.result(await self.backend.fetch(read.sql, read.args))
 
     def standalone(self) -> AbstractContextManager[Db]:
         """For writes that each stand on their own (no read-modify-write across statements): on PostgreSQL each
@@ -813,7 +843,11 @@ class Store:
             row = db.execute(query + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return _sending(row) if row else None
 
-    def find_sendings(
+    def find_sendings(self, **filters: Any) -> list[Sending]:
+        """:meth:`sendings_found`, read now."""
+        return self.run(self.sendings_found(**filters))
+
+    def sendings_found(
         self,
         *,
         provider: str | None = None,
@@ -825,7 +859,7 @@ class Store:
         limit: int = 20,
         providers: Sequence[str] = (),
         accounts: Collection[str] | None = None,
-    ) -> list[Sending]:
+    ) -> Read[list[Sending]]:
         """Recent sendings, newest first, filtered by provider (or any of ``providers``), environment (None: all),
         account, recipient (exact or partial), subject words, date, and the accounts a user may see (None:
         all)."""
@@ -854,9 +888,7 @@ class Store:
             clauses.append(clause)
             args.extend(values)
         sql = f"SELECT s.* FROM sendings s WHERE {' AND '.join(clauses)} ORDER BY s.id DESC LIMIT ?"
-        with self.reading() as db:
-            rows = db.execute(sql, (*args, limit)).fetchall()
-        return [_sending(r) for r in rows]
+        return Read(sql, (*args, limit), _sendings)
 
     # -- the audit trail ---------------------------------------------------------------------------------------
 
@@ -990,9 +1022,9 @@ class Store:
             ).fetchall()
         return [_receipt(r) for r in rows]
 
-    def sending_and_receipts(
+    def sending_with_receipts(
         self, message_id: str, *, environment: str, provider: str, statuses: Collection[str]
-    ) -> tuple[Sending | None, list[Receipt] | None]:
+    ) -> Read[tuple[Sending | None, list[Receipt] | None]]:
         """The newest sending with this message_id in this environment (of any provider) and, in the same round
         trip, every receipt the ledger keeps for it when it was made through ``provider`` and its delivery status
         is one of ``statuses``; otherwise the receipts are None (not read).
@@ -1000,19 +1032,19 @@ class Store:
         What :meth:`sending_by_message_id` then :meth:`receipts_of` would give, in one statement instead of two:
         the sending is read once, not once per receipt as a join would repeat it.
         """
-        if not statuses:
-            return self.sending_by_message_id(message_id, environment=environment), None
         settled, values = one_of("s.delivery_status", statuses)
-        with self.reading() as db:
-            rows = db.execute(_SENDING_AND_RECEIPTS.format(settled=settled),
-                              (message_id, environment, provider, *values)).fetchall()
-        if not rows:
-            return None, None
-        width = len(_SENDING_COLUMNS) + 1
-        sending = _sending_from(dict(zip(_SENDING_COLUMNS, rows[0][1:width], strict=True)))
-        if sending.provider != provider or sending.delivery_status not in statuses:
-            return sending, None
-        return sending, [Receipt(*row[width:width + len(_RECEIPT_COLUMNS)]) for row in rows[1:]]
+
+        def parts(rows: list[Any]) -> tuple[Sending | None, list[Receipt] | None]:
+            if not rows:
+                return None, None
+            width = len(_SENDING_COLUMNS) + 1
+            sending = _sending_from(dict(zip(_SENDING_COLUMNS, rows[0][1:width], strict=True)))
+            if sending.provider != provider or sending.delivery_status not in statuses:
+                return sending, None
+            return sending, [Receipt(*row[width:width + len(_RECEIPT_COLUMNS)]) for row in rows[1:]]
+
+        return Read(_SENDING_AND_RECEIPTS.format(settled=settled), (message_id, environment, provider, *values),
+                    parts)
 
     def mark_receipts_deleted(
         self, *, environment: str, account: str, message_id: str, dedup_keys: Sequence[str] | None = None
@@ -1179,6 +1211,10 @@ def _set_slot_time(db: Any, name: str, at: float) -> None:
                (name, at, at))
 
 
+def _sendings(rows: list[Any]) -> list[Sending]:
+    return [_sending(r) for r in rows]
+
+
 def _sending(row: Any) -> Sending:
     return _sending_from(dict(zip(row.keys(), row, strict=True)))  # one pass; dict(row) looks up each name
 
@@ -1284,6 +1320,8 @@ class Backend(Protocol):
 
     def reading(self) -> AbstractContextManager[Any]: ...
 
+    async def fetch(self, sql: str, params: Sequence[Any], /) -> list[Any]: ...
+
     def standalone(self) -> AbstractContextManager[Any]: ...
     def migration_lock(self) -> AbstractContextManager[Any]: ...
     def schema_version(self, db: Any) -> int: ...
@@ -1295,6 +1333,22 @@ class Backend(Protocol):
 
 def is_database_url(location: Path | str) -> bool:
     return str(location).lower().startswith(("postgresql://", "postgres://"))
+
+
+def unavailable(exc: BaseException) -> str | None:
+    """Why the store could not be used, when ``exc`` is its database not answering (PostgreSQL away or a connection
+    lost, the SQLite file locked by another process too long, a full disk); None for any other error.
+
+    The store lets its driver's errors through, so that a send interrupted by one is settled as any interruption
+    is (``unknown`` when its request may have left); this names them for the person who reads the error.
+    """
+    from pec_mcp.store import sqlite
+
+    reason = sqlite.did_not_answer(exc)
+    postgres = sys.modules.get("pec_mcp.store.postgres")  # loaded only with a store.url: else none of its errors
+    if reason is None and postgres is not None:
+        reason = postgres.did_not_answer(exc)
+    return reason
 
 
 def open_backend(location: Path | str) -> Backend:

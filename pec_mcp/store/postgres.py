@@ -11,14 +11,18 @@ that dies holding it releases it with its connection.
 
 psycopg 3 with its pool: the store is synchronous (its short transactions are called from the event loop and
 from worker threads alike), and psycopg offers the same connection API in sync and async forms, LISTEN/NOTIFY,
-and a maintained pool.
+pipeline mode and a maintained pool. Awaited reads (:class:`ReadBatches`) use pipeline mode to send the reads of
+one turn of the event loop together, on one of the pool's connections.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -121,6 +125,54 @@ def sync_identities(db: Any) -> None:
                                      COALESCE((SELECT MAX("{column}") FROM "{table}"), 0) + 1, false)""")
 
 
+class DatabaseAway(psycopg.OperationalError):
+    """The database did not answer the last time a connection was asked for, moments ago: not asked again yet."""
+
+
+class Outage:
+    """The pool's connections, handed out with a memory of an outage.
+
+    A store call blocks its thread (often the event loop) while it waits for a connection, up to
+    ``CONNECT_TIMEOUT``. Once a call has waited that long for nothing, the database is away: the calls that follow
+    fail at once with the same reason, and one call every ``RETRY_EVERY`` seconds asks the pool again, waiting at
+    most ``RETRY_WAIT``. A replica whose database is away so goes on answering (its tool calls say the database
+    could not be used) instead of stalling for seconds at every call, and its job runner waits without holding the
+    event loop. The pool reconnects in the background meanwhile; the first connection handed out ends the outage.
+    A connection found broken (a database restarted) is not an outage: the pool gives the next call a new one.
+    """
+
+    RETRY_EVERY = 1.0
+    RETRY_WAIT = 0.5
+
+    def __init__(self, pool: ConnectionPool, clock: Callable[[], float] = time.monotonic) -> None:
+        self.pool = pool
+        self.clock = clock
+        self.reason: str | None = None  # why the database is away; None while it answers
+        self.since = 0.0  # when the outage began
+        self.asked_at = 0.0
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of the pool, as ``pool.connection()`` gives it; DatabaseAway during an outage."""
+        timeout: float = CONNECT_TIMEOUT
+        if self.reason is not None:
+            if self.clock() - self.asked_at < self.RETRY_EVERY:
+                raise DatabaseAway(f"no answer for {self.clock() - self.since:.0f} s: {self.reason}")
+            timeout = self.RETRY_WAIT
+        self.asked_at = self.clock()
+        handed = False
+        try:
+            with self.pool.connection(timeout=timeout) as connection:
+                handed, self.reason = True, None
+                yield connection
+        except PoolTimeout as exc:
+            if not handed:  # no connection within the timeout: the database is away
+                if self.reason is None:
+                    self.since = self.asked_at
+                self.reason = _reason(exc)
+            raise
+
+
 class _Db:
     """One connection inside a transaction, with the ``execute`` / ``executemany`` the store's SQL expects."""
 
@@ -138,6 +190,14 @@ class _Db:
         if rows:
             cursor.executemany(translate(sql), rows)
         return cursor
+
+
+def did_not_answer(exc: BaseException) -> str | None:
+    """Why the database could not be used, when that is what ``exc`` says (the server away, a connection lost, no
+    connection free within the timeout); None for any other error."""
+    if isinstance(exc, PoolTimeout | psycopg.OperationalError):
+        return _reason(exc)
+    return None
 
 
 def _reason(exc: BaseException) -> str:
@@ -177,6 +237,12 @@ class PostgresBackend:
         except PoolTimeout:
             raise ConfigError(f"Cannot reach the PostgreSQL store at {self.shown}: no connection within "
                               f"{CONNECT_TIMEOUT * 2} s") from None
+        self.outage = Outage(self.pool)
+        self.batches = ReadBatches(self.outage)
+
+    async def fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """A read, awaited: the reads asked for in the same turn of the event loop share one round trip."""
+        return await self.batches.fetch(translate(sql), tuple(params))
 
     def describe(self) -> str:
         return f"store.url ({self.shown})"
@@ -187,7 +253,7 @@ class PostgresBackend:
     @contextmanager
     def transaction(self, *, immediate: bool = False, lock: str | None = None) -> Iterator[_Db]:
         """One transaction: committed when the block ends, rolled back on an exception."""
-        with self.pool.connection() as connection, connection.transaction():
+        with self.outage.connection() as connection, connection.transaction():
             db = _Db(connection)
             if immediate and lock is not None:
                 db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (lock,))
@@ -207,7 +273,7 @@ class PostgresBackend:
     @contextmanager
     def standalone(self) -> Iterator[_Db]:
         """Statements that each commit on their own (autocommit): one round trip each, no BEGIN and COMMIT."""
-        with self.pool.connection() as connection:
+        with self.outage.connection() as connection:
             yield _Db(connection)
 
     @contextmanager
@@ -243,3 +309,80 @@ class PostgresBackend:
 
 
 _FORMATS = {"day": "YYYY-MM-DD", "month": "YYYY-MM"}
+
+
+class ReadBatches:
+    """The reads that an event loop's tasks ask for in the same turn, sent to PostgreSQL in one round trip.
+
+    A read made on the event loop blocks it until the database answers: a replica under load would wait once per
+    tool call. Here each read waits on a future; the first one of a turn schedules a flush at the end of that turn,
+    which sends every read then pending on one connection in pipeline mode (statements, then one Sync) and hands
+    each task its own rows. Under load the requests that arrived while the loop waited reach their reads together,
+    so the wait is shared; alone, a read costs what it did (one statement, one round trip).
+    """
+
+    def __init__(self, outage: Outage) -> None:
+        self.outage = outage
+        self.pending: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+
+    async def fetch(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Row]] = loop.create_future()
+        waiting = self.pending.setdefault(loop, [])
+        waiting.append(_Pending(sql, params, future))
+        if len(waiting) == 1:
+            loop.call_soon(self.flush, loop)
+        return await future
+
+    def flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = [read for read in self.pending.pop(loop, []) if not read.future.done()]  # not a cancelled task's
+        if not batch:
+            return
+        try:
+            with self.outage.connection() as connection:
+                results = _run_together(connection, batch) if len(batch) > 1 else [_run_one(connection, batch[0])]
+        except (PoolTimeout, psycopg.OperationalError) as exc:  # the database is away: every read fails alike
+            for read in batch:
+                read.settle(exc)
+        except Exception as exc:  # a statement failed; in a pipeline, the ones after it were not run
+            if len(batch) == 1:
+                batch[0].settle(exc)
+            else:
+                self.flush_each(batch)
+        else:
+            for read, rows in zip(batch, results, strict=True):
+                read.settle(rows)
+
+    def flush_each(self, batch: list[_Pending]) -> None:
+        """Each read on its own, with its own result or error."""
+        for read in batch:
+            try:
+                with self.outage.connection() as connection:
+                    read.settle(_run_one(connection, read))
+            except Exception as exc:  # handed to the task that asked for this read
+                read.settle(exc)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    sql: str
+    params: tuple[Any, ...]
+    future: asyncio.Future[list[Row]]
+
+    def settle(self, result: list[Row] | BaseException) -> None:
+        if self.future.done():  # cancelled while the database answered
+            return
+        if isinstance(result, BaseException):
+            self.future.set_exception(result)
+        else:
+            self.future.set_result(result)
+
+
+def _run_one(connection: psycopg.Connection[Any], read: _Pending) -> list[Row]:
+    return connection.cursor(row_factory=_rows).execute(read.sql, read.params).fetchall()
+
+
+def _run_together(connection: psycopg.Connection[Any], batch: list[_Pending]) -> list[list[Row]]:
+    with connection.pipeline():
+        cursors = [connection.cursor(row_factory=_rows).execute(read.sql, read.params) for read in batch]
+    return [cursor.fetchall() for cursor in cursors]

@@ -8,13 +8,27 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pec_mcp.errors import ConfigError
 from pec_mcp.store.file import check_store_path, prepare_store_file
+
+# What sqlite3 says when the file cannot be used right now, as against a fault in a statement (also an
+# OperationalError there): another process holds the write lock past the timeout, a full disk, a file it may not
+# write, a disk failing.
+_UNAVAILABLE = ("database is locked", "database or disk is full", "readonly database", "disk i/o error",
+                "unable to open database file")
+
+
+def did_not_answer(exc: BaseException) -> str | None:
+    """Why the store file could not be used, when that is what ``exc`` says; None for any other error."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and any(s in text.lower() for s in _UNAVAILABLE):
+        return text
+    return None
 
 
 class SqliteBackend:
@@ -63,6 +77,12 @@ class SqliteBackend:
         """Statements that only read, in one transaction (one snapshot of the file; it costs no round trip)."""
         with self.transaction() as db:
             yield db
+
+    async def fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """A read, done now: a local file has no round trip to share."""
+        with self.reading() as db:
+            rows: list[Any] = db.execute(sql, params).fetchall()
+            return rows
 
     @contextmanager
     def standalone(self) -> Iterator[Any]:

@@ -26,7 +26,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.processes import stop_process
+from tests.processes import serving_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "browser-test-token-5f0e2a"
@@ -51,12 +51,6 @@ def chromium_path() -> str:
         missing("chromium is not installed (apt-get install chromium)")
     assert found is not None
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -115,17 +109,21 @@ def _config(folder: Path) -> Path:
     return config
 
 
-def _wait_for(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_for(process: subprocess.Popen[bytes], log: Path) -> int:
+    """The port the server said it serves on, once it accepts connections there."""
     deadline = time.monotonic() + 90  # a loaded machine (six test suites at once) starts slowly
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
+        port = serving_port(log.read_text())
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
+            if port:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return port
         except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("the server did not start listening")
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the server did not start listening: {log.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -133,16 +131,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The server, with three PEC sent through it and their receipts read once they arrived."""
     chromium_path()
     folder = tmp_path_factory.mktemp("served")
-    port = free_port()
     env = {"HOME": str(folder), "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT),
            "PEC_MCP_HTTP__AUTH_TOKEN": TOKEN}
     log = folder / "server.log"
     with log.open("wb") as err:
-        process = subprocess.Popen([sys.executable, "-m", "pec_mcp", "serve", "--transport", "http", "--port",
-                                    str(port), "--config", str(_config(folder))], env=env, cwd=folder,
+        process = subprocess.Popen([sys.executable, "-m", "pec_mcp", "serve", "--transport", "http", "--port", "0",
+                                    "--config", str(_config(folder))], env=env, cwd=folder,
                                    stdout=subprocess.DEVNULL, stderr=err)
     try:
-        _wait_for(port, process, log)
+        port = _wait_for(process, log)
         served = Served(f"http://127.0.0.1:{port}", folder)
         _seed(served)
         yield served

@@ -19,12 +19,14 @@ REAL, FORGED = "ufficio@pec.esempio.it", "forged-controparte@pec.esempio.it"
 
 
 async def receipts_until(client: Any, message_id: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    with anyio.fail_after(30):
+    answer: dict[str, Any] = {}
+    with anyio.move_on_after(30):
         while True:
             answer = await call(client, "get_pec_receipts", {"message_id": message_id})
             if done(answer):
                 return answer
             await anyio.sleep(0.2)
+    raise AssertionError(f"the receipts did not settle within 30 s; the last answer: {json.dumps(answer)}")
 
 
 async def test_a_pec_from_the_offline_mailbox_is_delivered_with_verified_receipts_and_a_forgery_is_refused(
@@ -57,6 +59,25 @@ async def test_a_pec_from_the_offline_mailbox_is_delivered_with_verified_receipt
     assert "signature is invalid" in answer["note"] and FORGED in answer["note"]
     assert inbox["total"] >= 3 and found["sendings"][0]["message_id"] == sent["message_id"]
 
+
+async def test_a_pending_sending_is_answered_from_a_fresh_read_of_the_mailbox_without_the_follower(
+        connect: Any, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The background follower usually brings receipts in as they arrive; without it (an announcement missed),
+    get_pec_receipts still reads the mailbox again within seconds while the sending waits for receipts, instead of
+    answering from the index for up to its usual minute."""
+
+    async def no_follower(mail: Any) -> None:
+        return None
+
+    monkeypatch.setattr("pec_mcp.server.state.follow_mailbox", no_follower)
+    # Delivered 1.5 s after sending: the first answer, read at once, finds the mailbox without the receipt.
+    async with connect(make_settings(simulator={"delivery_delay": 1.5})) as client:
+        sent = await call(client, "send_pec", {
+            "account": OFFLINE_ACCOUNT, "recipients": [REAL], "subject": "Sollecito", "body": "Testo.",
+            "idempotency_key": "sollecito-1", "confirm": True})
+        answer = await receipts_until(client, sent["message_id"],
+                                      lambda a: a["recipients"][0]["state"] == "delivered")
+    assert answer["status"] == "delivered"
 
 
 async def test_the_receipts_of_a_mailbox_sending_are_deleted_on_the_server_and_kept_in_the_ledger(

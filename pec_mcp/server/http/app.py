@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import sys
 from collections.abc import Callable
 
 from mcp.server.transport_security import TransportSecuritySettings
@@ -176,12 +177,19 @@ def preflight(settings: Settings, *, replica: bool) -> None:
 
 
 def serve_http(settings: Settings, *, host: str, port: int, built: Callable[[], None] = lambda: None) -> None:
-    """Build the app, check the store, call ``built`` (the server is whole: start-up is over) and serve."""
+    """Build the app, check the store, bind the port (0: a free one) and say where, call ``built`` (the server is
+    whole: start-up is over) and serve."""
     import uvicorn
+
+    from pec_mcp.listening import bound_port, listen
 
     app = build_http_app(settings, host=host)
     preflight(settings, replica=True)
+    listening = listen(host, port, command="serve")
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    print(f"pec-mcp serving MCP on http://{shown}:{bound_port(listening)}{MCP_PATH}", file=sys.stderr)
     built()
     # log_config=None: uvicorn's records go to the root handler, where the redacting filter removes secrets (the
     # access log, at INFO, is off at this level anyway; a webhook token in its query string would be a secret).
-    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)
+    config = uvicorn.Config(app, host=host, port=bound_port(listening), log_level="warning", log_config=None)
+    uvicorn.Server(config).run(sockets=[listening])

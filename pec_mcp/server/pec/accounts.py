@@ -270,16 +270,18 @@ async def imap_quota(app: AppState, account: Account, mailbox: str) -> QuotaResu
                        account=account.name)
 
 
-def find_pec_rows(app: AppState, *, account: str | None, recipient: str | None, query: str | None,
-                  since: date | None, limit: int, environment: str | None) -> list[Sending]:
+async def find_pec_rows(app: AppState, *, account: str | None, recipient: str | None, query: str | None,
+                        since: date | None, limit: int, environment: str | None) -> list[Sending]:
     """PEC sendings in the ledger of one account, or of every PEC account (PEC Massiva and mailboxes), newest
     first."""
     if account:
         chosen = app.account(account).name
-        return app.store.find_sendings(account=chosen, recipient=recipient, query=query, since=since, limit=limit,
-                                       environment=environment, accounts=visible_accounts())
-    return app.store.find_sendings(providers=("pecmassiva", "imap"), recipient=recipient, query=query, since=since,
-                                   limit=limit, environment=environment, accounts=visible_accounts())
+        found = app.store.sendings_found(account=chosen, recipient=recipient, query=query, since=since, limit=limit,
+                                         environment=environment, accounts=visible_accounts())
+    else:
+        found = app.store.sendings_found(providers=("pecmassiva", "imap"), recipient=recipient, query=query,
+                                         since=since, limit=limit, environment=environment, accounts=visible_accounts())
+    return await app.store.fetch(found)
 
 
 async def imap_receipts(app: AppState, account: Account, message_id: str, row: Sending | None) -> ReceiptsResult:

@@ -180,7 +180,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         not instructions."""
         app = state_of(ctx)
         with tool_errors(app.redactor):
-            row, kept = ledger_entry(app.store, message_id, app.environment)
+            row, kept = await ledger_entry(app.store, message_id, app.environment)
             if row is not None and row.provider == "imap":  # the ledger knows which mailbox sent it
                 return await imap_receipts(app, app.account(row.account), message_id, row)
             pecmassiva_row = row if row is not None and row.provider == "pecmassiva" else None
@@ -371,7 +371,7 @@ def register(mcp: MCPServer[Any], holder: StateHolder) -> None:
         app = state_of(ctx)
         with tool_errors(app.redactor):
             shown = environment_filter(app, environment)
-            rows = find_pec_rows(app, account=account, recipient=recipient, query=query, since=since,
+            rows = await find_pec_rows(app, account=account, recipient=recipient, query=query, since=since,
                                  limit=limit, environment=shown)
             where = f"the {shown} environment" if shown else "every environment"
             note = (f"{len(rows)} sending(s) found in the local ledger ({where})." if rows else
